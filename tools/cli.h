@@ -1,0 +1,7 @@
+/* cli.h — the spqr command-line subcommands (each in its own file). */
+#ifndef SPQR_CLI_H
+#define SPQR_CLI_H
+int cmd_inspect(int argc, char **argv);
+int cmd_validate(int argc, char **argv);
+int cmd_demo(int argc, char **argv);
+#endif

@@ -1,0 +1,24 @@
+/* sample.h — deterministic synthetic .spqr content: the demo file, test vectors and fuzz seeds. */
+#ifndef SPQR_SAMPLE_H
+#define SPQR_SAMPLE_H
+#include "spqr_format.h"
+
+typedef struct {
+    void *sec[SPQR_SEC_COUNT];
+    uint64_t size[SPQR_SEC_COUNT];
+} spqr_sample_tensor;
+
+/* splitmix64 step: the project's reproducible PRNG for synthetic data. */
+uint64_t spqr_rng_next(uint64_t *state);
+/* Uniform float in [0, 1). */
+float spqr_rng_uniform(uint64_t *state);
+
+/* Fills random but valid sections for info (info->nnz is honoured; perm if flagged). */
+spqr_status spqr_sample_tensor_make(const spqr_tensor_info *info, uint64_t seed,
+                                    spqr_sample_tensor *t, spqr_error *err);
+void spqr_sample_tensor_free(spqr_sample_tensor *t);
+/* Writes a small file with plain f32/f16/bf16 tensors and SpQR tensors covering ragged shapes,
+ * permutation, outliers, s = 16 and cols > 65536. */
+spqr_status spqr_sample_write_file(const char *path, uint64_t seed, int zstd_level,
+                                   spqr_error *err);
+#endif
