@@ -112,6 +112,12 @@ uint16_t spqr_f32_to_bf16(float f);
  * stat = s2 * ((float)q - z2); weight = scale * ((float)q - zero). */
 float spqr_dequant_affine(float scale, float zero, uint32_t q);
 
+/* Dequantizes one tensor from its decoded sections (spec §7) into out (numel floats, original
+ * column order). The sections must satisfy the data rules R17, R18 and R20 (the reader and the
+ * writer check them). This is the one dequantization code path of the project. */
+void spqr_dequantize_sections(const spqr_tensor_info *info,
+                              const void *const sections[SPQR_SEC_COUNT], float *out);
+
 /* ---- metadata values ---- */
 typedef enum { SPQR_META_STR = 1, SPQR_META_I64 = 2, SPQR_META_F64 = 3 } spqr_meta_type;
 
