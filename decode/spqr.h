@@ -1,0 +1,56 @@
+/* spqr.h — the spqr runtime library (libspqr): load .spqr files and run their linear layers.
+ *
+ * Files are opened through the format library (spqr_format.h, included): memory-mapped, zero copy,
+ * structural checks on open and full checksum verification with SPQR_OPEN_VERIFY; tensors by name
+ * or index; metadata. A spqr_file is immutable after open: any number of threads may read it.
+ *
+ * CPU: fused decode-and-multiply for 1..16 vectors, multithreaded.
+ * GPU (when built with CUDA): upload tensors as they are stored, fused dense+sparse matvec/matmul
+ * for batch 1..16 with fp16 or bf16 activations (fp32 accumulation), and dequantize-to-fp16 for
+ * large batches through cuBLAS. Every function returns an error code; nothing prints or aborts. */
+#ifndef SPQR_H
+#define SPQR_H
+
+#include "spqr_format.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SPQR_MAX_BATCH 16
+
+/* ---- CPU ---- */
+/* Y[b][r] = Σ_c W[r][c] · X[b][c] for b < batch (1..16): X is batch x cols, Y batch x rows, fp32,
+ * in the original column order (the permutation is applied inside). nthreads <= 0: all cores. */
+spqr_status spqr_cpu_matmul(const spqr_file *f, size_t tensor, const float *X, int batch, float *Y,
+                            int nthreads, spqr_error *err);
+/* The dequantized tensor as fp16 (original order), rounded to nearest even from the exact fp32. */
+spqr_status spqr_cpu_dequantize_f16(const spqr_file *f, size_t tensor, uint16_t *out, spqr_error *err);
+
+/* ---- GPU ---- */
+typedef enum { SPQR_ACT_F16 = 1, SPQR_ACT_BF16 = 2 } spqr_act_type;
+typedef enum { SPQR_OUTLIERS_FUSED = 0, SPQR_OUTLIERS_CUSPARSE = 1 } spqr_outlier_path;
+typedef struct spqr_gpu_tensor spqr_gpu_tensor;
+
+/* SPQR_OK when a CUDA device is usable; SPQR_E_UNSUPPORTED without CUDA support or device. */
+spqr_status spqr_gpu_available(spqr_error *err);
+/* Copies an SpQR tensor's sections to the current device as they are stored (plus the outliers'
+ * fp32 corrections, computed on the device). */
+spqr_status spqr_gpu_upload(const spqr_file *f, size_t tensor, spqr_gpu_tensor **out, spqr_error *err);
+void spqr_gpu_free(spqr_gpu_tensor *t);
+/* Default SPQR_OUTLIERS_FUSED (measured faster; see bench/NOTES.md). */
+spqr_status spqr_gpu_set_outlier_path(spqr_gpu_tensor *t, spqr_outlier_path path, spqr_error *err);
+/* y = W x for batch 1..16: x device pointer batch x cols, y batch x rows, both of type act.
+ * stream: a cudaStream_t or NULL. */
+spqr_status spqr_gpu_matmul(spqr_gpu_tensor *t, const void *x, void *y, int batch, spqr_act_type act,
+                            void *stream, spqr_error *err);
+/* Dequantizes into w (device, rows x cols fp16, original column order) for cuBLAS GEMM. */
+spqr_status spqr_gpu_dequantize_f16(spqr_gpu_tensor *t, void *w, void *stream, spqr_error *err);
+/* Bytes the matmul must read from device memory for batch b (weights, statistics, outliers,
+ * permutation, x, y): the denominator of effective bandwidth. */
+uint64_t spqr_gpu_matmul_bytes(const spqr_gpu_tensor *t, int batch);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
