@@ -51,7 +51,8 @@ static void child(uint64_t rows, uint64_t cols, spqr_mode mode) {
 int main(int argc, char **argv) {
     const char *defaults[] = {"4096x4096", "4096x11008", "11008x4096"};
     int n = argc > 1 ? argc - 1 : 3;
-    printf("shape        mode   quantize   loss    peak RSS   inputs(W+H)  proxy loss  bits/par outliers\n");
+    printf("shape        mode   quantize   loss    peak RSS   inputs(W+H)  proxy loss  bits/par "
+           "outliers\n");
     for (int i = 0; i < n; i++) {
         unsigned long long r, c;
         if (sscanf(argc > 1 ? argv[i + 1] : defaults[i], "%llux%llu", &r, &c) != 2) return 2;

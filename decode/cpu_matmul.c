@@ -15,7 +15,9 @@
 #include <string.h>
 #include <unistd.h>
 
-static inline uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
+static inline uint16_t rd16(const uint8_t *p) {
+    return (uint16_t)(p[0] | (p[1] << 8));
+}
 static inline uint32_t rd32(const uint8_t *p) {
     return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
 }
@@ -60,8 +62,9 @@ typedef struct {
 } job_t;
 
 /* Dequantized statistics of (r, g), spec §7.2 step 1. */
-static inline void stats_of(const spqr_tensor_info *in, const uint8_t *sc, const uint8_t *zc, const uint8_t *s2,
-                            uint64_t groups, uint64_t sw, uint64_t r, uint64_t g, float *scale, float *zero) {
+static inline void stats_of(const spqr_tensor_info *in, const uint8_t *sc, const uint8_t *zc,
+                            const uint8_t *s2, uint64_t groups, uint64_t sw, uint64_t r, uint64_t g,
+                            float *scale, float *zero) {
     if (in->stat_bits == 16) {
         *scale = spqr_f16_to_f32(rd16(sc + 2 * (r * groups + g)));
         *zero = spqr_f16_to_f32(rd16(zc + 2 * (r * groups + g)));
@@ -113,7 +116,8 @@ static void *worker(void *arg) {
             uint64_t c = wide ? rd32(ci + 4 * (uint64_t)k) : rd16(ci + 2 * (uint64_t)k);
             float scale, zero;
             stats_of(in, sc, zc, s2, G, sw, r, c / beta2, &scale, &zero);
-            float delta = spqr_f16_to_f32(rd16(vals + 2 * (uint64_t)k)) - scale * ((float)q[c] - zero);
+            float delta =
+                spqr_f16_to_f32(rd16(vals + 2 * (uint64_t)k)) - scale * ((float)q[c] - zero);
             for (int b = 0; b < B; b++) acc[b] += (double)(delta * j->xp[(uint64_t)b * cols + c]);
         }
         for (int b = 0; b < B; b++) j->Y[(uint64_t)b * rows + r] = (float)acc[b];
@@ -122,23 +126,27 @@ static void *worker(void *arg) {
     return NULL;
 }
 
-spqr_status spqr_cpu_matmul(const spqr_file *f, size_t tensor, const float *X, int batch, float *Y, int nthreads,
-                            spqr_error *err) {
+spqr_status spqr_cpu_matmul(const spqr_file *f, size_t tensor, const float *X, int batch, float *Y,
+                            int nthreads, spqr_error *err) {
     if (tensor >= spqr_file_tensor_count(f))
-        return spqr_set_error(err, SPQR_E_NOTFOUND, 0, UINT64_MAX, "tensor index %zu out of range", tensor);
+        return spqr_set_error(err, SPQR_E_NOTFOUND, 0, UINT64_MAX, "tensor index %zu out of range",
+                              tensor);
     const spqr_tensor_info *in = spqr_file_tensor_info(f, tensor);
     if (in->kind != SPQR_KIND_SPQR)
         return spqr_set_error(err, SPQR_E_ARG, 0, UINT64_MAX, "tensor '%s' is not an SpQR tensor",
                               spqr_file_tensor_name(f, tensor));
     if (batch < 1 || batch > SPQR_MAX_BATCH)
-        return spqr_set_error(err, SPQR_E_ARG, 0, UINT64_MAX, "batch %d not in 1..%d", batch, SPQR_MAX_BATCH);
+        return spqr_set_error(err, SPQR_E_ARG, 0, UINT64_MAX, "batch %d not in 1..%d", batch,
+                              SPQR_MAX_BATCH);
     const uint64_t rows = in->dims[0], cols = in->dims[1], G = (cols + in->beta2 - 1) / in->beta2;
-    float *xp = malloc((uint64_t)batch * cols * sizeof *xp), *xsum = calloc((uint64_t)batch * G, sizeof *xsum);
+    float *xp = malloc((uint64_t)batch * cols * sizeof *xp),
+          *xsum = calloc((uint64_t)batch * G, sizeof *xsum);
     if (!xp || !xsum) {
         free(xp), free(xsum);
         return spqr_set_error(err, SPQR_E_NOMEM, 0, UINT64_MAX, "out of memory");
     }
-    const uint8_t *perm = (in->flags & SPQR_FLAG_PERM) ? spqr_file_section(f, tensor, SPQR_SEC_PERM, NULL) : NULL;
+    const uint8_t *perm =
+        (in->flags & SPQR_FLAG_PERM) ? spqr_file_section(f, tensor, SPQR_SEC_PERM, NULL) : NULL;
     for (int b = 0; b < batch; b++)
         for (uint64_t c = 0; c < cols; c++) {
             float v = X[(uint64_t)b * cols + (perm ? rd32(perm + 4 * c) : c)];
@@ -153,8 +161,15 @@ spqr_status spqr_cpu_matmul(const spqr_file *f, size_t tensor, const float *X, i
     pthread_t th[64];
     int started[64] = {0};
     for (int i = 0; i < nthreads; i++) {
-        jobs[i] = (job_t){f, tensor, xp, xsum, batch, Y, rows * (uint64_t)i / (uint64_t)nthreads,
-                          rows * (uint64_t)(i + 1) / (uint64_t)nthreads, 0};
+        jobs[i] = (job_t){f,
+                          tensor,
+                          xp,
+                          xsum,
+                          batch,
+                          Y,
+                          rows * (uint64_t)i / (uint64_t)nthreads,
+                          rows * (uint64_t)(i + 1) / (uint64_t)nthreads,
+                          0};
         if (i > 0) started[i] = pthread_create(&th[i], NULL, worker, &jobs[i]) == 0;
         if (i > 0 && !started[i]) worker(&jobs[i]); /* could not start a thread: do it here */
     }
@@ -165,13 +180,16 @@ spqr_status spqr_cpu_matmul(const spqr_file *f, size_t tensor, const float *X, i
         failed |= jobs[i].failed;
     }
     free(xp), free(xsum);
-    if (failed) return spqr_set_error(err, SPQR_E_NOMEM, 0, UINT64_MAX, "out of memory in a worker");
+    if (failed)
+        return spqr_set_error(err, SPQR_E_NOMEM, 0, UINT64_MAX, "out of memory in a worker");
     return SPQR_OK;
 }
 
-spqr_status spqr_cpu_dequantize_f16(const spqr_file *f, size_t tensor, uint16_t *out, spqr_error *err) {
+spqr_status spqr_cpu_dequantize_f16(const spqr_file *f, size_t tensor, uint16_t *out,
+                                    spqr_error *err) {
     if (tensor >= spqr_file_tensor_count(f))
-        return spqr_set_error(err, SPQR_E_NOTFOUND, 0, UINT64_MAX, "tensor index %zu out of range", tensor);
+        return spqr_set_error(err, SPQR_E_NOTFOUND, 0, UINT64_MAX, "tensor index %zu out of range",
+                              tensor);
     uint64_t n = spqr_info_numel(spqr_file_tensor_info(f, tensor));
     float *tmp = malloc(n * sizeof *tmp);
     if (!tmp) return spqr_set_error(err, SPQR_E_NOMEM, 0, UINT64_MAX, "out of memory");

@@ -4,19 +4,23 @@
 static spqr_status no_cuda(spqr_error *err) {
     return spqr_set_error(err, SPQR_E_UNSUPPORTED, 0, UINT64_MAX, "libspqr was built without CUDA");
 }
-spqr_status spqr_gpu_available(spqr_error *err) { return no_cuda(err); }
+spqr_status spqr_gpu_available(spqr_error *err) {
+    return no_cuda(err);
+}
 spqr_status spqr_gpu_upload(const spqr_file *f, size_t i, spqr_gpu_tensor **out, spqr_error *err) {
     (void)f, (void)i;
     *out = NULL;
     return no_cuda(err);
 }
-void spqr_gpu_free(spqr_gpu_tensor *t) { (void)t; }
+void spqr_gpu_free(spqr_gpu_tensor *t) {
+    (void)t;
+}
 spqr_status spqr_gpu_set_outlier_path(spqr_gpu_tensor *t, spqr_outlier_path p, spqr_error *err) {
     (void)t, (void)p;
     return no_cuda(err);
 }
-spqr_status spqr_gpu_matmul(spqr_gpu_tensor *t, const void *x, void *y, int b, spqr_act_type a, void *s,
-                            spqr_error *err) {
+spqr_status spqr_gpu_matmul(spqr_gpu_tensor *t, const void *x, void *y, int b, spqr_act_type a,
+                            void *s, spqr_error *err) {
     (void)t, (void)x, (void)y, (void)b, (void)a, (void)s;
     return no_cuda(err);
 }

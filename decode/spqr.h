@@ -25,7 +25,8 @@ extern "C" {
 spqr_status spqr_cpu_matmul(const spqr_file *f, size_t tensor, const float *X, int batch, float *Y,
                             int nthreads, spqr_error *err);
 /* The dequantized tensor as fp16 (original order), rounded to nearest even from the exact fp32. */
-spqr_status spqr_cpu_dequantize_f16(const spqr_file *f, size_t tensor, uint16_t *out, spqr_error *err);
+spqr_status spqr_cpu_dequantize_f16(const spqr_file *f, size_t tensor, uint16_t *out,
+                                    spqr_error *err);
 
 /* ---- GPU ---- */
 typedef enum { SPQR_ACT_F16 = 1, SPQR_ACT_BF16 = 2 } spqr_act_type;
@@ -36,14 +37,15 @@ typedef struct spqr_gpu_tensor spqr_gpu_tensor;
 spqr_status spqr_gpu_available(spqr_error *err);
 /* Copies an SpQR tensor's sections to the current device as they are stored (plus the outliers'
  * fp32 corrections, computed on the device). */
-spqr_status spqr_gpu_upload(const spqr_file *f, size_t tensor, spqr_gpu_tensor **out, spqr_error *err);
+spqr_status spqr_gpu_upload(const spqr_file *f, size_t tensor, spqr_gpu_tensor **out,
+                            spqr_error *err);
 void spqr_gpu_free(spqr_gpu_tensor *t);
 /* Default SPQR_OUTLIERS_FUSED (measured faster; see bench/NOTES.md). */
 spqr_status spqr_gpu_set_outlier_path(spqr_gpu_tensor *t, spqr_outlier_path path, spqr_error *err);
 /* y = W x for batch 1..16: x device pointer batch x cols, y batch x rows, both of type act.
  * stream: a cudaStream_t or NULL. */
-spqr_status spqr_gpu_matmul(spqr_gpu_tensor *t, const void *x, void *y, int batch, spqr_act_type act,
-                            void *stream, spqr_error *err);
+spqr_status spqr_gpu_matmul(spqr_gpu_tensor *t, const void *x, void *y, int batch,
+                            spqr_act_type act, void *stream, spqr_error *err);
 /* Dequantizes into w (device, rows x cols fp16, original column order) for cuBLAS GEMM. */
 spqr_status spqr_gpu_dequantize_f16(spqr_gpu_tensor *t, void *w, void *stream, spqr_error *err);
 /* Bytes the matmul must read from device memory for batch b (weights, statistics, outliers,

@@ -5,10 +5,10 @@
 // run of 32 columns ("chunk") is exactly w words. A warp owns a row; lane l decodes chunks
 // l, l+32, ... (w-word loads, coalesced across the warp).
 //
-// Arithmetic per group (spec §7.2): Σ_k w_k x_k = scale·(Σ_k q_k x_k − zero·Σ_k x_k). The group sums
-// of x (per run of min(β2, 32) columns) are computed once per block, so each weight costs one FMA.
-// Codes become floats through the exponent trick (0x4B000000 | q is 2^23 + q exactly; subtracting
-// 2^23 is exact), which runs at full rate where I2F runs at quarter rate.
+// Arithmetic per group (spec §7.2): Σ_k w_k x_k = scale·(Σ_k q_k x_k − zero·Σ_k x_k). The group
+// sums of x (per run of min(β2, 32) columns) are computed once per block, so each weight costs one
+// FMA. Codes become floats through the exponent trick (0x4B000000 | q is 2^23 + q exactly;
+// subtracting 2^23 is exact), which runs at full rate where I2F runs at quarter rate.
 //
 // x is gathered through the permutation into shared memory as fp32 with a stride of 36 floats per
 // 32 columns, so the 16-byte loads of 8 consecutive lanes (chunks 32 floats apart) hit distinct
@@ -32,10 +32,10 @@
 
 namespace {
 
-constexpr int kWarps = 8;                 // warps per block
+constexpr int kWarps = 16; // warps per block
 constexpr int kThreads = kWarps * 32;
 constexpr int kStride = 36;               // floats of shared x per 32 columns (4 floats of padding)
-constexpr size_t kSmemBudget = 48 * 1024; // above this, x goes through a global buffer
+constexpr size_t kSmemBudget = 96 * 1024; // shared x tile budget per block (two blocks per SM)
 
 struct Params {
     const uint32_t *codes, *scale, *zero, *rowptr, *perm;
@@ -47,7 +47,9 @@ struct Params {
     int wide, has_perm, fuse_outliers;
 };
 
-__device__ __forceinline__ float h2f(uint16_t h) { return __half2float(__ushort_as_half(h)); }
+__device__ __forceinline__ float h2f(uint16_t h) {
+    return __half2float(__ushort_as_half(h));
+}
 
 __device__ __forceinline__ uint32_t pack_get(const uint32_t *w, uint64_t i, uint32_t b) {
     uint64_t bit = i * b;
@@ -58,27 +60,41 @@ __device__ __forceinline__ uint32_t pack_get(const uint32_t *w, uint64_t i, uint
 }
 
 // Dequantized statistics of (r, g), bit-exact with spec §7.2 (no FMA contraction).
-__device__ __forceinline__ void stats_of(const Params &p, uint32_t r, uint32_t g, float &scale, float &zero) {
+__device__ __forceinline__ void stats_of(const Params &p, uint32_t r, uint32_t g, float &scale,
+                                         float &zero) {
     if (p.sbits == 16) {
         scale = h2f(p.scale16[(uint64_t)r * p.groups + g]);
         zero = h2f(p.zero16[(uint64_t)r * p.groups + g]);
         return;
     }
-    const uint2 s2 = *reinterpret_cast<const uint2 *>(p.stat2 + 4 * ((uint64_t)(r / p.beta1) * p.groups + g));
+    const uint2 s2 =
+        *reinterpret_cast<const uint2 *>(p.stat2 + 4 * ((uint64_t)(r / p.beta1) * p.groups + g));
     uint32_t qs = pack_get(p.scale + (uint64_t)r * p.stat_words, g, p.sbits);
     uint32_t qz = pack_get(p.zero + (uint64_t)r * p.stat_words, g, p.sbits);
-    scale = __fmul_rn(h2f((uint16_t)(s2.x & 0xffff)), __fsub_rn((float)qs, h2f((uint16_t)(s2.x >> 16))));
-    zero = __fmul_rn(h2f((uint16_t)(s2.y & 0xffff)), __fsub_rn((float)qz, h2f((uint16_t)(s2.y >> 16))));
+    scale = __fmul_rn(h2f((uint16_t)(s2.x & 0xffff)),
+                      __fsub_rn((float)qs, h2f((uint16_t)(s2.x >> 16))));
+    zero = __fmul_rn(h2f((uint16_t)(s2.y & 0xffff)),
+                     __fsub_rn((float)qz, h2f((uint16_t)(s2.y >> 16))));
 }
 
 template <typename T> __device__ __forceinline__ float to_f(T v);
-template <> __device__ __forceinline__ float to_f<__half>(__half v) { return __half2float(v); }
-template <> __device__ __forceinline__ float to_f<__nv_bfloat16>(__nv_bfloat16 v) { return __bfloat162float(v); }
+template <> __device__ __forceinline__ float to_f<__half>(__half v) {
+    return __half2float(v);
+}
+template <> __device__ __forceinline__ float to_f<__nv_bfloat16>(__nv_bfloat16 v) {
+    return __bfloat162float(v);
+}
 template <typename T> __device__ __forceinline__ T from_f(float v);
-template <> __device__ __forceinline__ __half from_f<__half>(float v) { return __float2half_rn(v); }
-template <> __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+template <> __device__ __forceinline__ __half from_f<__half>(float v) {
+    return __float2half_rn(v);
+}
+template <> __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float v) {
+    return __float2bfloat16_rn(v);
+}
 
-__device__ __forceinline__ uint32_t xs_index(uint32_t c) { return (c >> 5) * kStride + (c & 31); }
+__device__ __forceinline__ uint32_t xs_index(uint32_t c) {
+    return (c >> 5) * kStride + (c & 31);
+}
 
 // Loads w words of one chunk (vectorised where the width allows).
 template <int WB> __device__ __forceinline__ void load_chunk(const uint32_t *src, uint32_t *w) {
@@ -102,156 +118,257 @@ template <int WB> __device__ __forceinline__ float code_f(const uint32_t *w, int
     return __uint_as_float((v & ((1u << WB) - 1u)) | 0x4B000000u) - 8388608.0f;
 }
 
-// Gathers x (batch x cols, activation type) through the permutation into fp32 at xs_index
-// positions (zero padding to whole chunks), and the per-run sums of x.
+// v3. A warp owns R consecutive rows (x loaded once for R rows). Columns are processed in tiles
+// that fit the shared budget (any batch, any cols). For each tile a lane first issues the loads of
+// all its chunks' code words and raw statistics (up to kMaxChunks chunks per lane, R rows) and only
+// then gathers x through the permutation and synchronises, so DRAM latency overlaps the gather.
+// Each weight is dequantized once (w = q·scale − scale·zero, one FMA) and used for every vector.
+// WB: code bits; SUB: min(beta2, 32). Fast paths (WB 2-4, SUB 16/32) keep everything in registers;
+// other configurations take the generic kernel below.
+constexpr int kMaxChunks = 4;
+
+struct RawStats {                // one run's statistics as loaded (decoded after the gather)
+    uint32_t sw0, sw1, zw0, zw1; // s-bit codes' words (or fp16 bits when s = 16)
+    uint2 s2;                    // second-order fp16 x4
+};
+
+__device__ __forceinline__ void load_stats(const Params &p, uint32_t r, uint32_t g, RawStats &o) {
+    if (p.sbits == 16) {
+        o.sw0 = __ldg(p.scale16 + (uint64_t)r * p.groups + g),
+        o.zw0 = __ldg(p.zero16 + (uint64_t)r * p.groups + g);
+        o.sw1 = o.zw1 = 0, o.s2 = make_uint2(0, 0);
+        return;
+    }
+    const uint32_t bit = g * p.sbits,
+                   wi = bit >> 5; // rows are padded: wi + 1 is in bounds (+16 B slack at the end)
+    const uint32_t *sr = p.scale + (uint64_t)r * p.stat_words + wi,
+                   *zr = p.zero + (uint64_t)r * p.stat_words + wi;
+    o.sw0 = __ldg(sr), o.sw1 = __ldg(sr + 1), o.zw0 = __ldg(zr), o.zw1 = __ldg(zr + 1);
+    o.s2 = __ldg(
+        reinterpret_cast<const uint2 *>(p.stat2 + 4 * ((uint64_t)(r / p.beta1) * p.groups + g)));
+}
+
+__device__ __forceinline__ void decode_stats(const Params &p, uint32_t g, const RawStats &o,
+                                             float &scale, float &zero) {
+    if (p.sbits == 16) {
+        scale = h2f((uint16_t)o.sw0), zero = h2f((uint16_t)o.zw0);
+        return;
+    }
+    const uint32_t sh = (g * p.sbits) & 31, m = (1u << p.sbits) - 1u;
+    const uint32_t qs = (uint32_t)((((uint64_t)o.sw1 << 32) | o.sw0) >> sh) & m;
+    const uint32_t qz = (uint32_t)((((uint64_t)o.zw1 << 32) | o.zw0) >> sh) & m;
+    scale = __fmul_rn(h2f((uint16_t)(o.s2.x & 0xffff)),
+                      __fsub_rn((float)qs, h2f((uint16_t)(o.s2.x >> 16))));
+    zero = __fmul_rn(h2f((uint16_t)(o.s2.y & 0xffff)),
+                     __fsub_rn((float)qz, h2f((uint16_t)(o.s2.y >> 16))));
+}
+
 template <typename Act>
-__device__ void gather_x(const Params &p, const Act *x, int nb, int BATCHP, float *xs, float *xsum,
-                         uint32_t xs_len, uint32_t nsum, uint32_t tid, uint32_t nthreads) {
-    for (uint32_t i = tid; i < (uint32_t)BATCHP * p.chunks * 32; i += nthreads) {
-        uint32_t b = i / (p.chunks * 32), c = i % (p.chunks * 32);
-        float v = 0.f;
-        if ((int)b < nb && c < p.cols) v = to_f<Act>(x[(uint64_t)b * p.cols + (p.has_perm ? p.perm[c] : c)]);
-        xs[(uint64_t)b * xs_len + xs_index(c)] = v;
+__device__ __forceinline__ void gather_tile(const Params &p, const Act *x, int nb, int BATCH,
+                                            uint32_t t0, uint32_t tcols, float *xs,
+                                            uint32_t xs_len) {
+    const uint32_t total = (uint32_t)BATCH * tcols;
+    for (uint32_t i0 = threadIdx.x; i0 < total; i0 += 8 * kThreads) {
+        uint32_t idx[8];
+        bool ok[8];
+#pragma unroll
+        for (int u = 0; u < 8; u++) {
+            const uint32_t i = i0 + u * kThreads, b = i / tcols, c = t0 * 32 + i % tcols;
+            ok[u] = i < total && (int)b < nb && c < p.cols;
+            idx[u] = (ok[u] ? (p.has_perm ? __ldg(p.perm + c) : c) : 0) + b * p.cols;
+        }
+        float v[8];
+#pragma unroll
+        for (int u = 0; u < 8; u++) v[u] = ok[u] ? to_f<Act>(x[idx[u]]) : 0.f;
+#pragma unroll
+        for (int u = 0; u < 8; u++) {
+            const uint32_t i = i0 + u * kThreads;
+            if (i < total) xs[(i / tcols) * xs_len + xs_index(i % tcols)] = v[u];
+        }
     }
-    (void)nsum;
-    (void)xsum;
 }
 
-// Sums of x over each run of `sub` columns (sub = min(beta2, 32)).
-__device__ void sum_x(const Params &p, int BATCHP, const float *xs, float *xsum, uint32_t xs_len, uint32_t nsum,
-                      uint32_t tid, uint32_t nthreads) {
-    for (uint32_t i = tid; i < (uint32_t)BATCHP * nsum; i += nthreads) {
-        uint32_t b = i / nsum, s = i % nsum;
-        float acc = 0.f;
-        for (uint32_t k = 0; k < p.sub; k++) acc += xs[(uint64_t)b * xs_len + xs_index(s * p.sub + k)];
-        xsum[(uint64_t)b * nsum + s] = acc;
-    }
-}
-
-// WB: code bits (0 = any, read through pack_get); SUB: columns per statistics run, min(beta2, 32)
-// (0 = any). Fast paths have both as compile-time constants so the decoded words stay in registers.
-template <int WB, int SUB, int BATCH, typename Act>
-__global__ void __launch_bounds__(kThreads) matmul_kernel(Params p, const Act *__restrict__ x, Act *__restrict__ y,
-                                                          float *__restrict__ y32, int nb,
-                                                          const float *__restrict__ xg, const float *__restrict__ xsg) {
-    extern __shared__ float smem[];
-    const uint32_t xs_len = p.chunks * kStride, nsum = p.chunks * (32 / p.sub);
-    const float *xs = xg, *xsum = xsg;
-    if (!xg) { // stage permuted x and its run sums in shared memory
-        float *sx = smem, *ss = smem + (size_t)BATCH * xs_len;
-        gather_x<Act>(p, x, nb, BATCH, sx, ss, xs_len, nsum, threadIdx.x, blockDim.x);
-        __syncthreads();
-        sum_x(p, BATCH, sx, ss, xs_len, nsum, threadIdx.x, blockDim.x);
-        __syncthreads();
-        xs = sx, xsum = ss;
-    }
-    const uint32_t lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    for (uint32_t row = blockIdx.x * kWarps + warp; row < p.rows; row += gridDim.x * kWarps) {
-        float acc[BATCH];
+// Outliers (fused): y += Δ·x for the warp's rows, x read through the permutation from global.
+template <int R, int BATCH, typename Act>
+__device__ __forceinline__ void add_outliers(const Params &p, const Act *x, int nb, uint32_t row0,
+                                             uint32_t lane, float (&acc)[R][BATCH]) {
 #pragma unroll
-        for (int b = 0; b < BATCH; b++) acc[b] = 0.f;
-        const uint32_t *crow = p.codes + (uint64_t)row * p.code_words;
-#pragma unroll 2
-        for (uint32_t ch = lane; ch < p.chunks; ch += 32) {
-            const uint32_t col0 = ch * 32;
-            if constexpr (WB != 0 && SUB != 0) {
-                uint32_t w[WB];
-                load_chunk<WB>(crow + (uint64_t)ch * WB, w);
-#pragma unroll
-                for (int s = 0; s < 32 / SUB; s++) {
-                    const uint32_t c = col0 + s * SUB;
-                    if (c >= p.cols) break;
-                    float scale, zero;
-                    stats_of(p, row, c >> p.log2beta2, scale, zero);
-                    float dot[BATCH];
-#pragma unroll
-                    for (int b = 0; b < BATCH; b++) dot[b] = 0.f;
-#pragma unroll
-                    for (int k = 0; k < SUB; k += 4) {
-                        float q[4];
-#pragma unroll
-                        for (int t = 0; t < 4; t++) q[t] = code_f<WB>(w, s * SUB + k + t);
-#pragma unroll
-                        for (int b = 0; b < BATCH; b++) {
-                            const float4 xv =
-                                *reinterpret_cast<const float4 *>(xs + (uint64_t)b * xs_len + xs_index(c + k));
-                            dot[b] = fmaf(q[0], xv.x, dot[b]);
-                            dot[b] = fmaf(q[1], xv.y, dot[b]);
-                            dot[b] = fmaf(q[2], xv.z, dot[b]);
-                            dot[b] = fmaf(q[3], xv.w, dot[b]);
-                        }
-                    }
-                    const uint32_t si = c / SUB;
-#pragma unroll
-                    for (int b = 0; b < BATCH; b++)
-                        acc[b] = fmaf(scale, dot[b] - zero * xsum[(uint64_t)b * nsum + si], acc[b]);
-                }
-            } else { // any width, any run length: codes through pack_get
-                for (uint32_t s = 0; s < 32 / p.sub; s++) {
-                    const uint32_t c = col0 + s * p.sub;
-                    if (c >= p.cols) break;
-                    float scale, zero;
-                    stats_of(p, row, c >> p.log2beta2, scale, zero);
-                    float dot[BATCH];
-#pragma unroll
-                    for (int b = 0; b < BATCH; b++) dot[b] = 0.f;
-                    for (uint32_t k = 0; k < p.sub; k++) {
-                        const float q = (float)pack_get(crow, (uint64_t)c + k, p.wbits);
-#pragma unroll
-                        for (int b = 0; b < BATCH; b++)
-                            dot[b] = fmaf(q, xs[(uint64_t)b * xs_len + xs_index(c + k)], dot[b]);
-                    }
-                    const uint32_t si = c / p.sub;
-#pragma unroll
-                    for (int b = 0; b < BATCH; b++)
-                        acc[b] = fmaf(scale, dot[b] - zero * xsum[(uint64_t)b * nsum + si], acc[b]);
-                }
-            }
-        }
-        if (p.fuse_outliers) {
-            const uint32_t k1 = p.rowptr[row + 1];
-            for (uint32_t k = p.rowptr[row] + lane; k < k1; k += 32) {
-                const uint32_t c = p.wide ? ((const uint32_t *)p.colidx)[k] : ((const uint16_t *)p.colidx)[k];
-                const float d = p.delta[k];
-#pragma unroll
-                for (int b = 0; b < BATCH; b++) acc[b] = fmaf(d, xs[(uint64_t)b * xs_len + xs_index(c)], acc[b]);
-            }
-        }
-#pragma unroll
-        for (int b = 0; b < BATCH; b++) {
-            float v = acc[b];
-#pragma unroll
-            for (int o = 16; o; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-            acc[b] = v;
-        }
-        if (lane == 0)
+    for (int r = 0; r < R; r++) {
+        if (row0 + r >= p.rows) break;
+        const uint32_t k1 = p.rowptr[row0 + r + 1];
+        for (uint32_t k = p.rowptr[row0 + r] + lane; k < k1; k += 32) {
+            const uint32_t c =
+                p.wide ? ((const uint32_t *)p.colidx)[k] : ((const uint16_t *)p.colidx)[k];
+            const uint32_t xc = p.has_perm ? p.perm[c] : c;
+            const float d = p.delta[k];
 #pragma unroll
             for (int b = 0; b < BATCH; b++)
-                if (b < nb) {
-                    if (y32) y32[(uint64_t)b * p.rows + row] = acc[b];
-                    else y[(uint64_t)b * p.rows + row] = from_f<Act>(acc[b]);
-                }
+                if (b < nb) acc[r][b] = fmaf(d, to_f<Act>(x[(uint64_t)b * p.cols + xc]), acc[r][b]);
+        }
     }
 }
 
-// Global-buffer path: permuted x and run sums written once for all blocks.
-template <typename Act>
-__global__ void gather_kernel(Params p, const Act *x, int nb, int BATCHP, float *xs, float *xsum) {
-    const uint32_t xs_len = p.chunks * kStride, nsum = p.chunks * (32 / p.sub);
-    const uint32_t tid = blockIdx.x * blockDim.x + threadIdx.x, n = gridDim.x * blockDim.x;
-    gather_x<Act>(p, x, nb, BATCHP, xs, xsum, xs_len, nsum, tid, n);
+template <int R, int BATCH, typename Act>
+__device__ __forceinline__ void write_rows(const Params &p, Act *y, float *y32, int nb,
+                                           uint32_t row0, uint32_t lane, float (&acc)[R][BATCH]) {
+#pragma unroll
+    for (int r = 0; r < R; r++)
+#pragma unroll
+        for (int b = 0; b < BATCH; b++) {
+            float v = acc[r][b];
+#pragma unroll
+            for (int o = 16; o; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+            acc[r][b] = v;
+        }
+    if (lane == 0)
+#pragma unroll
+        for (int r = 0; r < R; r++)
+            if (row0 + r < p.rows)
+#pragma unroll
+                for (int b = 0; b < BATCH; b++)
+                    if (b < nb) {
+                        if (y32)
+                            y32[(uint64_t)b * p.rows + row0 + r] = acc[r][b];
+                        else
+                            y[(uint64_t)b * p.rows + row0 + r] = from_f<Act>(acc[r][b]);
+                    }
 }
-__global__ void sum_kernel(Params p, int BATCHP, const float *xs, float *xsum) {
-    const uint32_t xs_len = p.chunks * kStride, nsum = p.chunks * (32 / p.sub);
-    sum_x(p, BATCHP, xs, xsum, xs_len, nsum, blockIdx.x * blockDim.x + threadIdx.x, gridDim.x * blockDim.x);
+
+template <int WB, int SUB, int BATCH, int R, typename Act>
+__global__ void __launch_bounds__(kThreads)
+    matmul_kernel(Params p, const Act *__restrict__ x, Act *__restrict__ y, float *__restrict__ y32,
+                  int nb, uint32_t tile_chunks) {
+    extern __shared__ float xs[];
+    constexpr int RUNS = 32 / SUB;
+    constexpr int NC =
+        R >= 4 ? 1 : (R == 2 ? 2 : kMaxChunks); // chunks in flight per lane: bounded registers
+    const uint32_t xs_len = tile_chunks * kStride;
+    const uint32_t lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const uint32_t row0 = (blockIdx.x * kWarps + warp) * R;
+    uint32_t rowc[R];
+#pragma unroll
+    for (int r = 0; r < R; r++)
+        rowc[r] = min(row0 + r, p.rows - 1); // rows past the end: computed, never written
+    float acc[R][BATCH];
+#pragma unroll
+    for (int r = 0; r < R; r++)
+#pragma unroll
+        for (int b = 0; b < BATCH; b++) acc[r][b] = 0.f;
+    for (uint32_t t0 = 0; t0 < p.chunks; t0 += tile_chunks) {
+        const uint32_t nch = min(tile_chunks, p.chunks - t0);
+        for (uint32_t base = 0; base < nch; base += 32 * NC) {
+            // 1. issue every load of this lane's chunks (codes + raw statistics) before touching x
+            uint32_t w[NC][R][WB];
+            RawStats st[NC][R][RUNS];
+#pragma unroll
+            for (int i = 0; i < NC; i++) {
+                const uint32_t cl = min(base + lane + 32 * i, nch - 1), ch = t0 + cl;
+#pragma unroll
+                for (int r = 0; r < R; r++) {
+                    load_chunk<WB>(p.codes + (uint64_t)rowc[r] * p.code_words + (uint64_t)ch * WB,
+                                   w[i][r]);
+#pragma unroll
+                    for (int s = 0; s < RUNS; s++)
+                        load_stats(p, rowc[r],
+                                   min((ch * 32 + s * SUB) >> p.log2beta2, p.groups - 1),
+                                   st[i][r][s]);
+                }
+            }
+            // 2. the x tile (once per tile)
+            if (base == 0) {
+                __syncthreads();
+                gather_tile<Act>(p, x, nb, BATCH, t0, nch * 32, xs, xs_len);
+                __syncthreads();
+            }
+            // 3. decode and multiply
+#pragma unroll
+            for (int i = 0; i < NC; i++) {
+                const uint32_t cl = base + lane + 32 * i;
+                if (cl >= nch) break;
+                const uint32_t ch = t0 + cl;
+#pragma unroll
+                for (int s = 0; s < RUNS; s++) {
+                    const uint32_t g = min((ch * 32 + s * SUB) >> p.log2beta2, p.groups - 1);
+                    float scale[R], bias[R];
+#pragma unroll
+                    for (int r = 0; r < R; r++) {
+                        float zero;
+                        decode_stats(p, g, st[i][r][s], scale[r], zero);
+                        bias[r] = -scale[r] * zero;
+                    }
+#pragma unroll
+                    for (int k = 0; k < SUB; k += 4) {
+                        float wv[R][4];
+#pragma unroll
+                        for (int r = 0; r < R; r++)
+#pragma unroll
+                            for (int t = 0; t < 4; t++)
+                                wv[r][t] =
+                                    fmaf(code_f<WB>(w[i][r], s * SUB + k + t), scale[r], bias[r]);
+#pragma unroll
+                        for (int b = 0; b < BATCH; b++) {
+                            const float4 xv = *reinterpret_cast<const float4 *>(
+                                xs + b * xs_len + xs_index(cl * 32 + s * SUB + k));
+#pragma unroll
+                            for (int r = 0; r < R; r++) {
+                                acc[r][b] = fmaf(wv[r][0], xv.x, acc[r][b]);
+                                acc[r][b] = fmaf(wv[r][1], xv.y, acc[r][b]);
+                                acc[r][b] = fmaf(wv[r][2], xv.z, acc[r][b]);
+                                acc[r][b] = fmaf(wv[r][3], xv.w, acc[r][b]);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        __syncthreads(); // the tile is read by every warp before the next gather overwrites it
+    }
+    if (p.fuse_outliers) add_outliers<R, BATCH, Act>(p, x, nb, row0, lane, acc);
+    write_rows<R, BATCH, Act>(p, y, y32, nb, row0, lane, acc);
+}
+
+// Any configuration (w 2..8, any beta): one row per warp, codes through pack_get.
+template <int BATCH, typename Act>
+__global__ void __launch_bounds__(kThreads)
+    matmul_generic_kernel(Params p, const Act *__restrict__ x, Act *__restrict__ y,
+                          float *__restrict__ y32, int nb, uint32_t tile_chunks) {
+    extern __shared__ float xs[];
+    const uint32_t xs_len = tile_chunks * kStride;
+    const uint32_t lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const uint32_t row0 = blockIdx.x * kWarps + warp, row = min(row0, p.rows - 1);
+    float acc[1][BATCH];
+#pragma unroll
+    for (int b = 0; b < BATCH; b++) acc[0][b] = 0.f;
+    const uint32_t *crow = p.codes + (uint64_t)row * p.code_words;
+    for (uint32_t t0 = 0; t0 < p.chunks; t0 += tile_chunks) {
+        const uint32_t nch = min(tile_chunks, p.chunks - t0);
+        __syncthreads();
+        gather_tile<Act>(p, x, nb, BATCH, t0, nch * 32, xs, xs_len);
+        __syncthreads();
+        for (uint32_t cl = lane; cl < nch; cl += 32)
+            for (uint32_t k = 0; k < 32; k++) {
+                const uint32_t c = (t0 + cl) * 32 + k;
+                if (c >= p.cols) break;
+                float scale, zero;
+                stats_of(p, row, c >> p.log2beta2, scale, zero);
+                const float wv = fmaf((float)pack_get(crow, c, p.wbits), scale, -scale * zero);
+#pragma unroll
+                for (int b = 0; b < BATCH; b++)
+                    acc[0][b] = fmaf(wv, xs[b * xs_len + xs_index(cl * 32 + k)], acc[0][b]);
+            }
+    }
+    if (p.fuse_outliers) add_outliers<1, BATCH, Act>(p, x, nb, row0, lane, acc);
+    write_rows<1, BATCH, Act>(p, y, y32, nb, row0, lane, acc);
 }
 
 // delta_k = v_k − ŵ(r, c_k): one warp per row.
 __global__ void delta_kernel(Params p, const uint16_t *values, float *delta) {
     const uint32_t lane = threadIdx.x & 31;
-    for (uint32_t row = (blockIdx.x * blockDim.x + threadIdx.x) >> 5; row < p.rows; row += (gridDim.x * blockDim.x) >> 5) {
+    for (uint32_t row = (blockIdx.x * blockDim.x + threadIdx.x) >> 5; row < p.rows;
+         row += (gridDim.x * blockDim.x) >> 5) {
         for (uint32_t k = p.rowptr[row] + lane; k < p.rowptr[row + 1]; k += 32) {
-            const uint32_t c = p.wide ? ((const uint32_t *)p.colidx)[k] : ((const uint16_t *)p.colidx)[k];
+            const uint32_t c =
+                p.wide ? ((const uint32_t *)p.colidx)[k] : ((const uint16_t *)p.colidx)[k];
             float scale, zero;
             stats_of(p, row, c >> p.log2beta2, scale, zero);
             const uint32_t q = pack_get(p.codes + (uint64_t)row * p.code_words, c, p.wbits);
@@ -263,7 +380,8 @@ __global__ void delta_kernel(Params p, const uint16_t *values, float *delta) {
 // Dequantize to fp16 in the original column order: thread per (row, chunk); outliers after.
 __global__ void dequant_kernel(Params p, __half *out) {
     const uint64_t total = (uint64_t)p.rows * p.chunks;
-    for (uint64_t i = blockIdx.x * (uint64_t)blockDim.x + threadIdx.x; i < total; i += (uint64_t)gridDim.x * blockDim.x) {
+    for (uint64_t i = blockIdx.x * (uint64_t)blockDim.x + threadIdx.x; i < total;
+         i += (uint64_t)gridDim.x * blockDim.x) {
         const uint32_t row = (uint32_t)(i / p.chunks), ch = (uint32_t)(i % p.chunks);
         const uint32_t *crow = p.codes + (uint64_t)row * p.code_words;
         for (uint32_t k = 0; k < 32; k++) {
@@ -278,20 +396,25 @@ __global__ void dequant_kernel(Params p, __half *out) {
 }
 __global__ void dequant_outliers_kernel(Params p, const uint16_t *values, __half *out) {
     const uint32_t lane = threadIdx.x & 31;
-    for (uint32_t row = (blockIdx.x * blockDim.x + threadIdx.x) >> 5; row < p.rows; row += (gridDim.x * blockDim.x) >> 5)
+    for (uint32_t row = (blockIdx.x * blockDim.x + threadIdx.x) >> 5; row < p.rows;
+         row += (gridDim.x * blockDim.x) >> 5)
         for (uint32_t k = p.rowptr[row] + lane; k < p.rowptr[row + 1]; k += 32) {
-            const uint32_t c = p.wide ? ((const uint32_t *)p.colidx)[k] : ((const uint16_t *)p.colidx)[k];
-            out[(uint64_t)row * p.cols + (p.has_perm ? p.perm[c] : c)] = __ushort_as_half(values[k]);
+            const uint32_t c =
+                p.wide ? ((const uint32_t *)p.colidx)[k] : ((const uint16_t *)p.colidx)[k];
+            out[(uint64_t)row * p.cols + (p.has_perm ? p.perm[c] : c)] =
+                __ushort_as_half(values[k]);
         }
 }
 
 template <typename Act> __global__ void convert_kernel(const float *in, Act *out, uint64_t n) {
-    for (uint64_t i = blockIdx.x * (uint64_t)blockDim.x + threadIdx.x; i < n; i += (uint64_t)gridDim.x * blockDim.x)
+    for (uint64_t i = blockIdx.x * (uint64_t)blockDim.x + threadIdx.x; i < n;
+         i += (uint64_t)gridDim.x * blockDim.x)
         out[i] = from_f<Act>(in[i]);
 }
 
 // Permuted x, densely packed [nb][cols] fp32 (the cuSPARSE path's dense operand).
-template <typename Act> __global__ void gather_plain_kernel(Params q, const Act *x, int nb, float *xp) {
+template <typename Act>
+__global__ void gather_plain_kernel(Params q, const Act *x, int nb, float *xp) {
     for (uint64_t i = blockIdx.x * (uint64_t)blockDim.x + threadIdx.x; i < (uint64_t)nb * q.cols;
          i += (uint64_t)gridDim.x * blockDim.x) {
         uint32_t b = (uint32_t)(i / q.cols), c = (uint32_t)(i % q.cols);
@@ -300,7 +423,8 @@ template <typename Act> __global__ void gather_plain_kernel(Params q, const Act 
 }
 
 __global__ void widen_colidx_kernel(const uint16_t *in, int *out, uint64_t n) {
-    for (uint64_t i = blockIdx.x * (uint64_t)blockDim.x + threadIdx.x; i < n; i += (uint64_t)gridDim.x * blockDim.x)
+    for (uint64_t i = blockIdx.x * (uint64_t)blockDim.x + threadIdx.x; i < n;
+         i += (uint64_t)gridDim.x * blockDim.x)
         out[i] = in[i];
 }
 
@@ -311,8 +435,8 @@ struct spqr_gpu_tensor {
     void *sec[SPQR_SEC_COUNT];
     uint64_t size[SPQR_SEC_COUNT];
     float *delta;
-    int *colidx32;                       // cuSPARSE path (int32 column indices)
-    float *xbuf, *xsbuf, *ybuf;          // global x path / cuSPARSE scratch (SPQR_MAX_BATCH wide)
+    int *colidx32;      // cuSPARSE path (int32 column indices)
+    float *xbuf, *ybuf; // cuSPARSE path scratch: permuted x, fp32 y (SPQR_MAX_BATCH wide)
     uint64_t nnz;
     int sms;
     size_t smem_optin;
@@ -321,13 +445,13 @@ struct spqr_gpu_tensor {
 };
 
 static spqr_status cuda_fail(spqr_error *err, cudaError_t e, const char *what) {
-    return spqr_set_error(err, e == cudaErrorMemoryAllocation ? SPQR_E_NOMEM : SPQR_E_CUDA, 0, UINT64_MAX,
-                          "%s: %s", what, cudaGetErrorString(e));
+    return spqr_set_error(err, e == cudaErrorMemoryAllocation ? SPQR_E_NOMEM : SPQR_E_CUDA, 0,
+                          UINT64_MAX, "%s: %s", what, cudaGetErrorString(e));
 }
-#define CK(call, what)                                                                                         \
-    do {                                                                                                       \
-        cudaError_t e_ = (call);                                                                               \
-        if (e_ != cudaSuccess) return cuda_fail(err, e_, what);                                                \
+#define CK(call, what)                                                                             \
+    do {                                                                                           \
+        cudaError_t e_ = (call);                                                                   \
+        if (e_ != cudaSuccess) return cuda_fail(err, e_, what);                                    \
     } while (0)
 
 extern "C" spqr_status spqr_gpu_available(spqr_error *err) {
@@ -342,15 +466,17 @@ extern "C" spqr_status spqr_gpu_available(spqr_error *err) {
 extern "C" void spqr_gpu_free(spqr_gpu_tensor *t) {
     if (!t) return;
     for (int i = 0; i < SPQR_SEC_COUNT; i++) cudaFree(t->sec[i]);
-    cudaFree(t->delta), cudaFree(t->colidx32), cudaFree(t->xbuf), cudaFree(t->xsbuf), cudaFree(t->ybuf);
+    cudaFree(t->delta), cudaFree(t->colidx32), cudaFree(t->xbuf), cudaFree(t->ybuf);
     if (t->sp) cusparseDestroy(t->sp);
     delete t;
 }
 
-extern "C" spqr_status spqr_gpu_upload(const spqr_file *f, size_t ti, spqr_gpu_tensor **out, spqr_error *err) {
+extern "C" spqr_status spqr_gpu_upload(const spqr_file *f, size_t ti, spqr_gpu_tensor **out,
+                                       spqr_error *err) {
     *out = nullptr;
     if (ti >= spqr_file_tensor_count(f))
-        return spqr_set_error(err, SPQR_E_NOTFOUND, 0, UINT64_MAX, "tensor index %zu out of range", ti);
+        return spqr_set_error(err, SPQR_E_NOTFOUND, 0, UINT64_MAX, "tensor index %zu out of range",
+                              ti);
     const spqr_tensor_info *in = spqr_file_tensor_info(f, ti);
     if (in->kind != SPQR_KIND_SPQR)
         return spqr_set_error(err, SPQR_E_ARG, 0, UINT64_MAX, "tensor '%s' is not an SpQR tensor",
@@ -386,7 +512,8 @@ extern "C" spqr_status spqr_gpu_upload(const spqr_file *f, size_t ti, spqr_gpu_t
         uint64_t size;
         const void *h = spqr_file_section(f, ti, (spqr_section_id)s, &size);
         t->size[s] = size;
-        cudaError_t e = cudaMalloc(&t->sec[s], size ? size : 16);
+        cudaError_t e =
+            cudaMalloc(&t->sec[s], size + 16); // +16: word-pair loads past a row end stay in bounds
         if (e == cudaSuccess && size) e = cudaMemcpy(t->sec[s], h, size, cudaMemcpyHostToDevice);
         if (e != cudaSuccess) {
             spqr_gpu_free(t);
@@ -394,25 +521,27 @@ extern "C" spqr_status spqr_gpu_upload(const spqr_file *f, size_t ti, spqr_gpu_t
         }
     }
     p.codes = (const uint32_t *)t->sec[SPQR_SEC_CODES];
-    p.scale = (const uint32_t *)t->sec[SPQR_SEC_SCALE], p.zero = (const uint32_t *)t->sec[SPQR_SEC_ZERO];
-    p.scale16 = (const uint16_t *)t->sec[SPQR_SEC_SCALE], p.zero16 = (const uint16_t *)t->sec[SPQR_SEC_ZERO];
+    p.scale = (const uint32_t *)t->sec[SPQR_SEC_SCALE],
+    p.zero = (const uint32_t *)t->sec[SPQR_SEC_ZERO];
+    p.scale16 = (const uint16_t *)t->sec[SPQR_SEC_SCALE],
+    p.zero16 = (const uint16_t *)t->sec[SPQR_SEC_ZERO];
     p.stat2 = (const uint16_t *)t->sec[SPQR_SEC_STAT2];
     p.rowptr = (const uint32_t *)t->sec[SPQR_SEC_ROWPTR];
     p.colidx = t->sec[SPQR_SEC_COLIDX];
     p.perm = (const uint32_t *)t->sec[SPQR_SEC_PERM];
-    const uint64_t xlen = (uint64_t)p.chunks * kStride * SPQR_MAX_BATCH;
-    const uint64_t slen = (uint64_t)p.chunks * (32 / p.sub) * SPQR_MAX_BATCH;
+    const uint64_t xlen = (uint64_t)p.cols * SPQR_MAX_BATCH;
     cudaError_t e = cudaMalloc(&t->delta, (t->nnz ? t->nnz : 1) * sizeof(float));
     if (e == cudaSuccess) e = cudaMalloc(&t->xbuf, xlen * sizeof(float));
-    if (e == cudaSuccess) e = cudaMalloc(&t->xsbuf, slen * sizeof(float));
-    if (e == cudaSuccess) e = cudaMalloc(&t->ybuf, (uint64_t)p.rows * SPQR_MAX_BATCH * sizeof(float));
+    if (e == cudaSuccess)
+        e = cudaMalloc(&t->ybuf, (uint64_t)p.rows * SPQR_MAX_BATCH * sizeof(float));
     if (e != cudaSuccess) {
         spqr_gpu_free(t);
         return cuda_fail(err, e, "allocating scratch");
     }
     p.delta = t->delta;
     if (t->nnz) {
-        delta_kernel<<<(p.rows + 7) / 8, 256>>>(p, (const uint16_t *)t->sec[SPQR_SEC_VALUES], t->delta);
+        delta_kernel<<<(p.rows + 7) / 8, 256>>>(p, (const uint16_t *)t->sec[SPQR_SEC_VALUES],
+                                                t->delta);
         e = cudaGetLastError();
         if (e == cudaSuccess) e = cudaDeviceSynchronize();
         if (e != cudaSuccess) {
@@ -424,7 +553,8 @@ extern "C" spqr_status spqr_gpu_upload(const spqr_file *f, size_t ti, spqr_gpu_t
     return SPQR_OK;
 }
 
-extern "C" spqr_status spqr_gpu_set_outlier_path(spqr_gpu_tensor *t, spqr_outlier_path path, spqr_error *err) {
+extern "C" spqr_status spqr_gpu_set_outlier_path(spqr_gpu_tensor *t, spqr_outlier_path path,
+                                                 spqr_error *err) {
     if (path != SPQR_OUTLIERS_FUSED && path != SPQR_OUTLIERS_CUSPARSE)
         return spqr_set_error(err, SPQR_E_ARG, 0, UINT64_MAX, "unknown outlier path %d", (int)path);
     if (path == SPQR_OUTLIERS_CUSPARSE && !t->sp) {
@@ -434,9 +564,11 @@ extern "C" spqr_status spqr_gpu_set_outlier_path(spqr_gpu_tensor *t, spqr_outlie
         CK(cudaMalloc(&t->colidx32, n * sizeof(int)), "allocating int32 column indices");
         if (t->nnz) {
             if (t->p.wide)
-                CK(cudaMemcpy(t->colidx32, t->p.colidx, t->nnz * 4, cudaMemcpyDeviceToDevice), "copying indices");
+                CK(cudaMemcpy(t->colidx32, t->p.colidx, t->nnz * 4, cudaMemcpyDeviceToDevice),
+                   "copying indices");
             else
-                widen_colidx_kernel<<<256, 256>>>((const uint16_t *)t->p.colidx, t->colidx32, t->nnz);
+                widen_colidx_kernel<<<256, 256>>>((const uint16_t *)t->p.colidx, t->colidx32,
+                                                  t->nnz);
             CK(cudaGetLastError(), "widening indices");
         }
     }
@@ -447,72 +579,113 @@ extern "C" spqr_status spqr_gpu_set_outlier_path(spqr_gpu_tensor *t, spqr_outlie
 extern "C" uint64_t spqr_gpu_matmul_bytes(const spqr_gpu_tensor *t, int batch) {
     uint64_t b = 0;
     for (int s = 0; s < SPQR_SEC_COUNT; s++)
-        if (s != SPQR_SEC_VALUES) b += t->size[s];          // values are read as fp32 deltas instead
-    b += t->nnz * 4;                                        // deltas
-    b += (uint64_t)batch * (t->p.cols + t->p.rows) * 2;     // x in, y out (16-bit)
+        if (s != SPQR_SEC_VALUES) b += t->size[s];      // values are read as fp32 deltas instead
+    b += t->nnz * 4;                                    // deltas
+    b += (uint64_t)batch * (t->p.cols + t->p.rows) * 2; // x in, y out (16-bit)
     return b;
 }
 
-template <int WB, int SUB, int BATCH, typename Act>
-static cudaError_t launch_one(spqr_gpu_tensor *t, const Act *x, Act *y, float *y32, int nb, cudaStream_t s,
-                              int use_global) {
-    Params &p = t->p;
-    const uint32_t xs_len = p.chunks * kStride, nsum = p.chunks * (32 / p.sub);
-    const size_t smem = use_global ? 0 : (size_t)BATCH * (xs_len + nsum) * sizeof(float);
-    if (smem > 48 * 1024) {
-        cudaError_t e = cudaFuncSetAttribute(matmul_kernel<WB, SUB, BATCH, Act>,
-                                             cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
-        if (e != cudaSuccess) return e;
-    }
-    if (use_global) {
-        gather_kernel<Act><<<t->sms * 4, 256, 0, s>>>(p, x, nb, BATCH, t->xbuf, t->xsbuf);
-        sum_kernel<<<t->sms * 2, 256, 0, s>>>(p, BATCH, t->xbuf, t->xsbuf);
-    }
-    int per_sm = 0;
-    cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, matmul_kernel<WB, SUB, BATCH, Act>, kThreads, smem);
-    if (per_sm < 1) per_sm = 1;
-    uint32_t blocks = (p.rows + kWarps - 1) / kWarps;
-    uint32_t cap = (uint32_t)(t->sms * per_sm);
-    if (blocks > cap) blocks = cap;
-    matmul_kernel<WB, SUB, BATCH, Act><<<blocks, kThreads, smem, s>>>(p, x, y, y32, nb, use_global ? t->xbuf : nullptr,
-                                                                use_global ? t->xsbuf : nullptr);
+static uint32_t tile_for(const Params &p, int batch, size_t *smem) {
+    const size_t per_chunk = (size_t)batch * kStride * sizeof(float);
+    uint32_t tile = (uint32_t)(kSmemBudget / per_chunk);
+    if (tile > p.chunks) tile = p.chunks;
+    if (tile < 1) tile = 1;
+    *smem = tile * per_chunk;
+    return tile;
+}
+
+template <typename K> static cudaError_t allow_smem(K kern, size_t smem) {
+    if (smem <= 48 * 1024) return cudaSuccess;
+    return cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+}
+
+template <int WB, int SUB, int BATCH, int R, typename Act>
+static cudaError_t launch_r(spqr_gpu_tensor *t, const Act *x, Act *y, float *y32, int nb,
+                            cudaStream_t s) {
+    size_t smem;
+    const uint32_t tile = tile_for(t->p, BATCH, &smem);
+    auto kern = matmul_kernel<WB, SUB, BATCH, R, Act>;
+    cudaError_t e = allow_smem(kern, smem);
+    if (e != cudaSuccess) return e;
+    const uint32_t blocks = (t->p.rows + kWarps * R - 1) / (kWarps * R);
+    kern<<<blocks, kThreads, smem, s>>>(t->p, x, y, y32, nb, tile);
     return cudaGetLastError();
 }
 
+template <int BATCH, typename Act>
+static cudaError_t launch_generic(spqr_gpu_tensor *t, const Act *x, Act *y, float *y32, int nb,
+                                  cudaStream_t s) {
+    size_t smem;
+    const uint32_t tile = tile_for(t->p, BATCH, &smem);
+    auto kern = matmul_generic_kernel<BATCH, Act>;
+    cudaError_t e = allow_smem(kern, smem);
+    if (e != cudaSuccess) return e;
+    kern<<<(t->p.rows + kWarps - 1) / kWarps, kThreads, smem, s>>>(t->p, x, y, y32, nb, tile);
+    return cudaGetLastError();
+}
+
+// Rows per warp: 2 for batch <= 4 (4 when there are rows enough for two blocks per SM), 4 for
+// batch 8 and 16 (x reuse matters more than the number of blocks there).
+template <int WB, int SUB, int BATCH, typename Act>
+static cudaError_t launch_one(spqr_gpu_tensor *t, const Act *x, Act *y, float *y32, int nb,
+                              cudaStream_t s) {
+    if constexpr (BATCH >= 8) return launch_r<WB, SUB, BATCH, 4, Act>(t, x, y, y32, nb, s);
+    if (t->p.rows >= 2u * (uint32_t)t->sms * kWarps * 4)
+        return launch_r<WB, SUB, BATCH, 4, Act>(t, x, y, y32, nb, s);
+    return launch_r<WB, SUB, BATCH, 2, Act>(t, x, y, y32, nb, s);
+}
+
 template <int WB, int SUB, typename Act>
-static cudaError_t launch_batch(spqr_gpu_tensor *t, const Act *x, Act *y, float *y32, int nb, cudaStream_t s, int g) {
-    if (nb == 1) return launch_one<WB, SUB, 1, Act>(t, x, y, y32, nb, s, g);
-    if (nb == 2) return launch_one<WB, SUB, 2, Act>(t, x, y, y32, nb, s, g);
-    if (nb <= 4) return launch_one<WB, SUB, 4, Act>(t, x, y, y32, nb, s, g);
-    if (nb <= 8) return launch_one<WB, SUB, 8, Act>(t, x, y, y32, nb, s, g);
-    return launch_one<WB, SUB, 16, Act>(t, x, y, y32, nb, s, g);
+static cudaError_t launch_batch(spqr_gpu_tensor *t, const Act *x, Act *y, float *y32, int nb,
+                                cudaStream_t s) {
+    if (nb == 1) return launch_one<WB, SUB, 1, Act>(t, x, y, y32, nb, s);
+    if (nb == 2) return launch_one<WB, SUB, 2, Act>(t, x, y, y32, nb, s);
+    if (nb <= 4) return launch_one<WB, SUB, 4, Act>(t, x, y, y32, nb, s);
+    if (nb <= 8) return launch_one<WB, SUB, 8, Act>(t, x, y, y32, nb, s);
+    return launch_one<WB, SUB, 16, Act>(t, x, y, y32, nb, s);
+}
+
+template <typename Act>
+static cudaError_t launch_any(spqr_gpu_tensor *t, const Act *x, Act *y, float *y32, int nb,
+                              cudaStream_t s) {
+    if (nb == 1) return launch_generic<1, Act>(t, x, y, y32, nb, s);
+    if (nb == 2) return launch_generic<2, Act>(t, x, y, y32, nb, s);
+    if (nb <= 4) return launch_generic<4, Act>(t, x, y, y32, nb, s);
+    if (nb <= 8) return launch_generic<8, Act>(t, x, y, y32, nb, s);
+    return launch_generic<16, Act>(t, x, y, y32, nb, s);
 }
 
 template <int WB, typename Act>
-static cudaError_t launch_sub(spqr_gpu_tensor *t, const Act *x, Act *y, float *y32, int nb, cudaStream_t s, int g) {
+static cudaError_t launch_sub(spqr_gpu_tensor *t, const Act *x, Act *y, float *y32, int nb,
+                              cudaStream_t s) {
     switch (t->p.sub) {
-    case 8: return launch_batch<WB, 8, Act>(t, x, y, y32, nb, s, g);
-    case 16: return launch_batch<WB, 16, Act>(t, x, y, y32, nb, s, g);
-    case 32: return launch_batch<WB, 32, Act>(t, x, y, y32, nb, s, g);
-    default: return launch_batch<0, 0, Act>(t, x, y, y32, nb, s, g);
+    case 16:
+        return launch_batch<WB, 16, Act>(t, x, y, y32, nb, s);
+    case 32:
+        return launch_batch<WB, 32, Act>(t, x, y, y32, nb, s);
+    default:
+        return launch_any<Act>(t, x, y, y32, nb, s);
     }
 }
 
 template <typename Act>
-static cudaError_t launch(spqr_gpu_tensor *t, const Act *x, Act *y, float *y32, int nb, cudaStream_t s) {
-    const int bp = nb == 1 ? 1 : nb == 2 ? 2 : nb <= 4 ? 4 : nb <= 8 ? 8 : 16;
-    const size_t need = (size_t)bp * (t->p.chunks * kStride + t->p.chunks * (32 / t->p.sub)) * sizeof(float);
-    const int g = need > kSmemBudget || need > t->smem_optin;
+static cudaError_t launch(spqr_gpu_tensor *t, const Act *x, Act *y, float *y32, int nb,
+                          cudaStream_t s) {
     switch (t->p.wbits) {
-    case 2: return launch_sub<2, Act>(t, x, y, y32, nb, s, g);
-    case 3: return launch_sub<3, Act>(t, x, y, y32, nb, s, g);
-    case 4: return launch_sub<4, Act>(t, x, y, y32, nb, s, g);
-    default: return launch_batch<0, 0, Act>(t, x, y, y32, nb, s, g);
+    case 2:
+        return launch_sub<2, Act>(t, x, y, y32, nb, s);
+    case 3:
+        return launch_sub<3, Act>(t, x, y, y32, nb, s);
+    case 4:
+        return launch_sub<4, Act>(t, x, y, y32, nb, s);
+    default:
+        return launch_any<Act>(t, x, y, y32, nb, s);
     }
 }
 
 template <typename Act>
-static spqr_status matmul_t(spqr_gpu_tensor *t, const Act *x, Act *y, int nb, cudaStream_t s, spqr_error *err) {
+static spqr_status matmul_t(spqr_gpu_tensor *t, const Act *x, Act *y, int nb, cudaStream_t s,
+                            spqr_error *err) {
     if (t->path == SPQR_OUTLIERS_FUSED || t->nnz == 0) {
         t->p.fuse_outliers = 1;
         CK(launch<Act>(t, x, y, nullptr, nb, s), "spqr matmul kernel");
@@ -522,11 +695,13 @@ static spqr_status matmul_t(spqr_gpu_tensor *t, const Act *x, Act *y, int nb, cu
     t->p.fuse_outliers = 0;
     const Params &p = t->p;
     cudaError_t e = cudaSuccess;
-    // permuted x, densely packed (no padding) for cuSPARSE: gather into ybuf-sized scratch after the dense pass
+    // permuted x, densely packed (no padding) for cuSPARSE: gather into ybuf-sized scratch after
+    // the dense pass
     e = launch<Act>(t, x, y, t->ybuf, nb, s);
     t->p.fuse_outliers = 1;
     CK(e, "spqr dense kernel");
-    // x_perm contiguous [nb][cols] in xbuf (reuse the global buffer; its chunked layout is not needed here)
+    // x_perm contiguous [nb][cols] in xbuf (reuse the global buffer; its chunked layout is not
+    // needed here)
     float *xp = t->xbuf;
     gather_plain_kernel<Act><<<t->sms * 4, 256, 0, s>>>(p, x, nb, xp);
     CK(cudaGetLastError(), "gather for cuSPARSE");
@@ -534,52 +709,58 @@ static spqr_status matmul_t(spqr_gpu_tensor *t, const Act *x, Act *y, int nb, cu
     cusparseSpMatDescr_t A;
     cusparseDnMatDescr_t X, Y;
     const float one = 1.f;
-    if (cusparseCreateCsr(&A, p.rows, p.cols, (int64_t)t->nnz, (void *)p.rowptr, t->colidx32, (void *)t->delta,
-                          CUSPARSE_INDEX_32I, CUSPARSE_INDEX_32I, CUSPARSE_INDEX_BASE_ZERO,
-                          CUDA_R_32F) != CUSPARSE_STATUS_SUCCESS)
+    if (cusparseCreateCsr(&A, p.rows, p.cols, (int64_t)t->nnz, (void *)p.rowptr, t->colidx32,
+                          (void *)t->delta, CUSPARSE_INDEX_32I, CUSPARSE_INDEX_32I,
+                          CUSPARSE_INDEX_BASE_ZERO, CUDA_R_32F) != CUSPARSE_STATUS_SUCCESS)
         return spqr_set_error(err, SPQR_E_CUDA, 0, UINT64_MAX, "cusparseCreateCsr failed");
     cusparseCreateDnMat(&X, p.cols, nb, p.cols, xp, CUDA_R_32F, CUSPARSE_ORDER_COL);
     cusparseCreateDnMat(&Y, p.rows, nb, p.rows, t->ybuf, CUDA_R_32F, CUSPARSE_ORDER_COL);
     size_t ws = 0;
-    cusparseStatus_t cs = cusparseSpMM_bufferSize(t->sp, CUSPARSE_OPERATION_NON_TRANSPOSE,
-                                                  CUSPARSE_OPERATION_NON_TRANSPOSE, &one, A, X, &one, Y, CUDA_R_32F,
-                                                  CUSPARSE_SPMM_ALG_DEFAULT, &ws);
+    cusparseStatus_t cs = cusparseSpMM_bufferSize(
+        t->sp, CUSPARSE_OPERATION_NON_TRANSPOSE, CUSPARSE_OPERATION_NON_TRANSPOSE, &one, A, X, &one,
+        Y, CUDA_R_32F, CUSPARSE_SPMM_ALG_DEFAULT, &ws);
     void *wbuf = nullptr;
     if (cs == CUSPARSE_STATUS_SUCCESS && ws) e = cudaMallocAsync(&wbuf, ws, s);
     if (cs == CUSPARSE_STATUS_SUCCESS && e == cudaSuccess)
-        cs = cusparseSpMM(t->sp, CUSPARSE_OPERATION_NON_TRANSPOSE, CUSPARSE_OPERATION_NON_TRANSPOSE, &one, A, X, &one,
-                          Y, CUDA_R_32F, CUSPARSE_SPMM_ALG_DEFAULT, wbuf);
+        cs = cusparseSpMM(t->sp, CUSPARSE_OPERATION_NON_TRANSPOSE, CUSPARSE_OPERATION_NON_TRANSPOSE,
+                          &one, A, X, &one, Y, CUDA_R_32F, CUSPARSE_SPMM_ALG_DEFAULT, wbuf);
     if (wbuf) cudaFreeAsync(wbuf, s);
     cusparseDestroySpMat(A), cusparseDestroyDnMat(X), cusparseDestroyDnMat(Y);
     if (cs != CUSPARSE_STATUS_SUCCESS)
-        return spqr_set_error(err, SPQR_E_CUDA, 0, UINT64_MAX, "cusparseSpMM failed: %s", cusparseGetErrorString(cs));
+        return spqr_set_error(err, SPQR_E_CUDA, 0, UINT64_MAX, "cusparseSpMM failed: %s",
+                              cusparseGetErrorString(cs));
     CK(e, "cuSPARSE workspace");
     convert_kernel<Act><<<t->sms * 4, 256, 0, s>>>(t->ybuf, y, (uint64_t)nb * p.rows);
     CK(cudaGetLastError(), "convert kernel");
     return SPQR_OK;
 }
 
-extern "C" spqr_status spqr_gpu_matmul(spqr_gpu_tensor *t, const void *x, void *y, int batch, spqr_act_type act,
-                                       void *stream, spqr_error *err) {
-    if (!t || !x || !y) return spqr_set_error(err, SPQR_E_ARG, 0, UINT64_MAX, "null tensor or buffer");
+extern "C" spqr_status spqr_gpu_matmul(spqr_gpu_tensor *t, const void *x, void *y, int batch,
+                                       spqr_act_type act, void *stream, spqr_error *err) {
+    if (!t || !x || !y)
+        return spqr_set_error(err, SPQR_E_ARG, 0, UINT64_MAX, "null tensor or buffer");
     if (batch < 1 || batch > SPQR_MAX_BATCH)
-        return spqr_set_error(err, SPQR_E_ARG, 0, UINT64_MAX, "batch %d not in 1..%d (use dequantize + GEMM)",
-                              batch, SPQR_MAX_BATCH);
+        return spqr_set_error(err, SPQR_E_ARG, 0, UINT64_MAX,
+                              "batch %d not in 1..%d (use dequantize + GEMM)", batch,
+                              SPQR_MAX_BATCH);
     cudaStream_t s = (cudaStream_t)stream;
-    if (act == SPQR_ACT_F16) return matmul_t<__half>(t, (const __half *)x, (__half *)y, batch, s, err);
+    if (act == SPQR_ACT_F16)
+        return matmul_t<__half>(t, (const __half *)x, (__half *)y, batch, s, err);
     if (act == SPQR_ACT_BF16)
-        return matmul_t<__nv_bfloat16>(t, (const __nv_bfloat16 *)x, (__nv_bfloat16 *)y, batch, s, err);
+        return matmul_t<__nv_bfloat16>(t, (const __nv_bfloat16 *)x, (__nv_bfloat16 *)y, batch, s,
+                                       err);
     return spqr_set_error(err, SPQR_E_ARG, 0, UINT64_MAX, "unknown activation type %d", (int)act);
 }
 
-extern "C" spqr_status spqr_gpu_dequantize_f16(spqr_gpu_tensor *t, void *w, void *stream, spqr_error *err) {
+extern "C" spqr_status spqr_gpu_dequantize_f16(spqr_gpu_tensor *t, void *w, void *stream,
+                                               spqr_error *err) {
     if (!t || !w) return spqr_set_error(err, SPQR_E_ARG, 0, UINT64_MAX, "null tensor or buffer");
     cudaStream_t s = (cudaStream_t)stream;
     dequant_kernel<<<t->sms * 8, 256, 0, s>>>(t->p, (__half *)w);
     CK(cudaGetLastError(), "dequantize kernel");
     if (t->nnz) {
-        dequant_outliers_kernel<<<(t->p.rows + 7) / 8, 256, 0, s>>>(t->p, (const uint16_t *)t->sec[SPQR_SEC_VALUES],
-                                                                     (__half *)w);
+        dequant_outliers_kernel<<<(t->p.rows + 7) / 8, 256, 0, s>>>(
+            t->p, (const uint16_t *)t->sec[SPQR_SEC_VALUES], (__half *)w);
         CK(cudaGetLastError(), "dequantize outliers kernel");
     }
     return SPQR_OK;

@@ -21,7 +21,7 @@
     do {                                                                                           \
         cudaError_t e_ = (x);                                                                      \
         if (e_ != cudaSuccess) {                                                                   \
-            fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, cudaGetErrorString(e_));           \
+            fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, cudaGetErrorString(e_));            \
             exit(1);                                                                               \
         }                                                                                          \
     } while (0)
@@ -68,7 +68,8 @@ typedef struct {
 static void call_spqr(void *p, int i) {
     ctx_t *c = p;
     spqr_error err;
-    if (spqr_gpu_matmul(c->t[i % c->nt], c->x[i % c->nx], c->y[i % c->nx], c->batch, SPQR_ACT_F16, NULL, &err)) {
+    if (spqr_gpu_matmul(c->t[i % c->nt], c->x[i % c->nx], c->y[i % c->nx], c->batch, SPQR_ACT_F16,
+                        NULL, &err)) {
         fprintf(stderr, "spqr: %s\n", err.msg);
         exit(1);
     }
@@ -78,9 +79,10 @@ static void call_cublas(void *p, int i) {
     ctx_t *c = p;
     const float one = 1.f, zero = 0.f;
     /* row-major W [rows x cols] is column-major Wᵀ: y = op(A) x with A = W (cols x rows), op = T */
-    cublasStatus_t s = cublasGemmEx(c->h, CUBLAS_OP_T, CUBLAS_OP_N, c->rows, c->batch, c->cols, &one, c->W[i % c->nw],
-                                    CUDA_R_16F, c->cols, c->x[i % c->nx], CUDA_R_16F, c->cols, &zero,
-                                    c->y[i % c->nx], CUDA_R_16F, c->rows, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    cublasStatus_t s = cublasGemmEx(c->h, CUBLAS_OP_T, CUBLAS_OP_N, c->rows, c->batch, c->cols,
+                                    &one, c->W[i % c->nw], CUDA_R_16F, c->cols, c->x[i % c->nx],
+                                    CUDA_R_16F, c->cols, &zero, c->y[i % c->nx], CUDA_R_16F,
+                                    c->rows, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
     if (s != CUBLAS_STATUS_SUCCESS) {
         fprintf(stderr, "cublas failed %d\n", (int)s);
         exit(1);
@@ -116,25 +118,34 @@ int main(int argc, char **argv) {
     struct cudaDeviceProp prop;
     cudaGetDeviceProperties(&prop, 0);
     double bw = copy_bandwidth();
-    printf("device: %s, %d SMs, L2 %d MiB; measured copy bandwidth %.0f GB/s (read+write)\n", prop.name,
-           prop.multiProcessorCount, prop.l2CacheSize >> 20, bw / 1e9);
-    static const int shapes[][2] = {{4096, 4096}, {11008, 4096}, {4096, 11008}, {8192, 8192}, {28672, 8192}, {8192, 28672}};
+    printf("device: %s, %d SMs, L2 %d MiB; measured copy bandwidth %.0f GB/s (read+write)\n",
+           prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20, bw / 1e9);
+    static const int shapes[][2] = {{4096, 4096}, {11008, 4096}, {4096, 11008},
+                                    {8192, 8192}, {28672, 8192}, {8192, 28672}};
     static const int batches[] = {1, 4, 16};
     cublasHandle_t h;
     cublasCreate(&h);
-    printf("\n| shape (rows x cols) | config | batch | spqr µs | eff. GB/s | %% of copy bw | cuSPARSE-path µs | cuBLAS fp16 µs | speedup |\n");
+    printf("\n| shape (rows x cols) | config | batch | spqr µs | eff. GB/s | %% of copy bw | "
+           "cuSPARSE-path µs | cuBLAS fp16 µs | speedup |\n");
     printf("|---|---|---|---|---|---|---|---|---|\n");
     for (int si = 0; si < (quick ? 2 : 6); si++)
         for (int cfg = 0; cfg < 2; cfg++) {
             const int rows = shapes[si][0], cols = shapes[si][1];
-            spqr_tensor_info in = {.kind = SPQR_KIND_SPQR, .ndim = 2, .dims = {(uint64_t)rows, (uint64_t)cols},
-                                   .wbits = cfg ? 4 : 3, .stat_bits = 3, .beta1 = 16, .beta2 = 16,
-                                   .nnz = cfg ? 0 : (uint64_t)rows * (uint64_t)cols / 100, .flags = SPQR_FLAG_PERM};
+            spqr_tensor_info in = {.kind = SPQR_KIND_SPQR,
+                                   .ndim = 2,
+                                   .dims = {(uint64_t)rows, (uint64_t)cols},
+                                   .wbits = cfg ? 4 : 3,
+                                   .stat_bits = 3,
+                                   .beta1 = 16,
+                                   .beta2 = 16,
+                                   .nnz = cfg ? 0 : (uint64_t)rows * (uint64_t)cols / 100,
+                                   .flags = SPQR_FLAG_PERM};
             char path[128];
             snprintf(path, sizeof path, "/tmp/bench_gpu_%d_%d_%d.spqr", rows, cols, cfg);
             spqr_sample_tensor st;
             spqr_writer *w = spqr_writer_open(path, 0, &err);
-            if (spqr_sample_tensor_make(&in, 7, &st, &err) || spqr_writer_add_spqr(w, "w", &in, (const void *const *)st.sec, &err) ||
+            if (spqr_sample_tensor_make(&in, 7, &st, &err) ||
+                spqr_writer_add_spqr(w, "w", &in, (const void *const *)st.sec, &err) ||
                 spqr_writer_finish(w, &err)) {
                 fprintf(stderr, "%s\n", err.msg);
                 return 1;
@@ -161,7 +172,8 @@ int main(int argc, char **argv) {
             c.W = calloc((size_t)c.nw, sizeof *c.W);
             for (int i = 0; i < c.nw; i++) {
                 CK(cudaMalloc(&c.W[i], (uint64_t)rows * cols * 2));
-                cudaMemset(c.W[i], 0x11, (uint64_t)rows * cols * 2); /* 0x1111: a small normal fp16, not zero */
+                cudaMemset(c.W[i], 0x11,
+                           (uint64_t)rows * cols * 2); /* 0x1111: a small normal fp16, not zero */
             }
             c.nx = 8;
             c.x = calloc(8, sizeof *c.x), c.y = calloc(8, sizeof *c.y);
@@ -172,21 +184,26 @@ int main(int argc, char **argv) {
             }
             for (int bi = 0; bi < 3; bi++) {
                 c.batch = batches[bi];
-                for (int i = 0; i < c.nt; i++) spqr_gpu_set_outlier_path(c.t[i], SPQR_OUTLIERS_FUSED, &err);
+                for (int i = 0; i < c.nt; i++)
+                    spqr_gpu_set_outlier_path(c.t[i], SPQR_OUTLIERS_FUSED, &err);
                 float ts = time_calls(call_spqr, &c, 50);
                 float tsp = -1;
                 if (in.nnz) {
-                    for (int i = 0; i < c.nt; i++) spqr_gpu_set_outlier_path(c.t[i], SPQR_OUTLIERS_CUSPARSE, &err);
+                    for (int i = 0; i < c.nt; i++)
+                        spqr_gpu_set_outlier_path(c.t[i], SPQR_OUTLIERS_CUSPARSE, &err);
                     tsp = time_calls(call_spqr, &c, 50);
-                    for (int i = 0; i < c.nt; i++) spqr_gpu_set_outlier_path(c.t[i], SPQR_OUTLIERS_FUSED, &err);
+                    for (int i = 0; i < c.nt; i++)
+                        spqr_gpu_set_outlier_path(c.t[i], SPQR_OUTLIERS_FUSED, &err);
                 }
                 float tc = time_calls(call_cublas, &c, 50);
                 double bytes = (double)spqr_gpu_matmul_bytes(c.t[0], c.batch);
                 char spbuf[32] = "-";
                 if (tsp > 0) snprintf(spbuf, sizeof spbuf, "%.1f", tsp);
-                printf("| %dx%d | w%d s3 b16 %s | %d | %.1f | %.0f | %.0f%% | %s | %.1f | %.2fx |\n", rows, cols,
-                       cfg ? 4 : 3, in.nnz ? "1% outl" : "0 outl", c.batch, ts, bytes / (ts * 1e-6) / 1e9,
-                       100.0 * bytes / (ts * 1e-6) / bw, spbuf, tc, tc / ts);
+                printf(
+                    "| %dx%d | w%d s3 b16 %s | %d | %.1f | %.0f | %.0f%% | %s | %.1f | %.2fx |\n",
+                    rows, cols, cfg ? 4 : 3, in.nnz ? "1% outl" : "0 outl", c.batch, ts,
+                    bytes / (ts * 1e-6) / 1e9, 100.0 * bytes / (ts * 1e-6) / bw, spbuf, tc,
+                    tc / ts);
                 fflush(stdout);
             }
             for (int i = 0; i < c.nt; i++) spqr_gpu_free(c.t[i]);

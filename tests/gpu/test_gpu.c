@@ -4,7 +4,8 @@
  * 1..16, fp16 and bf16 activations, fused and cuSPARSE outlier paths; outputs poisoned with NaN
  * before each run so an unwritten element fails. Also: the dequantize kernel is bit-exact with the
  * CPU decoder, bad arguments return errors, and (when SPQR_REAL_SPQR names a file) every SpQR
- * tensor of a real compressed model is checked the same way. Exits 77 (ctest: skipped) without a GPU. */
+ * tensor of a real compressed model is checked the same way. Exits 77 (ctest: skipped) without a
+ * GPU. */
 #define _POSIX_C_SOURCE 200809L
 #include "sample.h"
 #include "spqr.h"
@@ -19,7 +20,8 @@
 static int passed, failed;
 #define CHECK(cond, ...)                                                                           \
     do {                                                                                           \
-        if (cond) passed++;                                                                        \
+        if (cond)                                                                                  \
+            passed++;                                                                              \
         else {                                                                                     \
             failed++;                                                                              \
             printf("FAIL %s:%d: ", __FILE__, __LINE__);                                            \
@@ -29,7 +31,8 @@ static int passed, failed;
     } while (0)
 
 static float act_round(float v, spqr_act_type a) {
-    return a == SPQR_ACT_F16 ? spqr_f16_to_f32(spqr_f32_to_f16(v)) : spqr_bf16_to_f32(spqr_f32_to_bf16(v));
+    return a == SPQR_ACT_F16 ? spqr_f16_to_f32(spqr_f32_to_f16(v))
+                             : spqr_bf16_to_f32(spqr_f32_to_bf16(v));
 }
 
 /* One tensor: GPU matmul for several batches/activations/paths vs the double reference. */
@@ -52,7 +55,8 @@ static void check_tensor(const spqr_file *f, size_t ti, uint64_t seed, const cha
     spqr_status st = spqr_gpu_dequantize_f16(t, dw, NULL, &err);
     cudaMemcpy(wg, dw, rows * cols * 2, cudaMemcpyDeviceToHost);
     spqr_cpu_dequantize_f16(f, ti, wc, &err);
-    CHECK(st == SPQR_OK && memcmp(wg, wc, rows * cols * 2) == 0, "%s: dequantize kernel differs from CPU", label);
+    CHECK(st == SPQR_OK && memcmp(wg, wc, rows * cols * 2) == 0,
+          "%s: dequantize kernel differs from CPU", label);
     cudaFree(dw), free(wg), free(wc);
     const int batches[] = {1, 2, 3, 5, 8, 16};
     uint64_t rng = seed;
@@ -63,7 +67,8 @@ static void check_tensor(const spqr_file *f, size_t ti, uint64_t seed, const cha
                 if (path == 1 && (bi % 2)) continue; /* cuSPARSE on a subset of batches */
                 const spqr_act_type act = (spqr_act_type)a;
                 float *x = malloc((uint64_t)nb * cols * sizeof *x);
-                uint16_t *xh = malloc((uint64_t)nb * cols * 2), *yh = malloc((uint64_t)nb * rows * 2);
+                uint16_t *xh = malloc((uint64_t)nb * cols * 2),
+                         *yh = malloc((uint64_t)nb * rows * 2);
                 for (uint64_t i = 0; i < (uint64_t)nb * cols; i++) {
                     x[i] = act_round(2.0f * spqr_rng_uniform(&rng) - 1.0f, act);
                     xh[i] = act == SPQR_ACT_F16 ? spqr_f32_to_f16(x[i]) : spqr_f32_to_bf16(x[i]);
@@ -72,7 +77,8 @@ static void check_tensor(const spqr_file *f, size_t ti, uint64_t seed, const cha
                 cudaMalloc(&dx, (uint64_t)nb * cols * 2);
                 cudaMalloc(&dy, (uint64_t)nb * rows * 2);
                 cudaMemcpy(dx, xh, (uint64_t)nb * cols * 2, cudaMemcpyHostToDevice);
-                cudaMemset(dy, 0xff, (uint64_t)nb * rows * 2); /* poison: 0xffff is NaN in f16 and bf16 */
+                cudaMemset(dy, 0xff,
+                           (uint64_t)nb * rows * 2); /* poison: 0xffff is NaN in f16 and bf16 */
                 spqr_gpu_set_outlier_path(t, (spqr_outlier_path)path, &err);
                 st = spqr_gpu_matmul(t, dx, dy, nb, act, NULL, &err);
                 cudaError_t ce = cudaDeviceSynchronize();
@@ -82,7 +88,8 @@ static void check_tensor(const spqr_file *f, size_t ti, uint64_t seed, const cha
                 for (int b = 0; b < nb; b++)
                     for (uint64_t r = 0; r < rows; r++) {
                         double ref = 0;
-                        for (uint64_t c = 0; c < cols; c++) ref += (double)W[r * cols + c] * x[(uint64_t)b * cols + c];
+                        for (uint64_t c = 0; c < cols; c++)
+                            ref += (double)W[r * cols + c] * x[(uint64_t)b * cols + c];
                         uint16_t h = yh[(uint64_t)b * rows + r];
                         double got = act == SPQR_ACT_F16 ? spqr_f16_to_f32(h) : spqr_bf16_to_f32(h);
                         if (isnan(got)) nan++;
@@ -92,9 +99,10 @@ static void check_tensor(const spqr_file *f, size_t ti, uint64_t seed, const cha
                 /* output rounding bounds the error: 2^-11 (f16), 2^-8 (bf16) per element */
                 double tol = act == SPQR_ACT_F16 ? 1e-3 : 8e-3;
                 CHECK(st == SPQR_OK && ce == cudaSuccess && !nan && rel < tol,
-                      "%s batch %d %s %s: status %d (%s) cuda %d, %d unwritten, rel err %.3g (tol %.0e)", label, nb,
-                      act == SPQR_ACT_F16 ? "f16" : "bf16", path ? "cusparse" : "fused", st, err.msg, ce, nan, rel,
-                      tol);
+                      "%s batch %d %s %s: status %d (%s) cuda %d, %d unwritten, rel err %.3g (tol "
+                      "%.0e)",
+                      label, nb, act == SPQR_ACT_F16 ? "f16" : "bf16", path ? "cusparse" : "fused",
+                      st, err.msg, ce, nan, rel, tol);
                 cudaFree(dx), cudaFree(dy), free(x), free(xh), free(yh);
             }
     spqr_gpu_free(t);
@@ -103,7 +111,8 @@ static void check_tensor(const spqr_file *f, size_t ti, uint64_t seed, const cha
 
 static void random_configs(void) {
     static const uint32_t betas[][2] = {{16, 16}, {8, 8}, {32, 64}, {128, 128}, {16, 2}, {2, 32}};
-    static const uint64_t shapes[][2] = {{37, 100}, {256, 4097}, {1000, 333}, {1, 1}, {64, 40000}, {3, 70000}};
+    static const uint64_t shapes[][2] = {{37, 100}, {256, 4097}, {1000, 333},
+                                         {1, 1},    {64, 40000}, {3, 70000}};
     static const double dens[] = {0.0, 0.01, 0.10};
     int k = 0, quick = getenv("SPQR_GPU_QUICK") != NULL; /* e.g. under compute-sanitizer */
     char path[256];
@@ -112,16 +121,21 @@ static void random_configs(void) {
         for (int bi = 0; bi < 6; bi++, k++) {
             if (quick && (w > 4 || bi > 2)) continue;
             const uint64_t *sh = shapes[k % 6];
-            spqr_tensor_info in = {.kind = SPQR_KIND_SPQR, .ndim = 2, .dims = {sh[0], sh[1]}, .wbits = w,
+            spqr_tensor_info in = {.kind = SPQR_KIND_SPQR,
+                                   .ndim = 2,
+                                   .dims = {sh[0], sh[1]},
+                                   .wbits = w,
                                    .stat_bits = (k % 3 == 2) ? 16 : 1 + (uint32_t)(k % 8),
-                                   .beta1 = betas[bi][0], .beta2 = betas[bi][1],
+                                   .beta1 = betas[bi][0],
+                                   .beta2 = betas[bi][1],
                                    .nnz = (uint64_t)(dens[k % 3] * (double)(sh[0] * sh[1])),
                                    .flags = (k % 2) ? SPQR_FLAG_PERM : 0};
             spqr_sample_tensor st;
             spqr_error err = {0};
             spqr_writer *wr = spqr_writer_open(path, 0, &err);
             if (spqr_sample_tensor_make(&in, 1000 + (uint64_t)k, &st, &err) || !wr ||
-                spqr_writer_add_spqr(wr, "t", &in, (const void *const *)st.sec, &err) || spqr_writer_finish(wr, &err)) {
+                spqr_writer_add_spqr(wr, "t", &in, (const void *const *)st.sec, &err) ||
+                spqr_writer_finish(wr, &err)) {
                 CHECK(0, "building tensor: %s", err.msg);
                 continue;
             }
@@ -129,8 +143,8 @@ static void random_configs(void) {
             spqr_file *f = spqr_file_open(path, 0, &err);
             char label[160];
             snprintf(label, sizeof label, "%llux%llu w%u s%u b1=%u b2=%u nnz=%llu perm=%d",
-                     (unsigned long long)sh[0], (unsigned long long)sh[1], w, in.stat_bits, in.beta1, in.beta2,
-                     (unsigned long long)in.nnz, (int)(in.flags & 1));
+                     (unsigned long long)sh[0], (unsigned long long)sh[1], w, in.stat_bits,
+                     in.beta1, in.beta2, (unsigned long long)in.nnz, (int)(in.flags & 1));
             check_tensor(f, 0, (uint64_t)k, label);
             spqr_file_close(f);
         }
@@ -144,15 +158,19 @@ static void errors(void) {
     spqr_sample_write_file(path, 1, 0, &err);
     spqr_file *f = spqr_file_open(path, 0, &err);
     spqr_gpu_tensor *t = NULL;
-    CHECK(spqr_gpu_upload(f, 0, &t, &err) == SPQR_E_ARG && !t, "upload of a plain tensor must fail");
-    CHECK(spqr_gpu_upload(f, 99, &t, &err) == SPQR_E_NOTFOUND, "upload of a missing tensor must fail");
+    CHECK(spqr_gpu_upload(f, 0, &t, &err) == SPQR_E_ARG && !t,
+          "upload of a plain tensor must fail");
+    CHECK(spqr_gpu_upload(f, 99, &t, &err) == SPQR_E_NOTFOUND,
+          "upload of a missing tensor must fail");
     long q = spqr_file_find(f, "layer0.q_proj");
     CHECK(spqr_gpu_upload(f, (size_t)q, &t, &err) == SPQR_OK, "upload: %s", err.msg);
     void *d;
     cudaMalloc(&d, 1 << 20);
     CHECK(spqr_gpu_matmul(t, d, d, 0, SPQR_ACT_F16, NULL, &err) == SPQR_E_ARG, "batch 0 must fail");
-    CHECK(spqr_gpu_matmul(t, d, d, 17, SPQR_ACT_F16, NULL, &err) == SPQR_E_ARG, "batch 17 must fail");
-    CHECK(spqr_gpu_matmul(t, d, d, 1, (spqr_act_type)9, NULL, &err) == SPQR_E_ARG, "bad act must fail");
+    CHECK(spqr_gpu_matmul(t, d, d, 17, SPQR_ACT_F16, NULL, &err) == SPQR_E_ARG,
+          "batch 17 must fail");
+    CHECK(spqr_gpu_matmul(t, d, d, 1, (spqr_act_type)9, NULL, &err) == SPQR_E_ARG,
+          "bad act must fail");
     cudaFree(d);
     spqr_gpu_free(t);
     spqr_file_close(f);
@@ -172,7 +190,8 @@ int main(void) {
         spqr_file *f = spqr_file_open(real, SPQR_OPEN_VERIFY, &err);
         CHECK(f != NULL, "%s: %s", real, err.msg);
         for (size_t i = 0; f && i < spqr_file_tensor_count(f); i++)
-            if (spqr_file_tensor_info(f, i)->kind == SPQR_KIND_SPQR) check_tensor(f, i, i, spqr_file_tensor_name(f, i));
+            if (spqr_file_tensor_info(f, i)->kind == SPQR_KIND_SPQR)
+                check_tensor(f, i, i, spqr_file_tensor_name(f, i));
         spqr_file_close(f);
     } else {
         printf("note: SPQR_REAL_SPQR not set: real compressed tensors not checked\n");
