@@ -28,6 +28,7 @@ typedef enum {
     SPQR_E_NUMERIC = 6,     /* NaN/Inf or a numerical failure */
     SPQR_E_UNSUPPORTED = 7, /* valid but not supported by this build (e.g. no CUDA) */
     SPQR_E_CUDA = 8,        /* a CUDA runtime / library call failed */
+    SPQR_E_INTERRUPTED = 9, /* stopped on request (state saved where the operation supports it) */
 } spqr_status;
 
 /* Error report: code, the spec rule broken (0 if none applies), the byte offset in the file

@@ -4,4 +4,6 @@
 int cmd_inspect(int argc, char **argv);
 int cmd_validate(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
+int cmd_compress(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
 #endif
