@@ -82,7 +82,18 @@ spqr_status spqr_tokens_load(const char *path, const char *tok_json, size_t tok_
             return spqr_set_error(err, SPQR_E_ARG, 0, UINT64_MAX,
                                   "%s: a text file needs the model's tokenizer.json (or pass a .u32/.u16/.npy token file)", path);
         }
-        st = spqr_tokenize(tok_json, tok_len, (const char *)b, (size_t)n, ids, count, err);
+        /* Text is read as Python reads text files (universal newlines: "\r\n" and a lone "\r"
+         * become "\n"), which is what Hugging Face evaluation pipelines tokenize. */
+        size_t m = 0;
+        for (long i = 0; i < n; i++) {
+            if (b[i] == '\r') {
+                b[m++] = '\n';
+                if (i + 1 < n && b[i + 1] == '\n') i++;
+            } else {
+                b[m++] = b[i];
+            }
+        }
+        st = spqr_tokenize(tok_json, tok_len, (const char *)b, m, ids, count, err);
     }
     free(b);
     return st;
