@@ -52,7 +52,7 @@ static spqr_status actbuf_alloc(actbuf *a, uint64_t bytes, uint64_t budget, cons
         a->p = malloc(bytes);
         if (a->p) return SPQR_OK;
     }
-    char path[1100];
+    char path[1200];
     snprintf(path, sizeof path, "%s/scratch.XXXXXX", dir);
     int fd = mkstemp(path);
     if (fd < 0) return spqr_set_error(err, SPQR_E_IO, 0, UINT64_MAX, "%s: cannot create scratch file", path);
@@ -135,7 +135,7 @@ static spqr_status quantize_linear(const spqr_compress_job *job, spqr_block *b, 
     spqr_status st = spqr_quantize(b->w[li], rows, cols, H, &job->q, &q, err);
     if (st) {
         char msg[sizeof err->msg];
-        snprintf(msg, sizeof msg, "layer %d %s: %s", layer, spqr_linear_names[li], err->msg);
+        snprintf(msg, sizeof msg, "layer %d %s: %.560s", layer, spqr_linear_names[li], err->msg);
         snprintf(err->msg, sizeof err->msg, "%s", msg);
         return st;
     }

@@ -135,6 +135,10 @@ typedef struct {
 
 spqr_status spqr_compress_model(const spqr_compress_job *job, spqr_compress_result *res, spqr_error *err);
 
+/* Writes a small random LLaMA checkpoint (HF layout: config.json, model.safetensors in fp16; 2
+ * layers, hidden 64, GQA 4/2 heads, vocab 256) plus random token files calib.u32 and eval.u32. */
+spqr_status spqr_write_tiny_llama(const char *dir, uint64_t seed, spqr_error *err);
+
 /* ---- safetensors files (untrusted input: every offset and size checked) ---- */
 typedef struct {
     const char *name;

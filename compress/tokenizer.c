@@ -279,7 +279,7 @@ static int bpe(const tokenizer *t, uint32_t *ids, uint32_t n, idvec *out) {
     size_t hn = 0;
     for (uint32_t i = 0; i < n; i++) next[i] = i + 1 < n ? (int32_t)i + 1 : -1, prev[i] = (int32_t)i - 1;
     for (uint32_t i = 0; i + 1 < n; i++) {
-        uint32_t r, m;
+        uint32_t r = 0, m = 0;
         if (pairmap_get(&t->merges, ids[i], ids[i + 1], &r, &m)) heap_push(heap, &hn, (cand){r, i, ids[i], ids[i + 1]});
     }
     while (hn) {
@@ -287,16 +287,16 @@ static int bpe(const tokenizer *t, uint32_t *ids, uint32_t n, idvec *out) {
         int32_t nx = next[c.pos];
         /* stale: the left symbol changed or was absorbed, or its neighbour changed */
         if (ids[c.pos] != c.left_id || nx < 0 || ids[nx] != c.right_id || ids[c.pos] == UINT32_MAX) continue;
-        uint32_t r, m;
-        pairmap_get(&t->merges, c.left_id, c.right_id, &r, &m);
-        ids[c.pos] = m;
+        uint32_t r = 0, merged = 0, unused = 0;
+        pairmap_get(&t->merges, c.left_id, c.right_id, &r, &merged);
+        ids[c.pos] = merged;
         ids[nx] = UINT32_MAX; /* absorbed */
         next[c.pos] = next[nx];
         if (next[nx] >= 0) prev[next[nx]] = (int32_t)c.pos;
-        if (prev[c.pos] >= 0 && pairmap_get(&t->merges, ids[prev[c.pos]], m, &r, &m))
-            heap_push(heap, &hn, (cand){r, (uint32_t)prev[c.pos], ids[prev[c.pos]], ids[c.pos]});
-        if (next[c.pos] >= 0 && pairmap_get(&t->merges, ids[c.pos], ids[next[c.pos]], &r, &m))
-            heap_push(heap, &hn, (cand){r, c.pos, ids[c.pos], ids[next[c.pos]]});
+        if (prev[c.pos] >= 0 && pairmap_get(&t->merges, ids[prev[c.pos]], merged, &r, &unused))
+            heap_push(heap, &hn, (cand){r, (uint32_t)prev[c.pos], ids[prev[c.pos]], merged});
+        if (next[c.pos] >= 0 && pairmap_get(&t->merges, merged, ids[next[c.pos]], &r, &unused))
+            heap_push(heap, &hn, (cand){r, c.pos, merged, ids[next[c.pos]]});
     }
     int rc = 0;
     for (int32_t i = 0; i >= 0 && !rc; i = next[i]) rc = push_id(out, ids[i]);

@@ -11,6 +11,7 @@
 #include <xxhash.h>
 
 static inline uint8_t *tu_read_file(const char *path, size_t *size) {
+    *size = 0;
     FILE *fp = fopen(path, "rb");
     if (!fp) return NULL;
     fseek(fp, 0, SEEK_END);

@@ -6,4 +6,6 @@ int cmd_validate(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_compress(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+int cmd_make_tiny(int argc, char **argv);
 #endif

@@ -19,3 +19,19 @@ int cmd_demo(int argc, char **argv) {
     char *i[] = {"inspect", (char *)out, NULL};
     return cmd_inspect(2, i);
 }
+
+/* `spqr make-tiny-model DIR`: a small random LLaMA checkpoint (HF layout) with token files. */
+#include "spqr_compress.h"
+int cmd_make_tiny(int argc, char **argv) {
+    if (argc != 2) {
+        fprintf(stderr, "usage: spqr make-tiny-model DIR\n");
+        return 2;
+    }
+    spqr_error err = {0};
+    if (spqr_write_tiny_llama(argv[1], 1, &err)) {
+        fprintf(stderr, "spqr make-tiny-model: %s\n", err.msg);
+        return 1;
+    }
+    printf("wrote a random 2-layer LLaMA checkpoint to %s (config.json, model.safetensors, calib.u32, eval.u32)\n", argv[1]);
+    return 0;
+}
