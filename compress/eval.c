@@ -18,12 +18,15 @@ static double now_s(void) {
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-/* Runs n_seq sequences (ids [n_seq][T]) through the model; x out [n_seq*T][hidden] after the last block. */
-static spqr_status run_blocks(spqr_weights *w, const spqr_model_config *c, const uint32_t *ids, uint64_t n_seq,
-                              uint64_t T, const float *embed, float *x, spqr_error *err) {
+/* Runs n_seq sequences (ids [n_seq][T]) through the model; x out [n_seq*T][hidden] after the last
+ * block. */
+static spqr_status run_blocks(spqr_weights *w, const spqr_model_config *c, const uint32_t *ids,
+                              uint64_t n_seq, uint64_t T, const float *embed, float *x,
+                              spqr_error *err) {
     for (uint64_t i = 0; i < n_seq * T; i++) {
         if (ids[i] >= c->vocab)
-            return spqr_set_error(err, SPQR_E_ARG, 0, UINT64_MAX, "token id %u >= vocab %u", ids[i], c->vocab);
+            return spqr_set_error(err, SPQR_E_ARG, 0, UINT64_MAX, "token id %u >= vocab %u", ids[i],
+                                  c->vocab);
         memcpy(x + i * c->hidden, embed + (uint64_t)ids[i] * c->hidden, c->hidden * sizeof *x);
     }
     spqr_fwd f;
@@ -64,7 +67,8 @@ static void model_close(model_t *m) {
     free(m->embed), free(m->norm), free(m->head);
 }
 
-spqr_status spqr_model_logits(const char *path, const uint32_t *ids, uint64_t T, float *logits, spqr_error *err) {
+spqr_status spqr_model_logits(const char *path, const uint32_t *ids, uint64_t T, float *logits,
+                              spqr_error *err) {
     model_t m;
     spqr_status st = model_open(&m, path, err);
     if (st) return st;
@@ -77,22 +81,26 @@ spqr_status spqr_model_logits(const char *path, const uint32_t *ids, uint64_t T,
     return st;
 }
 
-spqr_status spqr_eval_perplexity(const char *path, const uint32_t *ids, uint64_t n, uint64_t T, uint64_t max_windows,
-                                 spqr_eval_result *out, spqr_error *err) {
+spqr_status spqr_eval_perplexity(const char *path, const uint32_t *ids, uint64_t n, uint64_t T,
+                                 uint64_t max_windows, spqr_eval_result *out, spqr_error *err) {
     memset(out, 0, sizeof *out);
-    if (T < 2) return spqr_set_error(err, SPQR_E_ARG, 0, UINT64_MAX, "seqlen %llu: must be >= 2", (unsigned long long)T);
+    if (T < 2)
+        return spqr_set_error(err, SPQR_E_ARG, 0, UINT64_MAX, "seqlen %llu: must be >= 2",
+                              (unsigned long long)T);
     uint64_t windows = n / T;
     if (max_windows && windows > max_windows) windows = max_windows;
     if (!windows)
-        return spqr_set_error(err, SPQR_E_ARG, 0, UINT64_MAX, "%llu tokens: fewer than one window of %llu",
-                              (unsigned long long)n, (unsigned long long)T);
+        return spqr_set_error(err, SPQR_E_ARG, 0, UINT64_MAX,
+                              "%llu tokens: fewer than one window of %llu", (unsigned long long)n,
+                              (unsigned long long)T);
     double t0 = now_s();
     model_t m;
     spqr_status st = model_open(&m, path, err);
     if (st) return st;
     uint64_t chunk = EVAL_TOKENS_PER_CHUNK / T;
     if (!chunk) chunk = 1;
-    float *x = malloc(chunk * T * m.c.hidden * sizeof *x), *logits = malloc(T * m.c.vocab * sizeof *logits);
+    float *x = malloc(chunk * T * m.c.hidden * sizeof *x),
+          *logits = malloc(T * m.c.vocab * sizeof *logits);
     if (!x || !logits) st = spqr_set_error(err, SPQR_E_NOMEM, 0, UINT64_MAX, "out of memory");
     double nll = 0;
     uint64_t count = 0;

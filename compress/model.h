@@ -27,7 +27,8 @@ typedef struct {
     float *norm_in, *norm_post;
 } spqr_block;
 
-spqr_status spqr_block_load(spqr_weights *w, const spqr_model_config *c, int layer, spqr_block *b, spqr_error *err);
+spqr_status spqr_block_load(spqr_weights *w, const spqr_model_config *c, int layer, spqr_block *b,
+                            spqr_error *err);
 void spqr_block_free(spqr_block *b);
 
 /* Staged block forward over n sequences of T tokens, x [n*T][hidden] updated in place.
@@ -41,18 +42,18 @@ void spqr_block_free(spqr_block *b);
 typedef struct {
     const spqr_model_config *c;
     uint64_t n_seq, T;
-    float *x;                 /* [n*T][hidden] residual stream */
-    float *h, *attn, *act;    /* stage outputs: [n*T][hidden], [n*T][hidden], [n*T][inter] */
-    float *q, *k, *v, *tmp;   /* scratch */
+    float *x;               /* [n*T][hidden] residual stream */
+    float *h, *attn, *act;  /* stage outputs: [n*T][hidden], [n*T][hidden], [n*T][inter] */
+    float *q, *k, *v, *tmp; /* scratch */
 } spqr_fwd;
 
-spqr_status spqr_fwd_init(spqr_fwd *f, const spqr_model_config *c, uint64_t n_seq, uint64_t T, float *x,
-                          spqr_error *err);
+spqr_status spqr_fwd_init(spqr_fwd *f, const spqr_model_config *c, uint64_t n_seq, uint64_t T,
+                          float *x, spqr_error *err);
 void spqr_fwd_free(spqr_fwd *f);
 void spqr_fwd_stage(spqr_fwd *f, const spqr_block *b, int stage);
 
 /* Final norm + lm_head logits for T positions of one sequence: out [T][vocab]. */
-void spqr_lm_head(const spqr_model_config *c, const float *x, uint64_t T, const float *norm_w, const float *lm_head,
-                  float *out);
+void spqr_lm_head(const spqr_model_config *c, const float *x, uint64_t T, const float *norm_w,
+                  const float *lm_head, float *out);
 void spqr_rmsnorm(const float *x, const float *w, uint64_t n, uint64_t dim, double eps, float *out);
 #endif

@@ -84,7 +84,7 @@ void spqr_hessian_free(spqr_hessian *h);
 
 /* ---- models (LLaMA family: llama, mistral, qwen2) ---- */
 typedef struct {
-    char arch[32];   /* model_type */
+    char arch[32]; /* model_type */
     uint32_t hidden, intermediate, layers, heads, kv_heads, head_dim, vocab, max_pos;
     double rms_eps, rope_theta;
     int tie_embeddings, qkv_bias;
@@ -92,14 +92,14 @@ typedef struct {
 
 /* Parses a Hugging Face config.json (RoPE base as top-level rope_theta or rope_parameters). origin
  * names the file in messages. Unsupported architectures and missing fields are errors. */
-spqr_status spqr_config_parse(const char *json, size_t len, const char *origin, spqr_model_config *c,
-                              spqr_error *err);
+spqr_status spqr_config_parse(const char *json, size_t len, const char *origin,
+                              spqr_model_config *c, spqr_error *err);
 
 /* Token ids for calibration/evaluation: a token file (raw little-endian .u32/.u16, or .npy of
  * uint16/uint32/int32/int64) or UTF-8 text tokenized with tokenizer_json (byte-level BPE or
  * sentencepiece-style BPE with byte fallback). */
-spqr_status spqr_tokens_load(const char *path, const char *tokenizer_json, size_t tokenizer_len, uint32_t **ids,
-                             uint64_t *n, spqr_error *err);
+spqr_status spqr_tokens_load(const char *path, const char *tokenizer_json, size_t tokenizer_len,
+                             uint32_t **ids, uint64_t *n, spqr_error *err);
 
 typedef struct {
     double perplexity, nll;
@@ -108,23 +108,26 @@ typedef struct {
 } spqr_eval_result;
 /* Perplexity of MODEL (HF directory or .spqr file) over non-overlapping windows of seqlen tokens,
  * loss on tokens 2..seqlen of each window, at most max_windows (0 = all). */
-spqr_status spqr_eval_perplexity(const char *model, const uint32_t *ids, uint64_t n, uint64_t seqlen,
-                                 uint64_t max_windows, spqr_eval_result *out, spqr_error *err);
+spqr_status spqr_eval_perplexity(const char *model, const uint32_t *ids, uint64_t n,
+                                 uint64_t seqlen, uint64_t max_windows, spqr_eval_result *out,
+                                 spqr_error *err);
 /* Logits [T][vocab] of one sequence (for tests against reference logits). */
-spqr_status spqr_model_logits(const char *model, const uint32_t *ids, uint64_t T, float *logits, spqr_error *err);
+spqr_status spqr_model_logits(const char *model, const uint32_t *ids, uint64_t T, float *logits,
+                              spqr_error *err);
 
 typedef struct {
-    const char *model;        /* HF directory (or .spqr is refused) */
-    const char *out;          /* output .spqr */
-    const uint32_t *calib;    /* calibration token ids */
+    const char *model;     /* HF directory (or .spqr is refused) */
+    const char *out;       /* output .spqr */
+    const uint32_t *calib; /* calibration token ids */
     uint64_t n_calib;
     uint64_t nsamples, seqlen, seed;
     spqr_quant_params q;
-    uint64_t max_memory;      /* bytes for activations before spilling to a scratch file (0 = no limit) */
-    int resume;               /* continue from OUT.resume/ */
-    volatile int *stop;       /* set asynchronously (Ctrl-C): checkpoint and return SPQR_E_INTERRUPTED */
-    int verbose;              /* progress bar and per-block log on stderr */
-    const char *calib_name;   /* for metadata */
+    uint64_t
+        max_memory;     /* bytes for activations before spilling to a scratch file (0 = no limit) */
+    int resume;         /* continue from OUT.resume/ */
+    volatile int *stop; /* set asynchronously (Ctrl-C): checkpoint and return SPQR_E_INTERRUPTED */
+    int verbose;        /* progress bar and per-block log on stderr */
+    const char *calib_name; /* for metadata */
 } spqr_compress_job;
 
 typedef struct {
@@ -133,7 +136,8 @@ typedef struct {
     uint64_t peak_rss_bytes;
 } spqr_compress_result;
 
-spqr_status spqr_compress_model(const spqr_compress_job *job, spqr_compress_result *res, spqr_error *err);
+spqr_status spqr_compress_model(const spqr_compress_job *job, spqr_compress_result *res,
+                                spqr_error *err);
 
 /* Writes a small random LLaMA checkpoint (HF layout: config.json, model.safetensors in fp16; 2
  * layers, hidden 64, GQA 4/2 heads, vocab 256) plus random token files calib.u32 and eval.u32. */

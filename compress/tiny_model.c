@@ -28,11 +28,14 @@ spqr_status spqr_write_tiny_llama(const char *dir, uint64_t seed, spqr_error *er
     snprintf(p, sizeof p, "%s/config.json", dir);
     FILE *f = fopen(p, "w");
     if (!f) return spqr_set_error(err, SPQR_E_IO, 0, UINT64_MAX, "%s: cannot write", p);
-    fprintf(f, "{\"model_type\": \"llama\", \"architectures\": [\"LlamaForCausalLM\"], \"hidden_size\": %d, "
-               "\"intermediate_size\": %d, \"num_hidden_layers\": %d, \"num_attention_heads\": %d, "
-               "\"num_key_value_heads\": %d, \"head_dim\": %d, \"vocab_size\": %d, \"rms_norm_eps\": 1e-05, "
-               "\"rope_parameters\": {\"rope_theta\": 10000.0, \"rope_type\": \"default\"}, "
-               "\"max_position_embeddings\": 256, \"tie_word_embeddings\": false}\n",
+    fprintf(f,
+            "{\"model_type\": \"llama\", \"architectures\": [\"LlamaForCausalLM\"], "
+            "\"hidden_size\": %d, "
+            "\"intermediate_size\": %d, \"num_hidden_layers\": %d, \"num_attention_heads\": %d, "
+            "\"num_key_value_heads\": %d, \"head_dim\": %d, \"vocab_size\": %d, \"rms_norm_eps\": "
+            "1e-05, "
+            "\"rope_parameters\": {\"rope_theta\": 10000.0, \"rope_type\": \"default\"}, "
+            "\"max_position_embeddings\": 256, \"tie_word_embeddings\": false}\n",
             H, I, L, NH, KV, D, V);
     fclose(f);
     /* tensors: name, rows, cols (cols 0 = 1-D) */
@@ -41,13 +44,16 @@ spqr_status spqr_write_tiny_llama(const char *dir, uint64_t seed, spqr_error *er
         int r, c;
     } t[64];
     int nt = 0;
-#define T(nm, R, C) snprintf(t[nt].name, sizeof t[nt].name, "%s", nm), t[nt].r = R, t[nt].c = C, nt++
+#define T(nm, R, C)                                                                                \
+    snprintf(t[nt].name, sizeof t[nt].name, "%s", nm), t[nt].r = R, t[nt].c = C, nt++
     T("model.embed_tokens.weight", V, H);
     for (int l = 0; l < L; l++) {
         char nm[96];
-        const char *lin[] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
-                             "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"};
-        const int rows[] = {NH * D, KV * D, KV * D, H, I, I, H}, cols[] = {H, H, H, NH * D, H, H, I};
+        const char *lin[] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+                             "self_attn.o_proj", "mlp.gate_proj",    "mlp.up_proj",
+                             "mlp.down_proj"};
+        const int rows[] = {NH * D, KV * D, KV * D, H, I, I, H},
+                  cols[] = {H, H, H, NH * D, H, H, I};
         for (int k = 0; k < 7; k++) {
             snprintf(nm, sizeof nm, "model.layers.%d.%s.weight", l, lin[k]);
             T(nm, rows[k], cols[k]);
@@ -67,11 +73,17 @@ spqr_status spqr_write_tiny_llama(const char *dir, uint64_t seed, spqr_error *er
     for (int i = 0; i < nt; i++) {
         uint64_t n = (uint64_t)t[i].r * (uint64_t)(t[i].c ? t[i].c : 1);
         if (t[i].c)
-            hl += (size_t)snprintf(hdr + hl, 16384 - hl, "%s\"%s\": {\"dtype\": \"F16\", \"shape\": [%d, %d], \"data_offsets\": [%llu, %llu]}",
-                                   i ? ", " : "", t[i].name, t[i].r, t[i].c, (unsigned long long)off, (unsigned long long)(off + 2 * n));
+            hl += (size_t)snprintf(hdr + hl, 16384 - hl,
+                                   "%s\"%s\": {\"dtype\": \"F16\", \"shape\": [%d, %d], "
+                                   "\"data_offsets\": [%llu, %llu]}",
+                                   i ? ", " : "", t[i].name, t[i].r, t[i].c,
+                                   (unsigned long long)off, (unsigned long long)(off + 2 * n));
         else
-            hl += (size_t)snprintf(hdr + hl, 16384 - hl, "%s\"%s\": {\"dtype\": \"F16\", \"shape\": [%d], \"data_offsets\": [%llu, %llu]}",
-                                   i ? ", " : "", t[i].name, t[i].r, (unsigned long long)off, (unsigned long long)(off + 2 * n));
+            hl += (size_t)snprintf(
+                hdr + hl, 16384 - hl,
+                "%s\"%s\": {\"dtype\": \"F16\", \"shape\": [%d], \"data_offsets\": [%llu, %llu]}",
+                i ? ", " : "", t[i].name, t[i].r, (unsigned long long)off,
+                (unsigned long long)(off + 2 * n));
         off += 2 * n;
     }
     hl += (size_t)snprintf(hdr + hl, 16384 - hl, "}");

@@ -114,15 +114,18 @@ static int put_utf8(uint32_t cp, char *o) {
     if (cp < 0x80) return o[0] = (char)cp, 1;
     if (cp < 0x800) return o[0] = (char)(0xc0 | cp >> 6), o[1] = (char)(0x80 | (cp & 0x3f)), 2;
     if (cp < 0x10000)
-        return o[0] = (char)(0xe0 | cp >> 12), o[1] = (char)(0x80 | ((cp >> 6) & 0x3f)), o[2] = (char)(0x80 | (cp & 0x3f)), 3;
-    o[0] = (char)(0xf0 | cp >> 18), o[1] = (char)(0x80 | ((cp >> 12) & 0x3f)), o[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
+        return o[0] = (char)(0xe0 | cp >> 12), o[1] = (char)(0x80 | ((cp >> 6) & 0x3f)),
+               o[2] = (char)(0x80 | (cp & 0x3f)), 3;
+    o[0] = (char)(0xf0 | cp >> 18), o[1] = (char)(0x80 | ((cp >> 12) & 0x3f)),
+    o[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
     o[3] = (char)(0x80 | (cp & 0x3f));
     return 4;
 }
 
 /* GPT-2 bytes_to_unicode: printable bytes map to themselves, the rest to 256 + k. */
 static uint32_t byte_to_cp(int b) {
-    if ((b >= '!' && b <= '~') || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff)) return (uint32_t)b;
+    if ((b >= '!' && b <= '~') || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff))
+        return (uint32_t)b;
     int k = 0;
     for (int x = 0; x < b; x++)
         if (!((x >= '!' && x <= '~') || (x >= 0xa1 && x <= 0xac) || (x >= 0xae && x <= 0xff))) k++;
@@ -143,18 +146,24 @@ static spqr_status tok_load(tokenizer *t, const char *json, size_t len, spqr_err
     spqr_status st = SPQR_OK;
     json_t *model = json_object_get(root, "model"), *vocab = json_object_get(model, "vocab"),
            *merges = json_object_get(model, "merges");
-    if (!root || !json_is_object(model) || strcmp(json_string_value(json_object_get(model, "type")) ? json_string_value(json_object_get(model, "type")) : "", "BPE") ||
+    if (!root || !json_is_object(model) ||
+        strcmp(json_string_value(json_object_get(model, "type"))
+                   ? json_string_value(json_object_get(model, "type"))
+                   : "",
+               "BPE") ||
         !json_is_object(vocab) || !json_is_array(merges)) {
-        st = spqr_set_error(err, SPQR_E_UNSUPPORTED, 0, UINT64_MAX,
-                            "tokenizer.json: only BPE models with vocab and merges are supported%s%s", root ? "" : ": ",
-                            root ? "" : je.text);
+        st = spqr_set_error(
+            err, SPQR_E_UNSUPPORTED, 0, UINT64_MAX,
+            "tokenizer.json: only BPE models with vocab and merges are supported%s%s",
+            root ? "" : ": ", root ? "" : je.text);
         json_decref(root);
         return st;
     }
     strmap_init(&t->vocab, json_object_size(vocab) + 64);
     const char *key;
     json_t *v;
-    json_object_foreach(vocab, key, v) strmap_put(&t->vocab, key, strlen(key), (uint32_t)json_integer_value(v));
+    json_object_foreach(vocab, key, v)
+        strmap_put(&t->vocab, key, strlen(key), (uint32_t)json_integer_value(v));
     json_t *added = json_object_get(root, "added_tokens");
     size_t ai;
     t->special = calloc(json_array_size(added) + 1, sizeof *t->special);
@@ -174,7 +183,8 @@ static spqr_status tok_load(tokenizer *t, const char *json, size_t len, spqr_err
         const char *a, *b;
         char buf[1024];
         if (json_is_array(v)) {
-            a = json_string_value(json_array_get(v, 0)), b = json_string_value(json_array_get(v, 1));
+            a = json_string_value(json_array_get(v, 0)),
+            b = json_string_value(json_array_get(v, 1));
         } else {
             const char *s = json_string_value(v), *sp = s ? strchr(s, ' ') : NULL;
             if (!sp || (size_t)(sp - s) >= sizeof buf) continue;
@@ -188,7 +198,8 @@ static spqr_status tok_load(tokenizer *t, const char *json, size_t len, spqr_err
         size_t la = strlen(a), lb = strlen(b);
         if (la + lb >= sizeof cat) continue;
         memcpy(cat, a, la), memcpy(cat + la, b, lb);
-        if (strmap_get(&t->vocab, a, la, &ia) && strmap_get(&t->vocab, b, lb, &ib) && strmap_get(&t->vocab, cat, la + lb, &im))
+        if (strmap_get(&t->vocab, a, la, &ia) && strmap_get(&t->vocab, b, lb, &ib) &&
+            strmap_get(&t->vocab, cat, la + lb, &im))
             pairmap_put(&t->merges, ia, ib, (uint32_t)ai, im);
     }
     /* which family */
@@ -207,7 +218,8 @@ static spqr_status tok_load(tokenizer *t, const char *json, size_t len, spqr_err
             char u[4];
             int n = put_utf8(byte_to_cp(b), u);
             if (!strmap_get(&t->vocab, u, (size_t)n, &t->byte_tok[b])) {
-                st = spqr_set_error(err, SPQR_E_FORMAT, 0, UINT64_MAX, "tokenizer.json: byte-level vocab lacks byte 0x%02x", b);
+                st = spqr_set_error(err, SPQR_E_FORMAT, 0, UINT64_MAX,
+                                    "tokenizer.json: byte-level vocab lacks byte 0x%02x", b);
                 break;
             }
         }
@@ -215,7 +227,8 @@ static spqr_status tok_load(tokenizer *t, const char *json, size_t len, spqr_err
         for (int b = 0; b < 256; b++) {
             char name[8];
             snprintf(name, sizeof name, "<0x%02X>", b);
-            if (!strmap_get(&t->vocab, name, 6, &t->fallback_tok[b])) t->fallback_tok[b] = UINT32_MAX;
+            if (!strmap_get(&t->vocab, name, 6, &t->fallback_tok[b]))
+                t->fallback_tok[b] = UINT32_MAX;
         }
     }
     json_decref(root);
@@ -231,7 +244,8 @@ typedef struct {
 static void heap_push(cand *h, size_t *n, cand c) {
     size_t i = (*n)++;
     h[i] = c;
-    while (i && (h[(i - 1) / 2].rank > h[i].rank || (h[(i - 1) / 2].rank == h[i].rank && h[(i - 1) / 2].pos > h[i].pos))) {
+    while (i && (h[(i - 1) / 2].rank > h[i].rank ||
+                 (h[(i - 1) / 2].rank == h[i].rank && h[(i - 1) / 2].pos > h[i].pos))) {
         cand x = h[i];
         h[i] = h[(i - 1) / 2], h[(i - 1) / 2] = x;
         i = (i - 1) / 2;
@@ -244,8 +258,10 @@ static cand heap_pop(cand *h, size_t *n) {
     size_t i = 0;
     for (;;) {
         size_t l = 2 * i + 1, r = l + 1, m = i;
-        if (l < *n && (h[l].rank < h[m].rank || (h[l].rank == h[m].rank && h[l].pos < h[m].pos))) m = l;
-        if (r < *n && (h[r].rank < h[m].rank || (h[r].rank == h[m].rank && h[r].pos < h[m].pos))) m = r;
+        if (l < *n && (h[l].rank < h[m].rank || (h[l].rank == h[m].rank && h[l].pos < h[m].pos)))
+            m = l;
+        if (r < *n && (h[r].rank < h[m].rank || (h[r].rank == h[m].rank && h[r].pos < h[m].pos)))
+            m = r;
         if (m == i) break;
         cand x = h[i];
         h[i] = h[m], h[m] = x;
@@ -277,16 +293,19 @@ static int bpe(const tokenizer *t, uint32_t *ids, uint32_t n, idvec *out) {
     cand *heap = malloc((size_t)n * 2 * sizeof *heap + sizeof *heap);
     if (!next || !prev || !heap) return free(next), free(prev), free(heap), -1;
     size_t hn = 0;
-    for (uint32_t i = 0; i < n; i++) next[i] = i + 1 < n ? (int32_t)i + 1 : -1, prev[i] = (int32_t)i - 1;
+    for (uint32_t i = 0; i < n; i++)
+        next[i] = i + 1 < n ? (int32_t)i + 1 : -1, prev[i] = (int32_t)i - 1;
     for (uint32_t i = 0; i + 1 < n; i++) {
         uint32_t r = 0, m = 0;
-        if (pairmap_get(&t->merges, ids[i], ids[i + 1], &r, &m)) heap_push(heap, &hn, (cand){r, i, ids[i], ids[i + 1]});
+        if (pairmap_get(&t->merges, ids[i], ids[i + 1], &r, &m))
+            heap_push(heap, &hn, (cand){r, i, ids[i], ids[i + 1]});
     }
     while (hn) {
         cand c = heap_pop(heap, &hn);
         int32_t nx = next[c.pos];
         /* stale: the left symbol changed or was absorbed, or its neighbour changed */
-        if (ids[c.pos] != c.left_id || nx < 0 || ids[nx] != c.right_id || ids[c.pos] == UINT32_MAX) continue;
+        if (ids[c.pos] != c.left_id || nx < 0 || ids[nx] != c.right_id || ids[c.pos] == UINT32_MAX)
+            continue;
         uint32_t r = 0, merged = 0, unused = 0;
         pairmap_get(&t->merges, c.left_id, c.right_id, &r, &merged);
         ids[c.pos] = merged;
@@ -307,7 +326,11 @@ static int bpe(const tokenizer *t, uint32_t *ids, uint32_t n, idvec *out) {
 /* ---------------- Unicode classes ---------------- */
 static uint32_t decode_cp(const uint8_t *s, size_t n, size_t i, int *len) {
     uint8_t c = s[i];
-    int l = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : (c & 0xf8) == 0xf0 ? 4 : 1;
+    int l = c < 0x80             ? 1
+            : (c & 0xe0) == 0xc0 ? 2
+            : (c & 0xf0) == 0xe0 ? 3
+            : (c & 0xf8) == 0xf0 ? 4
+                                 : 1;
     if (i + (size_t)l > n) l = 1;
     uint32_t cp = l == 1 ? c : c & (0xff >> (l + 1));
     for (int k = 1; k < l; k++) cp = (cp << 6) | (s[i + k] & 0x3f);
@@ -316,20 +339,23 @@ static uint32_t decode_cp(const uint8_t *s, size_t n, size_t i, int *len) {
 }
 
 static int is_space(uint32_t c) {
-    return c == ' ' || (c >= 9 && c <= 13) || c == 0x85 || c == 0xa0 || c == 0x1680 || (c >= 0x2000 && c <= 0x200a) ||
-           c == 0x2028 || c == 0x2029 || c == 0x202f || c == 0x205f || c == 0x3000;
+    return c == ' ' || (c >= 9 && c <= 13) || c == 0x85 || c == 0xa0 || c == 0x1680 ||
+           (c >= 0x2000 && c <= 0x200a) || c == 0x2028 || c == 0x2029 || c == 0x202f ||
+           c == 0x205f || c == 0x3000;
 }
 static int is_digit(uint32_t c) {
-    return (c >= '0' && c <= '9') || c == 0xb2 || c == 0xb3 || c == 0xb9 || (c >= 0xbc && c <= 0xbe) ||
-           (c >= 0x660 && c <= 0x669) || (c >= 0x2070 && c <= 0x2079) || (c >= 0x2080 && c <= 0x2089) ||
-           (c >= 0x2150 && c <= 0x218b) || (c >= 0x2460 && c <= 0x249b) || (c >= 0xff10 && c <= 0xff19);
+    return (c >= '0' && c <= '9') || c == 0xb2 || c == 0xb3 || c == 0xb9 ||
+           (c >= 0xbc && c <= 0xbe) || (c >= 0x660 && c <= 0x669) || (c >= 0x2070 && c <= 0x2079) ||
+           (c >= 0x2080 && c <= 0x2089) || (c >= 0x2150 && c <= 0x218b) ||
+           (c >= 0x2460 && c <= 0x249b) || (c >= 0xff10 && c <= 0xff19);
 }
 static int is_letter(uint32_t c) {
     if (c < 0x80) return (c | 32) >= 'a' && (c | 32) <= 'z';
     if (c == 0xaa || c == 0xb5 || c == 0xba) return 1;
     if (c >= 0xc0 && c <= 0x24f) return c != 0xd7 && c != 0xf7;
     if (c >= 0x250 && c <= 0x2c1) return 1;
-    if (c >= 0x370 && c <= 0x3ff) return c != 0x375 && c != 0x37e && c != 0x384 && c != 0x385 && c != 0x387;
+    if (c >= 0x370 && c <= 0x3ff)
+        return c != 0x375 && c != 0x37e && c != 0x384 && c != 0x385 && c != 0x387;
     if (c >= 0x400 && c <= 0x52f) return !(c >= 0x482 && c <= 0x489);
     if (c >= 0x531 && c <= 0x587) return 1;
     if (c >= 0x5d0 && c <= 0x5ea) return 1;
@@ -348,7 +374,9 @@ static int is_letter(uint32_t c) {
 }
 
 enum { CL_SPACE, CL_LETTER, CL_DIGIT, CL_OTHER };
-static int cls(uint32_t c) { return is_space(c) ? CL_SPACE : is_letter(c) ? CL_LETTER : is_digit(c) ? CL_DIGIT : CL_OTHER; }
+static int cls(uint32_t c) {
+    return is_space(c) ? CL_SPACE : is_letter(c) ? CL_LETTER : is_digit(c) ? CL_DIGIT : CL_OTHER;
+}
 
 /* Length of the GPT-2 pattern match at s[i]. */
 static size_t gpt2_piece(const uint8_t *s, size_t n, size_t i) {
@@ -388,7 +416,8 @@ static size_t gpt2_piece(const uint8_t *s, size_t n, size_t i) {
     return last - i;                       /* leave the last one to prefix the next piece */
 }
 
-static int encode_piece_bytelevel(const tokenizer *t, const uint8_t *s, size_t n, idvec *out, uint32_t *scratch) {
+static int encode_piece_bytelevel(const tokenizer *t, const uint8_t *s, size_t n, idvec *out,
+                                  uint32_t *scratch) {
     for (size_t i = 0; i < n; i++) scratch[i] = t->byte_tok[s[i]];
     return bpe(t, scratch, (uint32_t)n, out);
 }
@@ -408,7 +437,8 @@ static int encode_sp(const tokenizer *t, const uint8_t *s, size_t n, idvec *out)
         const char *ch = (const char *)s + i;
         size_t cl = (size_t)l;
         if (s[i] == ' ') ch = "\xe2\x96\x81", cl = 3;
-        if (strmap_get(&t->vocab, ch, cl, &id)) ids[k++] = id;
+        if (strmap_get(&t->vocab, ch, cl, &id))
+            ids[k++] = id;
         else
             for (int b = 0; b < l; b++)
                 if (t->fallback_tok[s[i + b]] != UINT32_MAX) ids[k++] = t->fallback_tok[s[i + b]];
@@ -419,8 +449,8 @@ static int encode_sp(const tokenizer *t, const uint8_t *s, size_t n, idvec *out)
     return rc;
 }
 
-spqr_status spqr_tokenize(const char *json, size_t len, const char *text, size_t n, uint32_t **ids_out, uint64_t *count,
-                          spqr_error *err) {
+spqr_status spqr_tokenize(const char *json, size_t len, const char *text, size_t n,
+                          uint32_t **ids_out, uint64_t *count, spqr_error *err) {
     tokenizer t;
     spqr_status st = tok_load(&t, json, len, err);
     if (st) return st;

@@ -17,7 +17,9 @@ static const char *shared(void) {
     const char *d = getenv("SPQR_SHARED_DIR");
     return d ? d : "../shared";
 }
-static int slow_ok(void) { return getenv("SPQR_SANITIZED") == NULL; } /* 10x slower under ASan */
+static int slow_ok(void) {
+    return getenv("SPQR_SANITIZED") == NULL;
+} /* 10x slower under ASan */
 
 static char *path_in(const char *dir, const char *name) {
     static char buf[4][1024];
@@ -31,12 +33,16 @@ static void config_parsing(void **state) {
     (void)state;
     spqr_model_config c;
     spqr_error err;
-    const char *a = "{\"model_type\":\"llama\",\"hidden_size\":512,\"intermediate_size\":1376,\"num_hidden_layers\":8,"
-                    "\"num_attention_heads\":8,\"num_key_value_heads\":4,\"vocab_size\":4096,\"rope_theta\":500000.0}";
+    const char *a = "{\"model_type\":\"llama\",\"hidden_size\":512,\"intermediate_size\":1376,"
+                    "\"num_hidden_layers\":8,"
+                    "\"num_attention_heads\":8,\"num_key_value_heads\":4,\"vocab_size\":4096,"
+                    "\"rope_theta\":500000.0}";
     assert_int_equal(spqr_config_parse(a, strlen(a), "a.json", &c, &err), SPQR_OK);
     assert_true(c.rope_theta == 500000.0 && c.head_dim == 64 && c.kv_heads == 4 && !c.qkv_bias);
-    const char *b = "{\"model_type\":\"qwen2\",\"hidden_size\":64,\"intermediate_size\":128,\"num_hidden_layers\":2,"
-                    "\"num_attention_heads\":4,\"vocab_size\":100,\"rope_parameters\":{\"rope_theta\":1000000.0,"
+    const char *b = "{\"model_type\":\"qwen2\",\"hidden_size\":64,\"intermediate_size\":128,\"num_"
+                    "hidden_layers\":2,"
+                    "\"num_attention_heads\":4,\"vocab_size\":100,\"rope_parameters\":{\"rope_"
+                    "theta\":1000000.0,"
                     "\"rope_type\":\"default\"}}";
     assert_int_equal(spqr_config_parse(b, strlen(b), "b.json", &c, &err), SPQR_OK);
     assert_true(c.rope_theta == 1000000.0 && c.qkv_bias && c.tie_embeddings && c.kv_heads == 4);
@@ -47,8 +53,10 @@ static void config_parsing(void **state) {
     const char *e = "{\"model_type\":\"llama\",\"hidden_size\":64}";
     assert_int_equal(spqr_config_parse(e, strlen(e), "e.json", &c, &err), SPQR_E_FORMAT);
     assert_non_null(strstr(err.msg, "intermediate_size"));
-    const char *f = "{\"model_type\":\"llama\",\"hidden_size\":64,\"intermediate_size\":128,\"num_hidden_layers\":2,"
-                    "\"num_attention_heads\":4,\"vocab_size\":100,\"rope_scaling\":{\"rope_type\":\"yarn\"}}";
+    const char *f =
+        "{\"model_type\":\"llama\",\"hidden_size\":64,\"intermediate_size\":128,\"num_hidden_"
+        "layers\":2,"
+        "\"num_attention_heads\":4,\"vocab_size\":100,\"rope_scaling\":{\"rope_type\":\"yarn\"}}";
     assert_int_equal(spqr_config_parse(f, strlen(f), "f.json", &c, &err), SPQR_E_UNSUPPORTED);
 }
 
@@ -61,13 +69,20 @@ static void safetensors_errors(void **state) {
         const char *word;
     } cases[] = {
         {"{\"a\": {\"dtype\": \"F16\", \"shape\": [2, 2], \"data_offsets\": [0, 8]}}", 8, NULL},
-        {"{\"a\": {\"dtype\": \"F16\", \"shape\": [2, 2], \"data_offsets\": [0, 16]}}", 8, "outside"},
-        {"{\"a\": {\"dtype\": \"F16\", \"shape\": [2, 3], \"data_offsets\": [0, 8]}}", 8, "elements"},
-        {"{\"a\": {\"dtype\": \"X9\", \"shape\": [2], \"data_offsets\": [0, 4]}}", 8, "unknown dtype"},
-        {"{\"a\": {\"dtype\": \"F16\", \"shape\": [2], \"data_offsets\": [0, 4]}, \"b\": {\"dtype\": \"F16\", \"shape\": [2], "
-         "\"data_offsets\": [2, 6]}}", 8, "overlap"},
-        {"{\"a\": {\"dtype\": \"F16\", \"shape\": [2], \"data_offsets\": [0, 4]}, \"a\": {\"dtype\": \"F16\", \"shape\": [2], "
-         "\"data_offsets\": [4, 8]}}", 8, "JSON"},
+        {"{\"a\": {\"dtype\": \"F16\", \"shape\": [2, 2], \"data_offsets\": [0, 16]}}", 8,
+         "outside"},
+        {"{\"a\": {\"dtype\": \"F16\", \"shape\": [2, 3], \"data_offsets\": [0, 8]}}", 8,
+         "elements"},
+        {"{\"a\": {\"dtype\": \"X9\", \"shape\": [2], \"data_offsets\": [0, 4]}}", 8,
+         "unknown dtype"},
+        {"{\"a\": {\"dtype\": \"F16\", \"shape\": [2], \"data_offsets\": [0, 4]}, \"b\": "
+         "{\"dtype\": \"F16\", \"shape\": [2], "
+         "\"data_offsets\": [2, 6]}}",
+         8, "overlap"},
+        {"{\"a\": {\"dtype\": \"F16\", \"shape\": [2], \"data_offsets\": [0, 4]}, \"a\": "
+         "{\"dtype\": \"F16\", \"shape\": [2], "
+         "\"data_offsets\": [4, 8]}}",
+         8, "JSON"},
         {"{\"a\": {\"dtype\": \"F16\", \"shape\": [-2], \"data_offsets\": [0, 4]}}", 8, "shape"},
         {"{\"a\": [1, 2", 8, "JSON"},
     };
@@ -84,7 +99,8 @@ static void safetensors_errors(void **state) {
             spqr_st_close(st);
         } else {
             if (st) fail_msg("case %zu accepted", i);
-            if (!strstr(err.msg, cases[i].word)) fail_msg("case %zu: '%s' lacks '%s'", i, err.msg, cases[i].word);
+            if (!strstr(err.msg, cases[i].word))
+                fail_msg("case %zu: '%s' lacks '%s'", i, err.msg, cases[i].word);
             assert_non_null(strstr(err.msg, "x.safetensors"));
         }
         free(b);
@@ -113,14 +129,17 @@ static void tokenizer_matches_reference(void **state) {
         assert_int_equal(spqr_tokens_load(r, NULL, 0, &b, &nb, &err), SPQR_OK);
         assert_int_equal(na, nb);
         assert_memory_equal(a, b, na * 4);
-        print_message("%s: %llu tokens identical to the Hugging Face tokenization\n", texts[k], (unsigned long long)na);
+        print_message("%s: %llu tokens identical to the Hugging Face tokenization\n", texts[k],
+                      (unsigned long long)na);
         free(a), free(b);
     }
     /* a text file without a tokenizer is a clear error */
     uint32_t *x;
     uint64_t nx;
     spqr_error err;
-    assert_int_equal(spqr_tokens_load(path_in(shared(), "text/man_heldout.txt"), NULL, 0, &x, &nx, &err), SPQR_E_ARG);
+    assert_int_equal(
+        spqr_tokens_load(path_in(shared(), "text/man_heldout.txt"), NULL, 0, &x, &nx, &err),
+        SPQR_E_ARG);
     free(tj);
 }
 
@@ -131,12 +150,16 @@ static void logits_match_reference(void **state) {
     size_t n1, n2;
     uint8_t *ids = tu_read_file(path_in(dir, "reference_input_ids.u32"), &n1);
     float *ref = (float *)tu_read_file(path_in(dir, "reference_logits.f32"), &n2);
-    if (!ids || !ref) skip();
+    if (!ids || !ref) {
+        free(ids), free(ref);
+        skip();
+    }
     float *got = malloc(n2);
     spqr_error err;
     assert_int_equal(spqr_model_logits(dir, (const uint32_t *)ids, n1 / 4, got, &err), SPQR_OK);
     double num = 0, den = 0;
-    for (size_t i = 0; i < n2 / 4; i++) num += (got[i] - ref[i]) * (double)(got[i] - ref[i]), den += (double)ref[i] * ref[i];
+    for (size_t i = 0; i < n2 / 4; i++)
+        num += (got[i] - ref[i]) * (double)(got[i] - ref[i]), den += (double)ref[i] * ref[i];
     double rel = sqrt(num / den);
     print_message("logits vs Hugging Face fp32: relative error %.3g\n", rel);
     /* the reference is itself fp32 with another summation order: ~1e-4 is the floor */
@@ -150,23 +173,35 @@ static void perplexity_matches_reference(void **state) {
     snprintf(dir, sizeof dir, "%s/models/manpage-llama-27m", shared());
     size_t n;
     uint32_t *ids = (uint32_t *)tu_read_file(path_in(shared(), "text/man_heldout.tokens.u32"), &n);
-    if (!ids || !slow_ok()) skip();
+    if (!ids || !slow_ok()) {
+        free(ids);
+        skip();
+    }
     spqr_eval_result r;
     spqr_error err;
     assert_int_equal(spqr_eval_perplexity(dir, ids, n / 4, 512, 200, &r, &err), SPQR_OK);
-    print_message("perplexity %.4f (reference 24.53), %llu windows, %.1f s\n", r.perplexity, (unsigned long long)r.windows,
-                  r.seconds);
+    print_message("perplexity %.4f (reference 24.53), %llu windows, %.1f s\n", r.perplexity,
+                  (unsigned long long)r.windows, r.seconds);
     assert_int_equal(r.windows, 200);
     assert_int_equal(r.tokens, 200 * 511);
     assert_true(fabs(r.perplexity - 24.53) <= 0.05);
     free(ids);
 }
 
-static spqr_status compress_tiny(const char *dir, const char *out, int resume, volatile int *stop, spqr_mode mode) {
+static spqr_status compress_tiny(const char *dir, const char *out, int resume, volatile int *stop,
+                                 spqr_mode mode) {
     size_t n;
     uint32_t *ids = (uint32_t *)tu_read_file(path_in(dir, "calib.u32"), &n);
-    spqr_compress_job job = {.model = dir, .out = out, .calib = ids, .n_calib = n / 4, .nsamples = 8, .seqlen = 64,
-                             .seed = 3, .resume = resume, .stop = stop, .verbose = 0};
+    spqr_compress_job job = {.model = dir,
+                             .out = out,
+                             .calib = ids,
+                             .n_calib = n / 4,
+                             .nsamples = 8,
+                             .seqlen = 64,
+                             .seed = 3,
+                             .resume = resume,
+                             .stop = stop,
+                             .verbose = 0};
     spqr_quant_params_default(&job.q, mode);
     spqr_compress_result r;
     spqr_error err = {0};
@@ -194,9 +229,12 @@ static void pipeline_and_resume(void **state) {
     spqr_file *f = spqr_file_open(a, 0, &err);
     assert_non_null(f);
     assert_true(spqr_file_find(f, "model.layers.1.mlp.down_proj.weight") >= 0);
-    assert_int_equal(spqr_file_tensor_info(f, (size_t)spqr_file_find(f, "model.layers.1.mlp.down_proj.weight"))->kind,
-                     SPQR_KIND_SPQR);
-    assert_true(spqr_file_meta_find(f, "model.config_json") >= 0 && spqr_file_meta_find(f, "compress.wbits") >= 0);
+    assert_int_equal(
+        spqr_file_tensor_info(f, (size_t)spqr_file_find(f, "model.layers.1.mlp.down_proj.weight"))
+            ->kind,
+        SPQR_KIND_SPQR);
+    assert_true(spqr_file_meta_find(f, "model.config_json") >= 0 &&
+                spqr_file_meta_find(f, "compress.wbits") >= 0);
     spqr_file_close(f);
     /* perplexity of original vs compressed on the tiny model's eval tokens */
     size_t n;
@@ -204,7 +242,8 @@ static void pipeline_and_resume(void **state) {
     spqr_eval_result ro, rq;
     assert_int_equal(spqr_eval_perplexity(dir, ids, n / 4, 64, 20, &ro, &err), SPQR_OK);
     assert_int_equal(spqr_eval_perplexity(a, ids, n / 4, 64, 20, &rq, &err), SPQR_OK);
-    print_message("tiny model: perplexity %.3f original, %.3f spqr\n", ro.perplexity, rq.perplexity);
+    print_message("tiny model: perplexity %.3f original, %.3f spqr\n", ro.perplexity,
+                  rq.perplexity);
     assert_true(rq.perplexity < ro.perplexity * 1.10 && rq.perplexity > ro.perplexity * 0.90);
     free(ids);
     /* interrupted after the first block, then resumed: identical bytes */
@@ -239,8 +278,12 @@ static void pipeline_and_resume(void **state) {
     tu_write_file(cfg, cj, cl);
     free(cj);
     ids = (uint32_t *)tu_read_file(path_in(dir, "calib.u32"), &n);
-    spqr_compress_job job = {.model = bad, .out = path_in(tu_tmpdir(), "bad.spqr"), .calib = ids, .n_calib = n / 4,
-                             .nsamples = 2, .seqlen = 32};
+    spqr_compress_job job = {.model = bad,
+                             .out = path_in(tu_tmpdir(), "bad.spqr"),
+                             .calib = ids,
+                             .n_calib = n / 4,
+                             .nsamples = 2,
+                             .seqlen = 32};
     spqr_quant_params_default(&job.q, SPQR_MODE_RTN);
     spqr_compress_result r;
     assert_int_equal(spqr_compress_model(&job, &r, &err), SPQR_E_NOTFOUND);

@@ -25,16 +25,25 @@ static int cmpd(const void *a, const void *b) {
 
 int cmd_bench(int argc, char **argv) {
     int quick = argc > 1 && !strcmp(argv[1], "--quick");
-    static const int shapes[][2] = {{4096, 4096}, {11008, 4096}, {4096, 11008}, {8192, 8192}, {28672, 8192}, {8192, 28672}};
+    static const int shapes[][2] = {{4096, 4096}, {11008, 4096}, {4096, 11008},
+                                    {8192, 8192}, {28672, 8192}, {8192, 28672}};
     const int nshapes = quick ? 1 : 6;
-    printf("CPU: %ld cores. spqr fused matmul vs OpenBLAS sgemv/sgemm on fp32 weights (median of 5, ms)\n\n",
+    printf("CPU: %ld cores. spqr fused matmul vs OpenBLAS sgemv/sgemm on fp32 weights (median of "
+           "5, ms)\n\n",
            sysconf(_SC_NPROCESSORS_ONLN));
-    printf("| shape | config | batch | spqr ms | OpenBLAS fp32 ms | speedup | spqr bytes read | fp32 bytes read |\n|---|---|---|---|---|---|---|---|\n");
+    printf("| shape | config | batch | spqr ms | OpenBLAS fp32 ms | speedup | spqr bytes read | "
+           "fp32 bytes read |\n|---|---|---|---|---|---|---|---|\n");
     for (int si = 0; si < nshapes; si++)
         for (int cfg = 0; cfg < 2; cfg++) {
             const uint64_t rows = (uint64_t)shapes[si][0], cols = (uint64_t)shapes[si][1];
-            spqr_tensor_info in = {.kind = SPQR_KIND_SPQR, .ndim = 2, .dims = {rows, cols}, .wbits = cfg ? 4 : 3,
-                                   .stat_bits = 3, .beta1 = 16, .beta2 = 16, .nnz = cfg ? 0 : rows * cols / 100,
+            spqr_tensor_info in = {.kind = SPQR_KIND_SPQR,
+                                   .ndim = 2,
+                                   .dims = {rows, cols},
+                                   .wbits = cfg ? 4 : 3,
+                                   .stat_bits = 3,
+                                   .beta1 = 16,
+                                   .beta2 = 16,
+                                   .nnz = cfg ? 0 : rows * cols / 100,
                                    .flags = SPQR_FLAG_PERM};
             char path[128];
             snprintf(path, sizeof path, "/tmp/spqr_bench_%d.spqr", (int)getpid());
@@ -42,7 +51,8 @@ int cmd_bench(int argc, char **argv) {
             spqr_sample_tensor st;
             spqr_writer *w = spqr_writer_open(path, 0, &err);
             if (!w || spqr_sample_tensor_make(&in, 5, &st, &err) ||
-                spqr_writer_add_spqr(w, "w", &in, (const void *const *)st.sec, &err) || spqr_writer_finish(w, &err)) {
+                spqr_writer_add_spqr(w, "w", &in, (const void *const *)st.sec, &err) ||
+                spqr_writer_finish(w, &err)) {
                 fprintf(stderr, "spqr bench: %s\n", err.msg);
                 return 1;
             }
@@ -50,7 +60,8 @@ int cmd_bench(int argc, char **argv) {
             for (int s = 0; s < SPQR_SEC_COUNT; s++) bytes += st.size[s];
             spqr_sample_tensor_free(&st);
             spqr_file *f = spqr_file_open(path, 0, &err);
-            float *W = malloc(rows * cols * sizeof *W), *X = malloc(16 * cols * sizeof *X), *Y = malloc(16 * rows * sizeof *Y);
+            float *W = malloc(rows * cols * sizeof *W), *X = malloc(16 * cols * sizeof *X),
+                  *Y = malloc(16 * rows * sizeof *Y);
             if (!f || !W || !X || !Y) {
                 fprintf(stderr, "spqr bench: out of memory\n");
                 return 1;
@@ -67,15 +78,21 @@ int cmd_bench(int argc, char **argv) {
                     spqr_cpu_matmul(f, 0, X, b, Y, 0, &err);
                     ts[r] = now_s() - t0;
                     t0 = now_s();
-                    if (b == 1) cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)rows, (int)cols, 1.0f, W, (int)cols, X, 1, 0.0f, Y, 1);
-                    else cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, b, (int)rows, (int)cols, 1.0f, X, (int)cols, W,
-                                     (int)cols, 0.0f, Y, (int)rows);
+                    if (b == 1)
+                        cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)rows, (int)cols, 1.0f, W,
+                                    (int)cols, X, 1, 0.0f, Y, 1);
+                    else
+                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, b, (int)rows,
+                                    (int)cols, 1.0f, X, (int)cols, W, (int)cols, 0.0f, Y,
+                                    (int)rows);
                     tb[r] = now_s() - t0;
                 }
                 qsort(ts, 5, sizeof ts[0], cmpd), qsort(tb, 5, sizeof tb[0], cmpd);
-                printf("| %llux%llu | w%u s3 b16 %s | %d | %.2f | %.2f | %.2fx | %.1f MB | %.1f MB |\n", (unsigned long long)rows,
-                       (unsigned long long)cols, in.wbits, in.nnz ? "1% outl" : "0 outl", b, 1e3 * ts[2], 1e3 * tb[2],
-                       tb[2] / ts[2], bytes / 1e6, rows * cols * 4 / 1e6);
+                printf("| %llux%llu | w%u s3 b16 %s | %d | %.2f | %.2f | %.2fx | %.1f MB | %.1f MB "
+                       "|\n",
+                       (unsigned long long)rows, (unsigned long long)cols, in.wbits,
+                       in.nnz ? "1% outl" : "0 outl", b, 1e3 * ts[2], 1e3 * tb[2], tb[2] / ts[2],
+                       bytes / 1e6, rows * cols * 4 / 1e6);
                 fflush(stdout);
             }
             free(W), free(X), free(Y);

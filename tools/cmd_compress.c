@@ -18,37 +18,43 @@ static void on_sigint(int sig) {
 }
 
 static void usage(void) {
-    fprintf(stderr,
-            "usage: spqr compress MODEL_DIR --calib FILE -o OUT.spqr [options]\n"
-            "  --calib FILE             calibration text (tokenized with the model's tokenizer) or .u32/.u16/.npy tokens\n"
-            "  --mode rtn|gptq|spqr     (spqr)\n"
-            "  --wbits N                weight bits 2..8 (3)\n"
-            "  --groupsize N            beta2, columns per group (16)\n"
-            "  --qq-groupsize N         beta1, rows per second-order block (16)\n"
-            "  --stat-bits N            statistic bits 1..8, or 16 = fp16 (3 for spqr, 16 otherwise)\n"
-            "  --outlier-threshold T    tau (0.2); inf disables outliers\n"
-            "  --perm act_order|identity (act_order; identity for rtn)\n"
-            "  --percdamp X             (1.0 for spqr, 0.01 for gptq)\n"
-            "  --simplified-outliers    skip the leave-one-out outlier pre-selection\n"
-            "  --nsamples N             calibration windows (128)\n"
-            "  --seqlen N               window length (the model's context, at most 2048)\n"
-            "  --seed N                 window sampling seed (0)\n"
-            "  --max-memory SIZE        activations above SIZE (e.g. 8G) go to a scratch file\n"
-            "  --resume                 continue an interrupted run from OUT.spqr.resume/\n"
-            "  -q, --quiet              no progress output\n");
+    fprintf(
+        stderr,
+        "usage: spqr compress MODEL_DIR --calib FILE -o OUT.spqr [options]\n"
+        "  --calib FILE             calibration text (tokenized with the model's tokenizer) or "
+        ".u32/.u16/.npy tokens\n"
+        "  --mode rtn|gptq|spqr     (spqr)\n"
+        "  --wbits N                weight bits 2..8 (3)\n"
+        "  --groupsize N            beta2, columns per group (16)\n"
+        "  --qq-groupsize N         beta1, rows per second-order block (16)\n"
+        "  --stat-bits N            statistic bits 1..8, or 16 = fp16 (3 for spqr, 16 otherwise)\n"
+        "  --outlier-threshold T    tau (0.2); inf disables outliers\n"
+        "  --perm act_order|identity (act_order; identity for rtn)\n"
+        "  --percdamp X             (1.0 for spqr, 0.01 for gptq)\n"
+        "  --simplified-outliers    skip the leave-one-out outlier pre-selection\n"
+        "  --nsamples N             calibration windows (128)\n"
+        "  --seqlen N               window length (the model's context, at most 2048)\n"
+        "  --seed N                 window sampling seed (0)\n"
+        "  --max-memory SIZE        activations above SIZE (e.g. 8G) go to a scratch file\n"
+        "  --resume                 continue an interrupted run from OUT.spqr.resume/\n"
+        "  -q, --quiet              no progress output\n");
 }
 
 static uint64_t parse_size(const char *s) {
     char *end;
     double v = strtod(s, &end);
-    double m = *end == 'G' || *end == 'g' ? 1 << 30 : *end == 'M' || *end == 'm' ? 1 << 20 : *end == 'K' || *end == 'k' ? 1 << 10 : 1;
+    double m = *end == 'G' || *end == 'g'   ? 1 << 30
+               : *end == 'M' || *end == 'm' ? 1 << 20
+               : *end == 'K' || *end == 'k' ? 1 << 10
+                                            : 1;
     return (uint64_t)(v * m);
 }
 
 int cmd_compress(int argc, char **argv) {
     spqr_compress_job job = {0};
     const char *calib = NULL, *mode = "spqr";
-    const char *opt_w = NULL, *opt_g = NULL, *opt_qq = NULL, *opt_s = NULL, *opt_t = NULL, *opt_p = NULL, *opt_d = NULL;
+    const char *opt_w = NULL, *opt_g = NULL, *opt_qq = NULL, *opt_s = NULL, *opt_t = NULL,
+               *opt_p = NULL, *opt_d = NULL;
     job.nsamples = 128, job.seed = 0, job.verbose = 1;
     int simplified = 0;
     for (int i = 1; i < argc; i++) {
@@ -64,17 +70,46 @@ int cmd_compress(int argc, char **argv) {
         continue;                                                                                  \
     }
         const char *ns = NULL, *sl = NULL, *sd = NULL, *mm = NULL;
-        OPT("--calib", calib) OPT("-o", job.out) OPT("--mode", mode) OPT("--wbits", opt_w) OPT("--groupsize", opt_g)
-        OPT("--qq-groupsize", opt_qq) OPT("--stat-bits", opt_s) OPT("--outlier-threshold", opt_t) OPT("--perm", opt_p)
-        OPT("--percdamp", opt_d)
-        if (!strcmp(a, "--nsamples") && v) { ns = v, i++; job.nsamples = strtoull(ns, NULL, 10); continue; }
-        if (!strcmp(a, "--seqlen") && v) { sl = v, i++; job.seqlen = strtoull(sl, NULL, 10); continue; }
-        if (!strcmp(a, "--seed") && v) { sd = v, i++; job.seed = strtoull(sd, NULL, 10); continue; }
-        if (!strcmp(a, "--max-memory") && v) { mm = v, i++; job.max_memory = parse_size(mm); continue; }
-        if (!strcmp(a, "--resume")) { job.resume = 1; continue; }
-        if (!strcmp(a, "--simplified-outliers")) { simplified = 1; continue; }
-        if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) { job.verbose = 0; continue; }
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(); return 0; }
+        OPT("--calib", calib)
+        OPT("-o", job.out) OPT("--mode", mode) OPT("--wbits", opt_w) OPT("--groupsize", opt_g)
+            OPT("--qq-groupsize", opt_qq) OPT("--stat-bits", opt_s)
+                OPT("--outlier-threshold", opt_t) OPT("--perm", opt_p)
+                    OPT("--percdamp", opt_d) if (!strcmp(a, "--nsamples") && v) {
+            ns = v, i++;
+            job.nsamples = strtoull(ns, NULL, 10);
+            continue;
+        }
+        if (!strcmp(a, "--seqlen") && v) {
+            sl = v, i++;
+            job.seqlen = strtoull(sl, NULL, 10);
+            continue;
+        }
+        if (!strcmp(a, "--seed") && v) {
+            sd = v, i++;
+            job.seed = strtoull(sd, NULL, 10);
+            continue;
+        }
+        if (!strcmp(a, "--max-memory") && v) {
+            mm = v, i++;
+            job.max_memory = parse_size(mm);
+            continue;
+        }
+        if (!strcmp(a, "--resume")) {
+            job.resume = 1;
+            continue;
+        }
+        if (!strcmp(a, "--simplified-outliers")) {
+            simplified = 1;
+            continue;
+        }
+        if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
+            job.verbose = 0;
+            continue;
+        }
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage();
+            return 0;
+        }
         if (a[0] == '-') {
             fprintf(stderr, "spqr compress: unknown option '%s'\n", a);
             usage();
@@ -91,7 +126,10 @@ int cmd_compress(int argc, char **argv) {
         usage();
         return 2;
     }
-    spqr_mode m = !strcmp(mode, "rtn") ? SPQR_MODE_RTN : !strcmp(mode, "gptq") ? SPQR_MODE_GPTQ : !strcmp(mode, "spqr") ? SPQR_MODE_SPQR : (spqr_mode)-1;
+    spqr_mode m = !strcmp(mode, "rtn")    ? SPQR_MODE_RTN
+                  : !strcmp(mode, "gptq") ? SPQR_MODE_GPTQ
+                  : !strcmp(mode, "spqr") ? SPQR_MODE_SPQR
+                                          : (spqr_mode)-1;
     if ((int)m < 0) {
         fprintf(stderr, "spqr compress: --mode '%s': expected rtn, gptq or spqr\n", mode);
         return 2;
@@ -149,7 +187,8 @@ int cmd_compress(int argc, char **argv) {
             long cl = ftell(f);
             fseek(f, 0, SEEK_SET);
             cj = malloc((size_t)cl + 1);
-            if (fread(cj, 1, (size_t)cl, f) == (size_t)cl && !spqr_config_parse(cj, (size_t)cl, p, &c, &err))
+            if (fread(cj, 1, (size_t)cl, f) == (size_t)cl &&
+                !spqr_config_parse(cj, (size_t)cl, p, &c, &err))
                 job.seqlen = c.max_pos < 2048 ? c.max_pos : 2048;
             fclose(f);
             free(cj);
@@ -160,11 +199,14 @@ int cmd_compress(int argc, char **argv) {
     job.stop = &stop_requested;
     signal(SIGINT, on_sigint);
     if (job.verbose)
-        fprintf(stderr, "spqr compress: %s -> %s: mode %s, w%u, beta1 %u, beta2 %u, s%u, tau %g, %s, percdamp %g; "
-                        "%llu x %llu calibration tokens from %s (%llu available)\n",
-                job.model, job.out, mode, job.q.wbits, job.q.beta1, job.q.beta2, job.q.stat_bits, job.q.outlier_threshold,
-                job.q.perm ? "act_order" : "identity", job.q.percdamp, (unsigned long long)job.nsamples,
-                (unsigned long long)job.seqlen, calib, (unsigned long long)n);
+        fprintf(stderr,
+                "spqr compress: %s -> %s: mode %s, w%u, beta1 %u, beta2 %u, s%u, tau %g, %s, "
+                "percdamp %g; "
+                "%llu x %llu calibration tokens from %s (%llu available)\n",
+                job.model, job.out, mode, job.q.wbits, job.q.beta1, job.q.beta2, job.q.stat_bits,
+                job.q.outlier_threshold, job.q.perm ? "act_order" : "identity", job.q.percdamp,
+                (unsigned long long)job.nsamples, (unsigned long long)job.seqlen, calib,
+                (unsigned long long)n);
     spqr_compress_result r;
     spqr_status st = spqr_compress_model(&job, &r, &err);
     free(ids);
@@ -182,13 +224,16 @@ int cmd_compress(int argc, char **argv) {
         spqr_tensor_bits tb;
         spqr_file_tensor_bits(out, i, &tb);
         bits += tb.bits_total, params += tb.params;
-        if (spqr_file_tensor_info(out, i)->kind == SPQR_KIND_SPQR) qbits += tb.bits_total, qparams += tb.params;
+        if (spqr_file_tensor_info(out, i)->kind == SPQR_KIND_SPQR)
+            qbits += tb.bits_total, qparams += tb.params;
     }
-    printf("wrote %s: %llu bytes, %.4f bits/param on quantized linears (%llu params), %.4f overall, "
-           "compression ratio vs fp16 %.2fx, %.1f s, peak RSS %.0f MiB\n",
-           job.out, (unsigned long long)spqr_file_size(out), (double)qbits / (double)qparams,
-           (unsigned long long)qparams, (double)bits / (double)params,
-           2.0 * (double)params / (double)spqr_file_size(out), r.seconds, (double)r.peak_rss_bytes / (1 << 20));
+    printf(
+        "wrote %s: %llu bytes, %.4f bits/param on quantized linears (%llu params), %.4f overall, "
+        "compression ratio vs fp16 %.2fx, %.1f s, peak RSS %.0f MiB\n",
+        job.out, (unsigned long long)spqr_file_size(out), (double)qbits / (double)qparams,
+        (unsigned long long)qparams, (double)bits / (double)params,
+        2.0 * (double)params / (double)spqr_file_size(out), r.seconds,
+        (double)r.peak_rss_bytes / (1 << 20));
     spqr_file_close(out);
     return 0;
 }

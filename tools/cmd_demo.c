@@ -32,6 +32,8 @@ int cmd_make_tiny(int argc, char **argv) {
         fprintf(stderr, "spqr make-tiny-model: %s\n", err.msg);
         return 1;
     }
-    printf("wrote a random 2-layer LLaMA checkpoint to %s (config.json, model.safetensors, calib.u32, eval.u32)\n", argv[1]);
+    printf("wrote a random 2-layer LLaMA checkpoint to %s (config.json, model.safetensors, "
+           "calib.u32, eval.u32)\n",
+           argv[1]);
     return 0;
 }

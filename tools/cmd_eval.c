@@ -44,18 +44,24 @@ int cmd_eval(int argc, char **argv) {
     uint64_t seqlen = 2048, maxw = 0;
     int json = 0, seqlen_set = 0;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--text") && i + 1 < argc) text = argv[++i];
-        else if (!strcmp(argv[i], "--seqlen") && i + 1 < argc) seqlen = strtoull(argv[++i], NULL, 10), seqlen_set = 1;
-        else if (!strcmp(argv[i], "--max-windows") && i + 1 < argc) maxw = strtoull(argv[++i], NULL, 10);
-        else if (!strcmp(argv[i], "--json")) json = 1;
-        else if (argv[i][0] != '-' && !model) model = argv[i];
+        if (!strcmp(argv[i], "--text") && i + 1 < argc)
+            text = argv[++i];
+        else if (!strcmp(argv[i], "--seqlen") && i + 1 < argc)
+            seqlen = strtoull(argv[++i], NULL, 10), seqlen_set = 1;
+        else if (!strcmp(argv[i], "--max-windows") && i + 1 < argc)
+            maxw = strtoull(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--json"))
+            json = 1;
+        else if (argv[i][0] != '-' && !model)
+            model = argv[i];
         else {
             fprintf(stderr, "spqr eval: unexpected argument '%s'\n", argv[i]);
             return 2;
         }
     }
     if (!model || !text) {
-        fprintf(stderr, "usage: spqr eval MODEL(.spqr or HF dir) --text FILE [--seqlen N] [--max-windows N] [--json]\n");
+        fprintf(stderr, "usage: spqr eval MODEL(.spqr or HF dir) --text FILE [--seqlen N] "
+                        "[--max-windows N] [--json]\n");
         return 2;
     }
     (void)seqlen_set;
@@ -78,16 +84,18 @@ int cmd_eval(int argc, char **argv) {
         return 1;
     }
     if (json) {
-        json_t *o = json_pack("{s:s,s:s,s:f,s:f,s:I,s:I,s:I,s:f}", "model", model, "text", text, "perplexity", r.perplexity,
-                              "nll", r.nll, "tokens", (json_int_t)r.tokens, "windows", (json_int_t)r.windows, "seqlen",
+        json_t *o = json_pack("{s:s,s:s,s:f,s:f,s:I,s:I,s:I,s:f}", "model", model, "text", text,
+                              "perplexity", r.perplexity, "nll", r.nll, "tokens",
+                              (json_int_t)r.tokens, "windows", (json_int_t)r.windows, "seqlen",
                               (json_int_t)seqlen, "seconds", r.seconds);
         char *s = json_dumps(o, JSON_INDENT(2));
         puts(s);
         free(s);
         json_decref(o);
     } else {
-        printf("%s: perplexity %.4f on %s (%llu windows of %llu, %llu predicted tokens, %.1f s)\n", model, r.perplexity,
-               text, (unsigned long long)r.windows, (unsigned long long)seqlen, (unsigned long long)r.tokens, r.seconds);
+        printf("%s: perplexity %.4f on %s (%llu windows of %llu, %llu predicted tokens, %.1f s)\n",
+               model, r.perplexity, text, (unsigned long long)r.windows, (unsigned long long)seqlen,
+               (unsigned long long)r.tokens, r.seconds);
     }
     return 0;
 }

@@ -15,10 +15,15 @@ static const command commands[] = {
      "inspect FILE [--json]          metadata, tensors, bits per parameter"},
     {"validate", cmd_validate,
      "validate FILE [--json]         check every rule and checksum (exit 0/1/2)"},
-    {"compress", cmd_compress, "compress MODEL_DIR --calib FILE -o OUT.spqr [options]   (--help for options)"},
-    {"eval", cmd_eval, "eval MODEL --text FILE [--seqlen N] [--max-windows N] [--json]   perplexity"},
-    {"bench", cmd_bench, "bench [--quick]                CPU fused matmul vs OpenBLAS fp32 (GPU: bench/gpu/run_device.sh)"},
-    {"make-tiny-model", cmd_make_tiny, "make-tiny-model DIR            write a small random LLaMA checkpoint (pipeline demo)"},
+    {"compress", cmd_compress,
+     "compress MODEL_DIR --calib FILE -o OUT.spqr [options]   (--help for options)"},
+    {"eval", cmd_eval,
+     "eval MODEL --text FILE [--seqlen N] [--max-windows N] [--json]   perplexity"},
+    {"bench", cmd_bench,
+     "bench [--quick]                CPU fused matmul vs OpenBLAS fp32 (GPU: "
+     "bench/gpu/run_device.sh)"},
+    {"make-tiny-model", cmd_make_tiny,
+     "make-tiny-model DIR            write a small random LLaMA checkpoint (pipeline demo)"},
     {"demo", cmd_demo, "demo [OUT.spqr]                write, validate and inspect a sample file"},
 };
 
