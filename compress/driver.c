@@ -185,6 +185,7 @@ static spqr_status compress_block(const spqr_compress_job *job, spqr_weights *sr
         st = err->code ? err->code : SPQR_E_NOMEM;
         goto done;
     }
+    /* stage s leaves the inputs of the linears with stage_of == s; quantize them, then go on */
     static const int stage_of[LIN_COUNT] = {0, 0, 0, 1, 2, 2, 3};
     for (int stage = 0; stage < 5; stage++) {
         spqr_fwd_stage(f, &b, stage);
@@ -192,21 +193,6 @@ static spqr_status compress_block(const spqr_compress_job *job, spqr_weights *sr
         const float *X = stage == 1 ? f->attn : stage == 3 ? f->act : f->h;
         spqr_hessian *h = stage == 1 ? hq : stage == 3 ? hi : hh;
         if ((st = hessian_of(h, X, N, err, &Hm))) goto done;
-        if (stage ==
-            0) { /* stage 0 only produced h; attention (stage 1) needs quantized q, k, v first */
-            for (int li = LIN_Q; li <= LIN_V; li++) {
-                double ts = now_s();
-                if ((st = quantize_linear(job, &b, layer, li, rows[li], cols[li], Hm, shard, res,
-                                          &loss[li], &outl[li], err)))
-                    goto done;
-                tl[li] = now_s() - ts;
-                char what[64];
-                snprintf(what, sizeof what, "block %d/%u %s", layer + 1, c->layers,
-                         spqr_linear_names[li]);
-                progress(job, t0, ((double)layer + (li + 1) / 7.0) / c->layers, what);
-            }
-            continue;
-        }
         for (int li = 0; li < LIN_COUNT; li++) {
             if (stage_of[li] != stage) continue;
             double ts = now_s();

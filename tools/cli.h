@@ -1,6 +1,8 @@
 /* cli.h — the spqr command-line subcommands (each in its own file). */
 #ifndef SPQR_CLI_H
 #define SPQR_CLI_H
+/* Parses `CMD FILE [--json]`; returns 0, or 2 after printing the problem to stderr. */
+int cli_file_json_args(int argc, char **argv, const char *cmd, const char **path, int *json);
 int cmd_inspect(int argc, char **argv);
 int cmd_validate(int argc, char **argv);
 int cmd_demo(int argc, char **argv);

@@ -39,20 +39,7 @@ static json_t *meta_json(const spqr_file *f, size_t i) {
 int cmd_inspect(int argc, char **argv) {
     const char *path = NULL;
     int json = 0;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--json"))
-            json = 1;
-        else if (!path)
-            path = argv[i];
-        else {
-            fprintf(stderr, "spqr inspect: unexpected argument '%s'\n", argv[i]);
-            return 2;
-        }
-    }
-    if (!path) {
-        fprintf(stderr, "usage: spqr inspect FILE [--json]\n");
-        return 2;
-    }
+    if (cli_file_json_args(argc, argv, "inspect", &path, &json)) return 2;
     spqr_error err = {0};
     spqr_file *f = spqr_file_open(path, 0, &err);
     if (!f) {

@@ -10,20 +10,7 @@
 int cmd_validate(int argc, char **argv) {
     const char *path = NULL;
     int json = 0;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--json"))
-            json = 1;
-        else if (!path)
-            path = argv[i];
-        else {
-            fprintf(stderr, "spqr validate: unexpected argument '%s'\n", argv[i]);
-            return 2;
-        }
-    }
-    if (!path) {
-        fprintf(stderr, "usage: spqr validate FILE [--json]\n");
-        return 2;
-    }
+    if (cli_file_json_args(argc, argv, "validate", &path, &json)) return 2;
     spqr_validation *v = malloc(sizeof *v);
     if (!v) return 2;
     spqr_error err = {0};
@@ -72,4 +59,23 @@ int cmd_validate(int argc, char **argv) {
     }
     free(v);
     return rc;
+}
+
+int cli_file_json_args(int argc, char **argv, const char *cmd, const char **path, int *json) {
+    *path = NULL, *json = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--json"))
+            *json = 1;
+        else if (!*path)
+            *path = argv[i];
+        else {
+            fprintf(stderr, "spqr %s: unexpected argument '%s'\n", cmd, argv[i]);
+            return 2;
+        }
+    }
+    if (!*path) {
+        fprintf(stderr, "usage: spqr %s FILE [--json]\n", cmd);
+        return 2;
+    }
+    return 0;
 }
