@@ -1,11 +1,12 @@
 /* cpu_matmul.c — fused decode-and-multiply on the CPU: y = W x for 1..16 vectors.
  *
- * Per row r and group g (spec §7.2): w_k = scale · (q_k − zero), so
- *   Σ_k w_k x_k = scale · (Σ_k q_k x_k − zero · Σ_k x_k),
- * with Σ_k x_k per group precomputed once per vector (xsum). Each weight then costs one
- * multiply-add of its integer code; codes are unpacked a row at a time with the bit width as a
- * compile-time constant. Outliers add (v − ŵ) · x for their position. x is gathered through the
- * permutation once (xp[j] = x[perm[j]]). Rows are split across threads. */
+ * Each row is dequantized once into an L1-resident fp32 buffer (spec §7.2: codes unpacked with
+ * the bit width as a compile-time constant, statistics decoded once per group, then
+ * w = scale·q − scale·zero, one multiply-add per weight), outliers replace their weights, and the
+ * row is dotted with every vector using 8 independent partial sums (vectorizable without
+ * reassociating one sum). x is gathered through the permutation once (xp[j] = x[perm[j]]). Rows
+ * are split across threads. Measured 0.1-0.3x of OpenBLAS sgemv on fp32 weights (bench/RESULTS.md):
+ * still compute-bound at ~3 cycles per weight. */
 #define _POSIX_C_SOURCE 200809L
 #include "spqr.h"
 
@@ -28,7 +29,7 @@ static inline uint32_t rd32(const uint8_t *p) {
         for (uint64_t c = 0; c < chunks; c++) {                                                    \
             const uint32_t *w = words + c * B;                                                     \
             uint8_t *o = out + c * 32;                                                             \
-            for (int k = 0; k < 32; k++) {                                                         \
+            _Pragma("GCC unroll 32") for (int k = 0; k < 32; k++) {                                \
                 const int bit = k * B, wi = bit >> 5, sh = bit & 31;                               \
                 uint32_t v = w[wi] >> sh;                                                          \
                 if (sh + B > 32) v |= w[wi + 1] << (32 - sh);                                      \
@@ -54,27 +55,66 @@ static void unpack_row(const uint32_t *words, uint64_t n, uint32_t b, uint8_t *o
 typedef struct {
     const spqr_file *f;
     size_t t;
-    const float *xp, *xsum; /* batch x cols (permuted), batch x groups */
+    const float *xp; /* batch x cols, gathered through the permutation */
     int batch;
     float *Y;
     uint64_t r0, r1;
     int failed;
 } job_t;
 
-/* Dequantized statistics of (r, g), spec §7.2 step 1. */
-static inline void stats_of(const spqr_tensor_info *in, const uint8_t *sc, const uint8_t *zc,
-                            const uint8_t *s2, uint64_t groups, uint64_t sw, uint64_t r, uint64_t g,
-                            float *scale, float *zero) {
-    if (in->stat_bits == 16) {
-        *scale = spqr_f16_to_f32(rd16(sc + 2 * (r * groups + g)));
-        *zero = spqr_f16_to_f32(rd16(zc + 2 * (r * groups + g)));
-        return;
+/* binary16 -> binary32 (inline copy of the exact conversion, hot here). */
+static inline float h2f(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, exp = (h >> 10) & 0x1fu, man = h & 0x3ffu, bits;
+    if (exp == 0) {
+        float mag = (float)man * 0x1p-24f;
+        memcpy(&bits, &mag, 4);
+        bits |= sign;
+    } else if (exp == 31) {
+        bits = sign | 0x7f800000u | (man << 13);
+    } else {
+        bits = sign | ((exp + 112u) << 23) | (man << 13);
     }
-    const uint8_t *st = s2 + 8 * ((r / in->beta1) * groups + g);
-    uint32_t qs = spqr_pack_get((const uint32_t *)sc + r * sw, g, in->stat_bits);
-    uint32_t qz = spqr_pack_get((const uint32_t *)zc + r * sw, g, in->stat_bits);
-    *scale = spqr_f16_to_f32(rd16(st)) * ((float)qs - spqr_f16_to_f32(rd16(st + 2)));
-    *zero = spqr_f16_to_f32(rd16(st + 4)) * ((float)qz - spqr_f16_to_f32(rd16(st + 6)));
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+/* Row r dequantized into w[0..cols) (spec §7.2, stored column order, outliers excluded): codes
+ * unpacked once, statistics decoded once per group, then w = scale·q − scale·zero per weight. */
+static void dequant_row(const spqr_tensor_info *in, const uint32_t *codes, const uint8_t *sc,
+                        const uint8_t *zc, const uint8_t *s2, uint64_t G, uint64_t cw, uint64_t sw,
+                        uint64_t r, uint8_t *q, float *w) {
+    const uint64_t cols = in->dims[1];
+    const uint32_t beta2 = in->beta2;
+    unpack_row(codes + r * cw, cols, in->wbits, q);
+    for (uint64_t g = 0; g < G; g++) {
+        float scale, zero;
+        if (in->stat_bits == 16) {
+            scale = h2f(rd16(sc + 2 * (r * G + g))), zero = h2f(rd16(zc + 2 * (r * G + g)));
+        } else {
+            const uint8_t *st = s2 + 8 * ((r / in->beta1) * G + g);
+            uint32_t qs = spqr_pack_get((const uint32_t *)sc + r * sw, g, in->stat_bits);
+            uint32_t qz = spqr_pack_get((const uint32_t *)zc + r * sw, g, in->stat_bits);
+            scale = h2f(rd16(st)) * ((float)qs - h2f(rd16(st + 2)));
+            zero = h2f(rd16(st + 4)) * ((float)qz - h2f(rd16(st + 6)));
+        }
+        const float bias = -scale * zero;
+        const uint64_t c0 = g * beta2, n = cols - c0 < beta2 ? cols - c0 : beta2;
+        const uint8_t *qg = q + c0;
+        float *wg = w + c0;
+        for (uint64_t k = 0; k < n; k++) wg[k] = (float)qg[k] * scale + bias;
+    }
+}
+
+/* Σ_c w[c]·x[c] with 8 independent partial sums (vectorizable without reassociation). */
+static float dot8(const float *w, const float *x, uint64_t n) {
+    float p[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    uint64_t c = 0;
+    for (; c + 8 <= n; c += 8)
+        for (int j = 0; j < 8; j++) p[j] += w[c + j] * x[c + j];
+    float t = 0;
+    for (; c < n; c++) t += w[c] * x[c];
+    return ((p[0] + p[1]) + (p[2] + p[3])) + ((p[4] + p[5]) + (p[6] + p[7])) + t;
 }
 
 static void *worker(void *arg) {
@@ -91,38 +131,24 @@ static void *worker(void *arg) {
     const uint8_t *ci = spqr_file_section(j->f, j->t, SPQR_SEC_COLIDX, NULL);
     const uint8_t *vals = spqr_file_section(j->f, j->t, SPQR_SEC_VALUES, NULL);
     const int wide = cols > 65536, B = j->batch;
-    const uint32_t beta2 = in->beta2;
     uint8_t *q = malloc(((cols + 31) / 32) * 32);
-    if (!q) {
+    float *w = malloc(cols * sizeof *w);
+    if (!q || !w) {
+        free(q), free(w);
         j->failed = 1;
         return NULL;
     }
-    (void)rows;
     for (uint64_t r = j->r0; r < j->r1; r++) {
-        unpack_row(codes + r * cw, cols, in->wbits, q);
-        double acc[SPQR_MAX_BATCH] = {0};
-        for (uint64_t g = 0; g < G; g++) {
-            float scale, zero;
-            stats_of(in, sc, zc, s2, G, sw, r, g, &scale, &zero);
-            const uint64_t c0 = g * beta2, n = cols - c0 < beta2 ? cols - c0 : beta2;
-            for (int b = 0; b < B; b++) {
-                const float *x = j->xp + (uint64_t)b * cols + c0;
-                float dot = 0;
-                for (uint64_t k = 0; k < n; k++) dot += (float)q[c0 + k] * x[k];
-                acc[b] += (double)(scale * (dot - zero * j->xsum[(uint64_t)b * G + g]));
-            }
-        }
+        dequant_row(in, codes, sc, zc, s2, G, cw, sw, r, q, w);
+        /* outliers replace their weight (spec §7.2 step 3) */
         for (uint32_t k = rd32(rp + 4 * r); k < rd32(rp + 4 * (r + 1)); k++) {
             uint64_t c = wide ? rd32(ci + 4 * (uint64_t)k) : rd16(ci + 2 * (uint64_t)k);
-            float scale, zero;
-            stats_of(in, sc, zc, s2, G, sw, r, c / beta2, &scale, &zero);
-            float delta =
-                spqr_f16_to_f32(rd16(vals + 2 * (uint64_t)k)) - scale * ((float)q[c] - zero);
-            for (int b = 0; b < B; b++) acc[b] += (double)(delta * j->xp[(uint64_t)b * cols + c]);
+            w[c] = h2f(rd16(vals + 2 * (uint64_t)k));
         }
-        for (int b = 0; b < B; b++) j->Y[(uint64_t)b * rows + r] = (float)acc[b];
+        for (int b = 0; b < B; b++)
+            j->Y[(uint64_t)b * rows + r] = dot8(w, j->xp + (uint64_t)b * cols, cols);
     }
-    free(q);
+    free(q), free(w);
     return NULL;
 }
 
@@ -138,11 +164,9 @@ spqr_status spqr_cpu_matmul(const spqr_file *f, size_t tensor, const float *X, i
     if (batch < 1 || batch > SPQR_MAX_BATCH)
         return spqr_set_error(err, SPQR_E_ARG, 0, UINT64_MAX, "batch %d not in 1..%d", batch,
                               SPQR_MAX_BATCH);
-    const uint64_t rows = in->dims[0], cols = in->dims[1], G = (cols + in->beta2 - 1) / in->beta2;
-    float *xp = malloc((uint64_t)batch * cols * sizeof *xp),
-          *xsum = calloc((uint64_t)batch * G, sizeof *xsum);
-    if (!xp || !xsum) {
-        free(xp), free(xsum);
+    const uint64_t rows = in->dims[0], cols = in->dims[1];
+    float *xp = malloc((uint64_t)batch * cols * sizeof *xp);
+    if (!xp) {
         return spqr_set_error(err, SPQR_E_NOMEM, 0, UINT64_MAX, "out of memory");
     }
     const uint8_t *perm =
@@ -151,7 +175,6 @@ spqr_status spqr_cpu_matmul(const spqr_file *f, size_t tensor, const float *X, i
         for (uint64_t c = 0; c < cols; c++) {
             float v = X[(uint64_t)b * cols + (perm ? rd32(perm + 4 * c) : c)];
             xp[(uint64_t)b * cols + c] = v;
-            xsum[(uint64_t)b * G + c / in->beta2] += v;
         }
     if (nthreads <= 0) nthreads = (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (nthreads < 1) nthreads = 1;
@@ -164,7 +187,6 @@ spqr_status spqr_cpu_matmul(const spqr_file *f, size_t tensor, const float *X, i
         jobs[i] = (job_t){f,
                           tensor,
                           xp,
-                          xsum,
                           batch,
                           Y,
                           rows * (uint64_t)i / (uint64_t)nthreads,
@@ -179,7 +201,7 @@ spqr_status spqr_cpu_matmul(const spqr_file *f, size_t tensor, const float *X, i
         if (started[i]) pthread_join(th[i], NULL);
         failed |= jobs[i].failed;
     }
-    free(xp), free(xsum);
+    free(xp);
     if (failed)
         return spqr_set_error(err, SPQR_E_NOMEM, 0, UINT64_MAX, "out of memory in a worker");
     return SPQR_OK;

@@ -73,11 +73,16 @@ int cmd_bench(int argc, char **argv) {
             for (int bi = 0; bi < (quick ? 1 : 3); bi++) {
                 const int b = batches[bi];
                 double ts[5], tb[5];
+                /* separate phases: OpenBLAS worker threads spin-yield for a while after each call
+                 * and would steal the cores from spqr's threads if the two were interleaved */
+                nanosleep(&(struct timespec){0, 300000000L}, NULL);
                 for (int r = 0; r < 5; r++) {
                     double t0 = now_s();
                     spqr_cpu_matmul(f, 0, X, b, Y, 0, &err);
                     ts[r] = now_s() - t0;
-                    t0 = now_s();
+                }
+                for (int r = 0; r < 5; r++) {
+                    double t0 = now_s();
                     if (b == 1)
                         cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)rows, (int)cols, 1.0f, W,
                                     (int)cols, X, 1, 0.0f, Y, 1);
