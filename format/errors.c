@@ -24,6 +24,8 @@ const char *spqr_status_name(spqr_status s) {
         return "unsupported";
     case SPQR_E_CUDA:
         return "cuda error";
+    case SPQR_E_INTERRUPTED:
+        return "interrupted";
     }
     return "unknown error";
 }
