@@ -131,8 +131,9 @@ typedef struct {
 } spqr_compress_job;
 
 typedef struct {
-    double seconds, bits_per_param_quantized, bits_per_param_overall;
-    uint64_t file_bytes, params, quantized_params, outliers;
+    double seconds;            /* wall time of the whole run */
+    uint64_t quantized_params; /* parameters in SpQR tensors (bits per parameter: spqr inspect) */
+    uint64_t outliers;         /* outliers written by this run */
     uint64_t peak_rss_bytes;
 } spqr_compress_result;
 

@@ -74,9 +74,9 @@ int cmd_compress(int argc, char **argv) {
         OPT("-o", job.out)
         OPT("--mode", mode)
         OPT("--wbits", opt_w)
-        OPT("--groupsize", opt_g) OPT("--qq-groupsize", opt_qq) OPT("--stat-bits", opt_s)
-            OPT("--outlier-threshold", opt_t) OPT("--perm", opt_p)
-                OPT("--percdamp", opt_d) if (!strcmp(a, "--nsamples") && v) {
+        OPT("--groupsize", opt_g)
+        OPT("--qq-groupsize", opt_qq) OPT("--stat-bits", opt_s) OPT("--outlier-threshold", opt_t)
+            OPT("--perm", opt_p) OPT("--percdamp", opt_d) if (!strcmp(a, "--nsamples") && v) {
             ns = v, i++;
             job.nsamples = strtoull(ns, NULL, 10);
             continue;
@@ -159,18 +159,9 @@ int cmd_compress(int argc, char **argv) {
     }
     /* tokenizer and context from the model directory */
     char p[1100];
-    snprintf(p, sizeof p, "%s/tokenizer.json", job.model);
-    char *tj = NULL;
+    FILE *f;
     size_t tl = 0;
-    FILE *f = fopen(p, "rb");
-    if (f) {
-        fseek(f, 0, SEEK_END);
-        tl = (size_t)ftell(f);
-        fseek(f, 0, SEEK_SET);
-        tj = malloc(tl + 1);
-        if (tj && fread(tj, 1, tl, f) != tl) free(tj), tj = NULL;
-        fclose(f);
-    }
+    char *tj = spqr_cli_tokenizer_json(job.model, &tl);
     uint32_t *ids = NULL;
     uint64_t n = 0;
     if (spqr_tokens_load(calib, tj, tl, &ids, &n, &err)) {

@@ -7,8 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-char *spqr_cli_tokenizer_json(const char *model, size_t *len); /* cmd_eval.c */
-
 /* The tokenizer of MODEL: tokenizer.json in an HF directory, or the metadata of a .spqr file. */
 char *spqr_cli_tokenizer_json(const char *model, size_t *len) {
     spqr_error err;
