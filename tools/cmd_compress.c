@@ -75,8 +75,9 @@ int cmd_compress(int argc, char **argv) {
         OPT("--mode", mode)
         OPT("--wbits", opt_w)
         OPT("--groupsize", opt_g)
-        OPT("--qq-groupsize", opt_qq) OPT("--stat-bits", opt_s) OPT("--outlier-threshold", opt_t)
-            OPT("--perm", opt_p) OPT("--percdamp", opt_d) if (!strcmp(a, "--nsamples") && v) {
+        OPT("--qq-groupsize", opt_qq)
+        OPT("--stat-bits", opt_s) OPT("--outlier-threshold", opt_t) OPT("--perm", opt_p)
+            OPT("--percdamp", opt_d) if (!strcmp(a, "--nsamples") && v) {
             ns = v, i++;
             job.nsamples = strtoull(ns, NULL, 10);
             continue;
