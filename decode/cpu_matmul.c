@@ -62,23 +62,6 @@ typedef struct {
     int failed;
 } job_t;
 
-/* binary16 -> binary32 (inline copy of the exact conversion, hot here). */
-static inline float h2f(uint16_t h) {
-    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, exp = (h >> 10) & 0x1fu, man = h & 0x3ffu, bits;
-    if (exp == 0) {
-        float mag = (float)man * 0x1p-24f;
-        memcpy(&bits, &mag, 4);
-        bits |= sign;
-    } else if (exp == 31) {
-        bits = sign | 0x7f800000u | (man << 13);
-    } else {
-        bits = sign | ((exp + 112u) << 23) | (man << 13);
-    }
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
-
 /* Row r dequantized into w[0..cols) (spec §7.2, stored column order, outliers excluded): codes
  * unpacked once, statistics decoded once per group, then w = scale·q − scale·zero per weight. */
 static void dequant_row(const spqr_tensor_info *in, const uint32_t *codes, const uint8_t *sc,
@@ -90,13 +73,16 @@ static void dequant_row(const spqr_tensor_info *in, const uint32_t *codes, const
     for (uint64_t g = 0; g < G; g++) {
         float scale, zero;
         if (in->stat_bits == 16) {
-            scale = h2f(rd16(sc + 2 * (r * G + g))), zero = h2f(rd16(zc + 2 * (r * G + g)));
+            scale = spqr_f16_to_f32_inline(rd16(sc + 2 * (r * G + g))),
+            zero = spqr_f16_to_f32_inline(rd16(zc + 2 * (r * G + g)));
         } else {
             const uint8_t *st = s2 + 8 * ((r / in->beta1) * G + g);
             uint32_t qs = spqr_pack_get((const uint32_t *)sc + r * sw, g, in->stat_bits);
             uint32_t qz = spqr_pack_get((const uint32_t *)zc + r * sw, g, in->stat_bits);
-            scale = h2f(rd16(st)) * ((float)qs - h2f(rd16(st + 2)));
-            zero = h2f(rd16(st + 4)) * ((float)qz - h2f(rd16(st + 6)));
+            scale = spqr_f16_to_f32_inline(rd16(st)) *
+                    ((float)qs - spqr_f16_to_f32_inline(rd16(st + 2)));
+            zero = spqr_f16_to_f32_inline(rd16(st + 4)) *
+                   ((float)qz - spqr_f16_to_f32_inline(rd16(st + 6)));
         }
         const float bias = -scale * zero;
         const uint64_t c0 = g * beta2, n = cols - c0 < beta2 ? cols - c0 : beta2;
@@ -143,7 +129,7 @@ static void *worker(void *arg) {
         /* outliers replace their weight (spec §7.2 step 3) */
         for (uint32_t k = rd32(rp + 4 * r); k < rd32(rp + 4 * (r + 1)); k++) {
             uint64_t c = wide ? rd32(ci + 4 * (uint64_t)k) : rd16(ci + 2 * (uint64_t)k);
-            w[c] = h2f(rd16(vals + 2 * (uint64_t)k));
+            w[c] = spqr_f16_to_f32_inline(rd16(vals + 2 * (uint64_t)k));
         }
         for (int b = 0; b < B; b++)
             j->Y[(uint64_t)b * rows + r] = dot8(w, j->xp + (uint64_t)b * cols, cols);

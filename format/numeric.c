@@ -16,17 +16,8 @@ static float bits_f32(uint32_t u) {
     return f;
 }
 
-/* binary16 -> binary32 is exact: normal values re-bias the exponent (15 -> 127), subnormals
- * are man * 2^-24 (exact in binary32), Inf/NaN keep their payload. */
 float spqr_f16_to_f32(uint16_t h) {
-    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
-    uint32_t exp = (h >> 10) & 0x1fu, man = h & 0x3ffu;
-    if (exp == 0) {
-        float mag = (float)man * 0x1p-24f;
-        return bits_f32(f32_bits(mag) | sign);
-    }
-    if (exp == 31) return bits_f32(sign | 0x7f800000u | (man << 13));
-    return bits_f32(sign | ((exp + 112u) << 23) | (man << 13));
+    return spqr_f16_to_f32_inline(h);
 }
 
 /* binary32 -> binary16 with round-to-nearest, ties to even (IEEE default). */

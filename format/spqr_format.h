@@ -104,6 +104,24 @@ void spqr_pack_put(uint32_t *words, uint64_t i, uint32_t b, uint32_t v);
 uint32_t spqr_pack_get(const uint32_t *words, uint64_t i, uint32_t b);
 
 /* ---- IEEE half / bfloat16 conversions, round-to-nearest-even (spec §7.1) ---- */
+/* binary16 -> binary32 is exact: normal values re-bias the exponent (15 -> 127), subnormals are
+ * man * 2^-24 (exact in binary32), Inf/NaN keep their payload. Inline for decode hot loops. */
+static inline float spqr_f16_to_f32_inline(uint16_t h) {
+    union {
+        uint32_t u;
+        float f;
+    } v;
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, exp = (h >> 10) & 0x1fu, man = h & 0x3ffu;
+    if (exp == 0) {
+        v.f = (float)man * 0x1p-24f;
+        v.u |= sign;
+    } else if (exp == 31) {
+        v.u = sign | 0x7f800000u | (man << 13);
+    } else {
+        v.u = sign | ((exp + 112u) << 23) | (man << 13);
+    }
+    return v.f;
+}
 float spqr_f16_to_f32(uint16_t h);
 uint16_t spqr_f32_to_f16(float f);
 float spqr_bf16_to_f32(uint16_t h);

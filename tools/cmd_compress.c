@@ -40,22 +40,13 @@ static void usage(void) {
         "  -q, --quiet              no progress output\n");
 }
 
-static uint64_t parse_size(const char *s) {
-    char *end;
-    double v = strtod(s, &end);
-    double m = *end == 'G' || *end == 'g'   ? 1 << 30
-               : *end == 'M' || *end == 'm' ? 1 << 20
-               : *end == 'K' || *end == 'k' ? 1 << 10
-                                            : 1;
-    return (uint64_t)(v * m);
-}
-
 int cmd_compress(int argc, char **argv) {
     spqr_compress_job job = {0};
     const char *calib = NULL, *mode = "spqr";
     const char *opt_w = NULL, *opt_g = NULL, *opt_qq = NULL, *opt_s = NULL, *opt_t = NULL,
                *opt_p = NULL, *opt_d = NULL;
     job.nsamples = 128, job.seed = 0, job.verbose = 1;
+    const char *opt_ns = NULL, *opt_sl = NULL, *opt_sd = NULL, *opt_mm = NULL;
     int simplified = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -68,35 +59,22 @@ int cmd_compress(int argc, char **argv) {
         }                                                                                          \
         dst = v, i++;                                                                              \
         continue;                                                                                  \
-    }
-        const char *ns = NULL, *sl = NULL, *sd = NULL, *mm = NULL;
-        OPT("--calib", calib)
-        OPT("-o", job.out)
-        OPT("--mode", mode)
-        OPT("--wbits", opt_w)
-        OPT("--groupsize", opt_g)
-        OPT("--qq-groupsize", opt_qq)
-        OPT("--stat-bits", opt_s) OPT("--outlier-threshold", opt_t) OPT("--perm", opt_p)
-            OPT("--percdamp", opt_d) if (!strcmp(a, "--nsamples") && v) {
-            ns = v, i++;
-            job.nsamples = strtoull(ns, NULL, 10);
-            continue;
-        }
-        if (!strcmp(a, "--seqlen") && v) {
-            sl = v, i++;
-            job.seqlen = strtoull(sl, NULL, 10);
-            continue;
-        }
-        if (!strcmp(a, "--seed") && v) {
-            sd = v, i++;
-            job.seed = strtoull(sd, NULL, 10);
-            continue;
-        }
-        if (!strcmp(a, "--max-memory") && v) {
-            mm = v, i++;
-            job.max_memory = parse_size(mm);
-            continue;
-        }
+    } else                                                                                         \
+        (void)0
+        OPT("--calib", calib);
+        OPT("-o", job.out);
+        OPT("--mode", mode);
+        OPT("--wbits", opt_w);
+        OPT("--groupsize", opt_g);
+        OPT("--qq-groupsize", opt_qq);
+        OPT("--stat-bits", opt_s);
+        OPT("--outlier-threshold", opt_t);
+        OPT("--perm", opt_p);
+        OPT("--percdamp", opt_d);
+        OPT("--nsamples", opt_ns);
+        OPT("--seqlen", opt_sl);
+        OPT("--seed", opt_sd);
+        OPT("--max-memory", opt_mm);
         if (!strcmp(a, "--resume")) {
             job.resume = 1;
             continue;
@@ -138,11 +116,20 @@ int cmd_compress(int argc, char **argv) {
         return 2;
     }
     spqr_quant_params_default(&job.q, m);
-    if (opt_w) job.q.wbits = (uint32_t)atoi(opt_w);
-    if (opt_g) job.q.beta2 = (uint32_t)atoi(opt_g);
-    if (opt_qq) job.q.beta1 = (uint32_t)atoi(opt_qq);
-    if (opt_s) job.q.stat_bits = (uint32_t)atoi(opt_s);
-    if (opt_t) job.q.outlier_threshold = !strcmp(opt_t, "inf") ? INFINITY : strtod(opt_t, NULL);
+    uint64_t u;
+    double d;
+    /* ranges here are syntax only; spqr_quant_params_check enforces the method's limits */
+    if (opt_w && cli_parse_u64("compress", "--wbits", opt_w, 1, 16, &u)) return 2;
+    if (opt_w) job.q.wbits = (uint32_t)u;
+    if (opt_g && cli_parse_u64("compress", "--groupsize", opt_g, 1, 1u << 30, &u)) return 2;
+    if (opt_g) job.q.beta2 = (uint32_t)u;
+    if (opt_qq && cli_parse_u64("compress", "--qq-groupsize", opt_qq, 1, 1u << 30, &u)) return 2;
+    if (opt_qq) job.q.beta1 = (uint32_t)u;
+    if (opt_s && cli_parse_u64("compress", "--stat-bits", opt_s, 1, 16, &u)) return 2;
+    if (opt_s) job.q.stat_bits = (uint32_t)u;
+    if (opt_t && cli_parse_double("compress", "--outlier-threshold", opt_t, 0, 1e30, 1, &d))
+        return 2;
+    if (opt_t) job.q.outlier_threshold = d;
     if (opt_p) {
         if (strcmp(opt_p, "act_order") && strcmp(opt_p, "identity")) {
             fprintf(stderr, "spqr compress: --perm '%s': expected act_order or identity\n", opt_p);
@@ -150,7 +137,13 @@ int cmd_compress(int argc, char **argv) {
         }
         job.q.perm = strcmp(opt_p, "act_order") ? SPQR_PERM_IDENTITY : SPQR_PERM_ACT_ORDER;
     }
-    if (opt_d) job.q.percdamp = strtod(opt_d, NULL);
+    if (opt_d && cli_parse_double("compress", "--percdamp", opt_d, 0, 1e6, 0, &d)) return 2;
+    if (opt_d) job.q.percdamp = d;
+    if (opt_ns && cli_parse_u64("compress", "--nsamples", opt_ns, 1, 1u << 30, &job.nsamples))
+        return 2;
+    if (opt_sl && cli_parse_u64("compress", "--seqlen", opt_sl, 2, 1u << 24, &job.seqlen)) return 2;
+    if (opt_sd && cli_parse_u64("compress", "--seed", opt_sd, 0, UINT64_MAX, &job.seed)) return 2;
+    if (opt_mm && cli_parse_size("compress", "--max-memory", opt_mm, &job.max_memory)) return 2;
     job.q.simplified_outliers = simplified;
     job.q.compute_loss = 1;
     spqr_error err = {0};

@@ -44,11 +44,12 @@ int cmd_eval(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--text") && i + 1 < argc)
             text = argv[++i];
-        else if (!strcmp(argv[i], "--seqlen") && i + 1 < argc)
-            seqlen = strtoull(argv[++i], NULL, 10), seqlen_set = 1;
-        else if (!strcmp(argv[i], "--max-windows") && i + 1 < argc)
-            maxw = strtoull(argv[++i], NULL, 10);
-        else if (!strcmp(argv[i], "--json"))
+        else if (!strcmp(argv[i], "--seqlen") && i + 1 < argc) {
+            if (cli_parse_u64("eval", "--seqlen", argv[++i], 2, 1u << 24, &seqlen)) return 2;
+            seqlen_set = 1;
+        } else if (!strcmp(argv[i], "--max-windows") && i + 1 < argc) {
+            if (cli_parse_u64("eval", "--max-windows", argv[++i], 1, UINT64_MAX, &maxw)) return 2;
+        } else if (!strcmp(argv[i], "--json"))
             json = 1;
         else if (argv[i][0] != '-' && !model)
             model = argv[i];
