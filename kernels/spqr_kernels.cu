@@ -361,6 +361,8 @@ __global__ void __launch_bounds__(kThreads)
     write_rows<1, BATCH, Act>(p, y, y32, nb, row0, lane, acc);
 }
 
+#include "stream_kernel.cuh" // v5: batch 1..4
+
 // delta_k = v_k − ŵ(r, c_k): one warp per row.
 __global__ void delta_kernel(Params p, const uint16_t *values, float *delta) {
     const uint32_t lane = threadIdx.x & 31;
@@ -529,7 +531,9 @@ extern "C" spqr_status spqr_gpu_upload(const spqr_file *f, size_t ti, spqr_gpu_t
     p.rowptr = (const uint32_t *)t->sec[SPQR_SEC_ROWPTR];
     p.colidx = t->sec[SPQR_SEC_COLIDX];
     p.perm = (const uint32_t *)t->sec[SPQR_SEC_PERM];
-    const uint64_t xlen = (uint64_t)p.cols * SPQR_MAX_BATCH;
+    // x scratch: the stream kernel's xp (whole chunks) and half-chunk sums, and the cuSPARSE
+    // path's permuted x
+    const uint64_t xlen = (uint64_t)p.chunks * 34 * SPQR_MAX_BATCH;
     cudaError_t e = cudaMalloc(&t->delta, (t->nnz ? t->nnz : 1) * sizeof(float));
     if (e == cudaSuccess) e = cudaMalloc(&t->xbuf, xlen * sizeof(float));
     if (e == cudaSuccess)
@@ -635,12 +639,41 @@ static cudaError_t launch_one(spqr_gpu_tensor *t, const Act *x, Act *y, float *y
     return launch_r<WB, SUB, BATCH, 2, Act>(t, x, y, y32, nb, s);
 }
 
+#ifndef SPQR_STREAM_ROWS
+#define SPQR_STREAM_ROWS 2 // rows per warp of the stream kernel (bench/NOTES.md v5)
+#endif
+#ifndef SPQR_STREAM_LANE_CHUNKS
+#define SPQR_STREAM_LANE_CHUNKS 2 // fewest chunks per lane and row before warps split a row
+#endif
+// v5 for batch 1..4: x permuted once into the tensor's scratch, then the stream kernel with kw
+// warps per row set, kw the smallest of 1, 2, 4, 8 that leaves each lane <= SPQR_STREAM_LANE_CHUNKS
+// chunks per row.
+template <int WB, int SUB, int BATCH, typename Act>
+static cudaError_t launch_stream(spqr_gpu_tensor *t, const Act *x, Act *y, float *y32, int nb,
+                                 cudaStream_t s) {
+    constexpr int R = SPQR_STREAM_ROWS;
+    const Params &p = t->p;
+    const uint32_t stride = p.chunks * 32;
+    float *xs = t->xbuf + (uint64_t)SPQR_MAX_BATCH * stride; // half-chunk sums after xp
+    const uint64_t total = (uint64_t)BATCH * stride;
+    uint64_t pb = (total + 255) / 256;
+    if (pb > (uint64_t)t->sms * 8) pb = (uint64_t)t->sms * 8;
+    prep_x_kernel<Act><<<(uint32_t)pb, 256, 0, s>>>(p, x, nb, BATCH, t->xbuf, stride, xs);
+    int kwl = 0;
+    while (kwl < 3 && p.chunks > (32u * SPQR_STREAM_LANE_CHUNKS << kwl)) kwl++;
+    const uint32_t rows_per_block = (uint32_t)(kStreamWarps >> kwl) * R;
+    const uint32_t blocks = (p.rows + rows_per_block - 1) / rows_per_block;
+    stream_kernel<WB, SUB, BATCH, R, Act>
+        <<<blocks, kStreamThreads, 0, s>>>(p, t->xbuf, stride, xs, y, y32, nb, kwl);
+    return cudaGetLastError();
+}
+
 template <int WB, int SUB, typename Act>
 static cudaError_t launch_batch(spqr_gpu_tensor *t, const Act *x, Act *y, float *y32, int nb,
                                 cudaStream_t s) {
-    if (nb == 1) return launch_one<WB, SUB, 1, Act>(t, x, y, y32, nb, s);
-    if (nb == 2) return launch_one<WB, SUB, 2, Act>(t, x, y, y32, nb, s);
-    if (nb <= 4) return launch_one<WB, SUB, 4, Act>(t, x, y, y32, nb, s);
+    if (nb == 1) return launch_stream<WB, SUB, 1, Act>(t, x, y, y32, nb, s);
+    if (nb == 2) return launch_stream<WB, SUB, 2, Act>(t, x, y, y32, nb, s);
+    if (nb <= 4) return launch_stream<WB, SUB, 4, Act>(t, x, y, y32, nb, s);
     if (nb <= 8) return launch_one<WB, SUB, 8, Act>(t, x, y, y32, nb, s);
     return launch_one<WB, SUB, 16, Act>(t, x, y, y32, nb, s);
 }

@@ -1,5 +1,6 @@
 /* bench_gpu.c — SpQR GPU matmul vs cuBLAS fp16, same process, same shapes (not a test).
- * Usage: bench_gpu [--quick]
+ * Usage: bench_gpu [--quick] [--batch N] [--shape ROWSxCOLS]...
+ *   --quick: the first two shapes; --batch / --shape restrict the table (repeatable shapes).
  * For each shape (4096², 11008x4096, 4096x11008, 8192², 28672x8192, 8192x28672), configuration
  * (w3 s3 beta16 1% outliers act-order; w4 s3 beta16 no outliers act-order) and batch (1, 4, 16):
  * median µs per call (7 repeats of 50 calls timed with events, buffers rotated so the working set
@@ -109,7 +110,20 @@ static double copy_bandwidth(void) {
 }
 
 int main(int argc, char **argv) {
-    int quick = argc > 1 && !strcmp(argv[1], "--quick");
+    int quick = 0, only_batch = 0, nsel = 0, sel[16][2];
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--quick"))
+            quick = 1;
+        else if (!strcmp(argv[i], "--batch") && i + 1 < argc)
+            only_batch = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--shape") && i + 1 < argc && nsel < 16 &&
+                 sscanf(argv[++i], "%dx%d", &sel[nsel][0], &sel[nsel][1]) == 2)
+            nsel++;
+        else {
+            fprintf(stderr, "usage: bench_gpu [--quick] [--batch N] [--shape ROWSxCOLS]...\n");
+            return 2;
+        }
+    }
     spqr_error err = {0};
     if (spqr_gpu_available(&err)) {
         printf("SKIP: %s\n", err.msg);
@@ -131,6 +145,9 @@ int main(int argc, char **argv) {
     for (int si = 0; si < (quick ? 2 : 6); si++)
         for (int cfg = 0; cfg < 2; cfg++) {
             const int rows = shapes[si][0], cols = shapes[si][1];
+            int wanted = nsel == 0;
+            for (int k = 0; k < nsel; k++) wanted |= sel[k][0] == rows && sel[k][1] == cols;
+            if (!wanted) continue;
             spqr_tensor_info in = {.kind = SPQR_KIND_SPQR,
                                    .ndim = 2,
                                    .dims = {(uint64_t)rows, (uint64_t)cols},
@@ -184,6 +201,7 @@ int main(int argc, char **argv) {
             }
             for (int bi = 0; bi < 3; bi++) {
                 c.batch = batches[bi];
+                if (only_batch && c.batch != only_batch) continue;
                 for (int i = 0; i < c.nt; i++)
                     spqr_gpu_set_outlier_path(c.t[i], SPQR_OUTLIERS_FUSED, &err);
                 float ts = time_calls(call_spqr, &c, 50);

@@ -2,7 +2,9 @@
 # The GPU job for the device machine (a bare box with nvcc and cmake): builds the minimal
 # configuration with the carried zstd/xxhash packages, runs the GPU tests (and once under
 # compute-sanitizer), then the benchmark. Logs go to $OUT.
-# Usage: bench/gpu/run_device.sh [test|bench|all|profile]   (profile: ncu on the batch-1 kernels)
+# Usage: bench/gpu/run_device.sh [test|bench|all|profile|tune]
+#   profile: ncu on the batch-1 kernels; tune: the stream kernel's compile-time variants
+#   (SPQR_STREAM_ROWS, SPQR_STREAM_MINBLOCKS) built side by side, batch 1 on three shapes.
 set -euo pipefail
 what=${1:-all}
 OUT=${OUT:-/tmp/out}
@@ -15,24 +17,45 @@ nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,temperature.gpu 
 cmake -S . -B build-gpu -DSPQR_MINIMAL=ON -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 \
   -DCMAKE_PREFIX_PATH=$DEPS/usr -DPKG_CONFIG_EXECUTABLE=/nonexistent > "$OUT/configure.log" 2>&1 || { cat "$OUT/configure.log"; exit 1; }
 cmake --build build-gpu -j16 2>&1 | grep -E "error|warning" || true
+if [ "$what" = tune ]; then
+  variants=${VARIANTS:-"2:3:2 2:3:4 2:4:2 2:4:4"}
+  for v in $variants; do
+    IFS=: read -r r m c <<< "$v"
+    ( cmake -S . -B build-tune-$r-$m-$c -DSPQR_MINIMAL=ON -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 \
+        -DCMAKE_CUDA_FLAGS="-DSPQR_STREAM_ROWS=$r -DSPQR_STREAM_MINBLOCKS=$m -DSPQR_STREAM_LANE_CHUNKS=$c" \
+        -DCMAKE_PREFIX_PATH=$DEPS/usr -DPKG_CONFIG_EXECUTABLE=/nonexistent > /dev/null 2>&1 &&
+      cmake --build build-tune-$r-$m-$c -j4 --target bench_gpu > "$OUT/build-$r-$m-$c.log" 2>&1 ) &
+  done
+  wait
+  for v in $variants; do
+    IFS=: read -r r m c <<< "$v"
+    echo "== rows/warp $r, min blocks $m, min chunks per lane $c =="
+    grep -A2 "stream_kernelILi3ELi16ELi1ELi$r" "$OUT/build-$r-$m-$c.log" | grep -o "Used [0-9]* registers" | head -1
+    ./build-tune-$r-$m-$c/bench/gpu/bench_gpu --batch 1 --shape 4096x4096 --shape 8192x8192 --shape 28672x8192 | grep "^|" | grep -v "^|--"
+  done
+  exit 0
+fi
 real=""
 [ -f .carry/real_layer0.spqr ] && real=.carry/real_layer0.spqr
 if [ "$what" = profile ]; then
-  # 4096² w3 1% outliers and w4, batch 1: one launch each after warm-up (bench_gpu --quick order)
+  # batch 1, 28672x8192 w3 1% outliers: one launch of the stream kernel after warm-up
   ncu --section SpeedOfLight --section MemoryWorkloadAnalysis --section WarpStateStats --section Occupancy \
-    --section LaunchStats --kernel-name regex:matmul_kernel --launch-skip 10 --launch-count 1 \
-    ./build-gpu/bench/gpu/bench_gpu --quick > "$OUT/ncu.txt" 2>&1 || true
-  grep -E "Duration|DRAM Throughput|Memory Throughput|Compute \(SM\)|Achieved Occupancy|Registers|Stall|Warp Cycles|Theoretical Occupancy|Block Limit|L1/TEX Hit|L2 Hit|Mem Busy|Max Bandwidth|Issued" "$OUT/ncu.txt" | head -60
+    --section LaunchStats --section InstructionStats --section SchedulerStats \
+    --kernel-name regex:stream_kernel --launch-skip 10 --launch-count 1 \
+    ./build-gpu/bench/gpu/bench_gpu --batch 1 --shape 28672x8192 > "$OUT/ncu.txt" 2>&1 || true
+  grep -E "Duration|DRAM Throughput|Memory Throughput|Compute \(SM\)|Achieved Occupancy|Registers|Stall|Warp Cycles|Theoretical Occupancy|Block Limit|L1/TEX Hit|L2 Hit|Mem Busy|Max Bandwidth|Issued|Executed Ipc|stalled|Eligible|No Eligible|Active Warps" "$OUT/ncu.txt" | head -60
   exit 0
 fi
 if [ "$what" != bench ]; then
   echo "== test_gpu =="
   SPQR_REAL_SPQR=$real ./build-gpu/tests/gpu/test_gpu > "$OUT/test_gpu.log" 2>&1 || true
   grep -E "FAIL|passed" "$OUT/test_gpu.log" | tail -25
+  if [ -z "${SKIP_SANITIZER:-}" ]; then
   echo "== compute-sanitizer (memcheck, quick subset) =="
   SPQR_GPU_QUICK=1 SPQR_REAL_SPQR=$real timeout 180 compute-sanitizer --tool memcheck --error-exitcode 9 \
     ./build-gpu/tests/gpu/test_gpu > "$OUT/sanitizer.log" 2>&1; echo "compute-sanitizer exit $?"
   grep -E "ERROR SUMMARY|passed" "$OUT/sanitizer.log" | tail -3
+  fi
 fi
 if [ "$what" != test ]; then
   echo "== bench_gpu =="

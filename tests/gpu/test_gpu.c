@@ -58,9 +58,9 @@ static void check_tensor(const spqr_file *f, size_t ti, uint64_t seed, const cha
     CHECK(st == SPQR_OK && memcmp(wg, wc, rows * cols * 2) == 0,
           "%s: dequantize kernel differs from CPU", label);
     cudaFree(dw), free(wg), free(wc);
-    const int batches[] = {1, 2, 3, 5, 8, 16};
+    const int batches[] = {1, 2, 3, 4, 5, 8, 16};
     uint64_t rng = seed;
-    for (int bi = 0; bi < 6; bi++)
+    for (int bi = 0; bi < 7; bi++)
         for (int a = 1; a <= 2; a++)
             for (int path = 0; path < 2; path++) {
                 const int nb = batches[bi];
