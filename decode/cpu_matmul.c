@@ -8,20 +8,13 @@
  * are split across threads. Measured 0.1-0.3x of OpenBLAS sgemv on fp32 weights (bench/RESULTS.md):
  * still compute-bound at ~3 cycles per weight. */
 #define _POSIX_C_SOURCE 200809L
-#include "spqr.h"
+#include "cpu_internal.h"
 
 #include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-static inline uint16_t rd16(const uint8_t *p) {
-    return (uint16_t)(p[0] | (p[1] << 8));
-}
-static inline uint32_t rd32(const uint8_t *p) {
-    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
-}
 
 /* Unpacks n b-bit values of a packed row (spec §6), 32 at a time with constant shifts. */
 #define UNPACK_CASE(B)                                                                             \
@@ -55,8 +48,9 @@ static void unpack_row(const uint32_t *words, uint64_t n, uint32_t b, uint8_t *o
 typedef struct {
     const spqr_file *f;
     size_t t;
-    const float *xp; /* batch x cols, gathered through the permutation */
-    int batch;
+    const float *xp; /* batch rows of xstride floats, gathered through the permutation, padded */
+    uint64_t xstride;
+    int batch, avx2;
     float *Y;
     uint64_t r0, r1;
     int failed;
@@ -64,26 +58,13 @@ typedef struct {
 
 /* Row r dequantized into w[0..cols) (spec §7.2, stored column order, outliers excluded): codes
  * unpacked once, statistics decoded once per group, then w = scale·q − scale·zero per weight. */
-static void dequant_row(const spqr_tensor_info *in, const uint32_t *codes, const uint8_t *sc,
-                        const uint8_t *zc, const uint8_t *s2, uint64_t G, uint64_t cw, uint64_t sw,
-                        uint64_t r, uint8_t *q, float *w) {
-    const uint64_t cols = in->dims[1];
-    const uint32_t beta2 = in->beta2;
-    unpack_row(codes + r * cw, cols, in->wbits, q);
-    for (uint64_t g = 0; g < G; g++) {
+static void dequant_row(const cpu_view *v, uint64_t r, uint8_t *q, float *w) {
+    const uint64_t cols = v->in->dims[1];
+    const uint32_t beta2 = v->in->beta2;
+    unpack_row(v->codes + r * v->cw, cols, v->in->wbits, q);
+    for (uint64_t g = 0; g < v->groups; g++) {
         float scale, zero;
-        if (in->stat_bits == 16) {
-            scale = spqr_f16_to_f32_inline(rd16(sc + 2 * (r * G + g))),
-            zero = spqr_f16_to_f32_inline(rd16(zc + 2 * (r * G + g)));
-        } else {
-            const uint8_t *st = s2 + 8 * ((r / in->beta1) * G + g);
-            uint32_t qs = spqr_pack_get((const uint32_t *)sc + r * sw, g, in->stat_bits);
-            uint32_t qz = spqr_pack_get((const uint32_t *)zc + r * sw, g, in->stat_bits);
-            scale = spqr_f16_to_f32_inline(rd16(st)) *
-                    ((float)qs - spqr_f16_to_f32_inline(rd16(st + 2)));
-            zero = spqr_f16_to_f32_inline(rd16(st + 4)) *
-                   ((float)qz - spqr_f16_to_f32_inline(rd16(st + 6)));
-        }
+        cpu_view_stats(v, r, g, &scale, &zero);
         const float bias = -scale * zero;
         const uint64_t c0 = g * beta2, n = cols - c0 < beta2 ? cols - c0 : beta2;
         const uint8_t *qg = q + c0;
@@ -107,16 +88,25 @@ static void *worker(void *arg) {
     job_t *j = arg;
     const spqr_tensor_info *in = spqr_file_tensor_info(j->f, j->t);
     const uint64_t rows = in->dims[0], cols = in->dims[1], G = (cols + in->beta2 - 1) / in->beta2;
-    const uint64_t cw = spqr_packed_row_words(cols, in->wbits);
-    const uint64_t sw = in->stat_bits == 16 ? 0 : spqr_packed_row_words(G, in->stat_bits);
-    const uint32_t *codes = spqr_file_section(j->f, j->t, SPQR_SEC_CODES, NULL);
-    const uint8_t *sc = spqr_file_section(j->f, j->t, SPQR_SEC_SCALE, NULL);
-    const uint8_t *zc = spqr_file_section(j->f, j->t, SPQR_SEC_ZERO, NULL);
-    const uint8_t *s2 = spqr_file_section(j->f, j->t, SPQR_SEC_STAT2, NULL);
-    const uint8_t *rp = spqr_file_section(j->f, j->t, SPQR_SEC_ROWPTR, NULL);
-    const uint8_t *ci = spqr_file_section(j->f, j->t, SPQR_SEC_COLIDX, NULL);
-    const uint8_t *vals = spqr_file_section(j->f, j->t, SPQR_SEC_VALUES, NULL);
-    const int wide = cols > 65536, B = j->batch;
+    cpu_view v = {
+        .in = in,
+        .codes = spqr_file_section(j->f, j->t, SPQR_SEC_CODES, NULL),
+        .sc = spqr_file_section(j->f, j->t, SPQR_SEC_SCALE, NULL),
+        .zc = spqr_file_section(j->f, j->t, SPQR_SEC_ZERO, NULL),
+        .s2 = spqr_file_section(j->f, j->t, SPQR_SEC_STAT2, NULL),
+        .rp = spqr_file_section(j->f, j->t, SPQR_SEC_ROWPTR, NULL),
+        .ci = spqr_file_section(j->f, j->t, SPQR_SEC_COLIDX, NULL),
+        .vals = spqr_file_section(j->f, j->t, SPQR_SEC_VALUES, NULL),
+        .groups = G,
+        .cw = spqr_packed_row_words(cols, in->wbits),
+        .sw = in->stat_bits == 16 ? 0 : spqr_packed_row_words(G, in->stat_bits),
+        .wide = cols > 65536,
+    };
+    if (j->avx2) {
+        spqr_cpu_rows_avx2(&v, j->xp, j->xstride, j->batch, j->r0, j->r1, j->Y);
+        return NULL;
+    }
+    const int B = j->batch;
     uint8_t *q = malloc(((cols + 31) / 32) * 32);
     float *w = malloc(cols * sizeof *w);
     if (!q || !w) {
@@ -125,14 +115,12 @@ static void *worker(void *arg) {
         return NULL;
     }
     for (uint64_t r = j->r0; r < j->r1; r++) {
-        dequant_row(in, codes, sc, zc, s2, G, cw, sw, r, q, w);
+        dequant_row(&v, r, q, w);
         /* outliers replace their weight (spec §7.2 step 3) */
-        for (uint32_t k = rd32(rp + 4 * r); k < rd32(rp + 4 * (r + 1)); k++) {
-            uint64_t c = wide ? rd32(ci + 4 * (uint64_t)k) : rd16(ci + 2 * (uint64_t)k);
-            w[c] = spqr_f16_to_f32_inline(rd16(vals + 2 * (uint64_t)k));
-        }
+        for (uint32_t k = cpu_view_rowptr(&v, r); k < cpu_view_rowptr(&v, r + 1); k++)
+            w[cpu_view_col(&v, k)] = cpu_view_value(&v, k);
         for (int b = 0; b < B; b++)
-            j->Y[(uint64_t)b * rows + r] = dot8(w, j->xp + (uint64_t)b * cols, cols);
+            j->Y[(uint64_t)b * rows + r] = dot8(w, j->xp + (uint64_t)b * j->xstride, cols);
     }
     free(q), free(w);
     return NULL;
@@ -150,8 +138,8 @@ spqr_status spqr_cpu_matmul(const spqr_file *f, size_t tensor, const float *X, i
     if (batch < 1 || batch > SPQR_MAX_BATCH)
         return spqr_set_error(err, SPQR_E_ARG, 0, UINT64_MAX, "batch %d not in 1..%d", batch,
                               SPQR_MAX_BATCH);
-    const uint64_t rows = in->dims[0], cols = in->dims[1];
-    float *xp = malloc((uint64_t)batch * cols * sizeof *xp);
+    const uint64_t rows = in->dims[0], cols = in->dims[1], xstride = (cols + 31) / 32 * 32;
+    float *xp = calloc((uint64_t)batch * xstride, sizeof *xp); /* zero padding past cols */
     if (!xp) {
         return spqr_set_error(err, SPQR_E_NOMEM, 0, UINT64_MAX, "out of memory");
     }
@@ -159,25 +147,28 @@ spqr_status spqr_cpu_matmul(const spqr_file *f, size_t tensor, const float *X, i
         (in->flags & SPQR_FLAG_PERM) ? spqr_file_section(f, tensor, SPQR_SEC_PERM, NULL) : NULL;
     for (int b = 0; b < batch; b++)
         for (uint64_t c = 0; c < cols; c++) {
-            float v = X[(uint64_t)b * cols + (perm ? rd32(perm + 4 * c) : c)];
-            xp[(uint64_t)b * cols + c] = v;
+            float v = X[(uint64_t)b * cols + (perm ? cpu_rd32(perm + 4 * c) : c)];
+            xp[(uint64_t)b * xstride + c] = v;
         }
     if (nthreads <= 0) nthreads = (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (nthreads < 1) nthreads = 1;
     if (nthreads > 64) nthreads = 64;
     if ((uint64_t)nthreads > rows) nthreads = (int)rows;
+    /* the vector path: AVX2+FMA present and groups of whole octets */
+    const int avx2 = in->beta2 % 8 == 0 && in->wbits <= 8 && spqr_cpu_have_avx2();
     job_t jobs[64];
     pthread_t th[64];
     int started[64] = {0};
     for (int i = 0; i < nthreads; i++) {
-        jobs[i] = (job_t){f,
-                          tensor,
-                          xp,
-                          batch,
-                          Y,
-                          rows * (uint64_t)i / (uint64_t)nthreads,
-                          rows * (uint64_t)(i + 1) / (uint64_t)nthreads,
-                          0};
+        jobs[i] = (job_t){.f = f,
+                          .t = tensor,
+                          .xp = xp,
+                          .xstride = xstride,
+                          .batch = batch,
+                          .avx2 = avx2,
+                          .Y = Y,
+                          .r0 = rows * (uint64_t)i / (uint64_t)nthreads,
+                          .r1 = rows * (uint64_t)(i + 1) / (uint64_t)nthreads};
         if (i > 0) started[i] = pthread_create(&th[i], NULL, worker, &jobs[i]) == 0;
         if (i > 0 && !started[i]) worker(&jobs[i]); /* could not start a thread: do it here */
     }
