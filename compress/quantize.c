@@ -232,7 +232,8 @@ spqr_status spqr_quantize(const float *W, uint64_t rows, uint64_t cols, const do
                            .z16 = g16z,
                            .stat2 = gst2};
     const uint64_t cw = spqr_packed_row_words(cols, p->wbits);
-    const uint64_t sw = p->stat_bits == 16 ? 0 : spqr_packed_row_words(G, p->stat_bits);
+    const spqr_tensor_info layout = {.stat_bits = p->stat_bits}; /* current version */
+    const uint64_t sw = p->stat_bits == 16 ? 0 : spqr_stat_row_words(&layout, G);
     uint32_t *codes = out->sec[SPQR_SEC_CODES];
 
     /* ---- 4-6. blocks of columns ---- */

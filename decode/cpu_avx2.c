@@ -8,9 +8,10 @@
  *   q  = ((lo >> sh) | (hi << (32 − sh))) & (2^w − 1)        (AVX2 shifts by 32 give 0)
  * and ŵ = q·scale + bias with bias = −scale·zero (one FMA, as the scalar path), then one FMA per
  * vector: y += ŵ·x. Eight lanes of partial sums per vector, reduced at the end of the row.
- * Statistics (spec §7.2) are decoded once per group; a group is whole octets (beta2 % 8 == 0, else
- * the caller uses the scalar path). Outliers are applied as corrections y += (v − ŵ(r,c))·x[c] with
- * ŵ(r,c) computed by the same FMA, so the dense term they replace cancels exactly. */
+ * Statistics (spec §7.2) are decoded once per group (fp16 by F16C); a group is whole octets (beta2
+ * % 8 == 0, else the caller uses the scalar path). Outliers are applied as corrections y += (v −
+ * ŵ(r,c))·x[c] with ŵ(r,c) computed by the same FMA, so the dense term they replace cancels
+ * exactly. */
 #include "cpu_internal.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
@@ -19,27 +20,42 @@
 
 int spqr_cpu_have_avx2(void) {
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+           __builtin_cpu_supports("f16c");
 }
 
-/* scale and bias (= −scale·zero) of group g of row r, spec §7.2 */
-static inline void group_stats(const cpu_view *v, uint64_t r, uint64_t g, float *scale,
-                               float *bias) {
+/* scale and bias (= −scale·zero) of group g of row r, spec §7.2; the fp16 statistics converted by
+ * F16C (exact, like the scalar conversion), the arithmetic in the spec's order. */
+__attribute__((target("avx2,fma,f16c"))) static inline void
+group_stats(const cpu_view *v, uint64_t r, uint64_t g, float *scale, float *bias) {
     float s, z;
-    cpu_view_stats(v, r, g, &s, &z);
+    if (v->in->stat_bits == 16) {
+        s = _cvtsh_ss(cpu_rd16(v->sc + 2 * (r * v->groups + g)));
+        z = _cvtsh_ss(cpu_rd16(v->zc + 2 * (r * v->groups + g)));
+    } else {
+        const __m128 st = _mm_cvtph_ps(
+            _mm_loadl_epi64((const __m128i *)(v->s2 + 8 * ((r / v->in->beta1) * v->groups + g))));
+        float f[4];
+        _mm_storeu_ps(f, st);
+        const uint32_t qs = spqr_pack_get((const uint32_t *)v->sc + r * v->sw, g, v->in->stat_bits);
+        const uint32_t qz = spqr_pack_get((const uint32_t *)v->zc + r * v->sw, g, v->in->stat_bits);
+        s = f[0] * ((float)qs - f[1]);
+        z = f[2] * ((float)qz - f[3]);
+    }
     *scale = s, *bias = -s * z;
 }
 
-__attribute__((target("avx2,fma"))) static inline float hsum(__m256 a) {
+__attribute__((target("avx2,fma,f16c"))) static inline float hsum(__m256 a) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     s = _mm_add_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
 }
 
-__attribute__((target("avx2,fma"))) void spqr_cpu_rows_avx2(const cpu_view *v, const float *xp,
-                                                            uint64_t xstride, int batch,
-                                                            uint64_t r0, uint64_t r1, float *Y) {
+__attribute__((target("avx2,fma,f16c"))) void spqr_cpu_rows_avx2(const cpu_view *v, const float *xp,
+                                                                 uint64_t xstride, int batch,
+                                                                 uint64_t r0, uint64_t r1,
+                                                                 float *Y) {
     const uint32_t wb = v->in->wbits, beta2 = v->in->beta2;
     const uint64_t rows = v->in->dims[0], cols = v->in->dims[1], chunks = (cols + 31) / 32;
     __m256i lo_idx[4], hi_idx[4], shr[4], shl[4];

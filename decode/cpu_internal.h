@@ -45,7 +45,7 @@ static inline float cpu_view_value(const cpu_view *v, uint64_t k) {
     return spqr_f16_to_f32_inline(cpu_rd16(v->vals + 2 * k));
 }
 
-/* cpu_avx2.c: 1 when the CPU has AVX2 and FMA; rows r0..r1 of Y (batch x rows) from xp (batch
+/* cpu_avx2.c: 1 when the CPU has AVX2, FMA and F16C; rows r0..r1 of Y (batch x rows) from xp (batch
  * rows of xstride floats, permuted, zero-padded to whole chunks). Needs beta2 % 8 == 0. */
 int spqr_cpu_have_avx2(void);
 void spqr_cpu_rows_avx2(const cpu_view *v, const float *xp, uint64_t xstride, int batch,

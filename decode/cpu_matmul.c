@@ -99,7 +99,7 @@ static void *worker(void *arg) {
         .vals = spqr_file_section(j->f, j->t, SPQR_SEC_VALUES, NULL),
         .groups = G,
         .cw = spqr_packed_row_words(cols, in->wbits),
-        .sw = in->stat_bits == 16 ? 0 : spqr_packed_row_words(G, in->stat_bits),
+        .sw = in->stat_bits == 16 ? 0 : spqr_stat_row_words(in, G),
         .wide = cols > 65536,
     };
     if (j->avx2) {

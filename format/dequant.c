@@ -25,7 +25,7 @@ void spqr_dequantize_sections(const spqr_tensor_info *in,
     uint64_t rows = in->dims[0], cols = in->dims[1];
     uint64_t groups = (cols + in->beta2 - 1) / in->beta2;
     uint64_t code_words = spqr_packed_row_words(cols, in->wbits);
-    uint64_t stat_words = in->stat_bits == 16 ? 0 : spqr_packed_row_words(groups, in->stat_bits);
+    uint64_t stat_words = in->stat_bits == 16 ? 0 : spqr_stat_row_words(in, groups);
     const uint32_t *codes = (const uint32_t *)data[SPQR_SEC_CODES];
     const uint8_t *sc = data[SPQR_SEC_SCALE], *zc = data[SPQR_SEC_ZERO];
     const uint8_t *s2 = data[SPQR_SEC_STAT2];

@@ -58,6 +58,7 @@ struct spqr_file {
     uint64_t size;
     int mapped;
     uint32_t alignment;
+    uint32_t version; /* format version of the file (1 or 2) */
     uint64_t meta_offset, meta_size, dir_offset, dir_size;
     spqr_meta_entry *meta;
     size_t n_meta;

@@ -101,8 +101,7 @@ spqr_status spqr_section_sizes(const spqr_tensor_info *in, uint64_t s[SPQR_SEC_C
         s[SPQR_SEC_SCALE] = s[SPQR_SEC_ZERO] = rows * groups * 2;
         s[SPQR_SEC_STAT2] = 0;
     } else {
-        s[SPQR_SEC_SCALE] = s[SPQR_SEC_ZERO] =
-            rows * spqr_packed_row_words(groups, in->stat_bits) * 4;
+        s[SPQR_SEC_SCALE] = s[SPQR_SEC_ZERO] = rows * spqr_stat_row_words(in, groups) * 4;
         s[SPQR_SEC_STAT2] = blocks * groups * 8;
     }
     s[SPQR_SEC_ROWPTR] = (rows + 1) * 4;

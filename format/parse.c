@@ -93,9 +93,8 @@ static uint64_t sec_off(const spqr_tensor_entry *t, int sec, uint64_t byte) {
 
 /* Bits past n values in each of `rows` packed rows of b-bit values must be zero (R23). */
 static int check_padding(const spqr_tensor_entry *t, int sec, uint64_t rows, uint64_t n, uint32_t b,
-                         spqr_sink *s) {
+                         uint64_t words, spqr_sink *s) {
     const uint32_t *w = (const uint32_t *)t->data[sec];
-    uint64_t words = spqr_packed_row_words(n, b);
     uint64_t used_bits = n * b;
     if (used_bits == words * 32) return 0;
     for (uint64_t r = 0; r < rows; r++) {
@@ -224,11 +223,14 @@ int spqr_check_tensor_data(const spqr_tensor_entry *t, spqr_sink *s, int full) {
         if (check_f16_finite(t, SPQR_SEC_STAT2, blocks * groups * 4, 22, "second-order statistic",
                              s))
             return -1;
-        if (check_padding(t, SPQR_SEC_SCALE, rows, groups, in->stat_bits, s)) return -1;
-        if (check_padding(t, SPQR_SEC_ZERO, rows, groups, in->stat_bits, s)) return -1;
+        const uint64_t sw = spqr_stat_row_words(in, groups);
+        if (check_padding(t, SPQR_SEC_SCALE, rows, groups, in->stat_bits, sw, s)) return -1;
+        if (check_padding(t, SPQR_SEC_ZERO, rows, groups, in->stat_bits, sw, s)) return -1;
     }
     /* R23: code padding */
-    if (check_padding(t, SPQR_SEC_CODES, rows, cols, in->wbits, s)) return -1;
+    if (check_padding(t, SPQR_SEC_CODES, rows, cols, in->wbits,
+                      spqr_packed_row_words(cols, in->wbits), s))
+        return -1;
     return s->failed != before;
 }
 
@@ -363,6 +365,7 @@ static uint64_t parse_entry(struct spqr_file *f, spqr_tensor_entry *t, uint64_t 
     in->flags = get_u16(e + 6);
     in->beta1 = get_u32(e + 8);
     in->beta2 = get_u32(e + 12);
+    in->version = f->version;
     for (int i = 0; i < 4; i++) in->dims[i] = get_u64(e + 16 + 8 * i);
     in->nnz = get_u64(e + 48);
     uint32_t nsec = e[56];
@@ -480,11 +483,12 @@ int spqr_parse(struct spqr_file *f, spqr_sink *s, int full) {
         return -1;
     }
     uint32_t version = get_u32(h + 8);
-    if (version != SPQR_FORMAT_VERSION) {
-        spqr_defect_report(s, 2, 8, NULL, "format version %u, this reader supports %u", version,
-                           SPQR_FORMAT_VERSION);
+    if (version < SPQR_FORMAT_VERSION_MIN || version > SPQR_FORMAT_VERSION) {
+        spqr_defect_report(s, 2, 8, NULL, "format version %u, this reader supports %u to %u",
+                           version, SPQR_FORMAT_VERSION_MIN, SPQR_FORMAT_VERSION);
         return -1;
     }
+    f->version = version;
     f->alignment = get_u32(h + 12);
     if (f->alignment < 64 || f->alignment > 65536 || (f->alignment & (f->alignment - 1))) {
         spqr_defect_report(s, 3, 12, NULL, "alignment %u is not a power of two in 64..65536",

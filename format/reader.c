@@ -87,6 +87,9 @@ uint64_t spqr_file_size(const spqr_file *f) {
 uint32_t spqr_file_alignment(const spqr_file *f) {
     return f->alignment;
 }
+uint32_t spqr_file_version(const spqr_file *f) {
+    return f->version;
+}
 size_t spqr_file_tensor_count(const spqr_file *f) {
     return f->n_t;
 }

@@ -12,7 +12,8 @@
 extern "C" {
 #endif
 
-#define SPQR_FORMAT_VERSION 1u
+#define SPQR_FORMAT_VERSION 2u     /* the version written */
+#define SPQR_FORMAT_VERSION_MIN 1u /* the oldest version read */
 #define SPQR_HEADER_SIZE 80u
 #define SPQR_DEFAULT_ALIGNMENT 256u
 #define SPQR_MAX_NAME 1024u
@@ -82,6 +83,8 @@ typedef struct {
     uint32_t beta2;     /* columns per group (power of two, 2..4096) */
     uint32_t flags;     /* SPQR_FLAG_* */
     uint64_t nnz;       /* number of outliers */
+    uint32_t version;   /* layout version: 0 or 2 = current; 1 = from a version-1 file (set by the
+                           reader; the writer writes the current version only) */
 } spqr_tensor_info;
 
 /* Exact sizes (bytes) of the raw sections of a tensor described by info (spec §5, table 3).
@@ -97,6 +100,12 @@ uint64_t spqr_info_numel(const spqr_tensor_info *info);
 /* 32-bit words in one packed row of n values of b bits: ceil(n / 32) * b. */
 static inline uint64_t spqr_packed_row_words(uint64_t n, uint32_t b) {
     return ((n + 31) / 32) * b;
+}
+/* 32-bit words in one row of packed s-bit statistics (spec table 3): version 2 packs a row's
+ * groups densely, ceil(groups·s / 32); version 1 padded them like codes, ceil(groups/32)·s. */
+static inline uint64_t spqr_stat_row_words(const spqr_tensor_info *in, uint64_t groups) {
+    return in->version == 1 ? ((groups + 31) / 32) * in->stat_bits
+                            : (groups * in->stat_bits + 31) / 32;
 }
 /* Write value v (< 2^b) at index i of the LSB-first bitstream starting at words. */
 void spqr_pack_put(uint32_t *words, uint64_t i, uint32_t b, uint32_t v);
@@ -176,6 +185,8 @@ void spqr_file_close(spqr_file *f);
 const char *spqr_file_path(const spqr_file *f);
 uint64_t spqr_file_size(const spqr_file *f);
 uint32_t spqr_file_alignment(const spqr_file *f);
+/* Format version of the file (header field, 1 or 2). */
+uint32_t spqr_file_version(const spqr_file *f);
 size_t spqr_file_tensor_count(const spqr_file *f);
 const char *spqr_file_tensor_name(const spqr_file *f, size_t i);
 const spqr_tensor_info *spqr_file_tensor_info(const spqr_file *f, size_t i);

@@ -282,6 +282,11 @@ spqr_status spqr_writer_add_spqr(spqr_writer *w, const char *name, const spqr_te
     if (info->kind != SPQR_KIND_SPQR)
         return spqr_set_error(err, SPQR_E_ARG, 10, UINT64_MAX, "tensor '%s': kind must be SPQR",
                               name);
+    if (info->version != 0 && info->version != SPQR_FORMAT_VERSION)
+        return spqr_set_error(err, SPQR_E_ARG, 2, UINT64_MAX,
+                              "tensor '%s': sections laid out for format version %u; the writer "
+                              "writes version %u only",
+                              name, info->version, SPQR_FORMAT_VERSION);
     return add_entry(w, name, info, sections, err);
 }
 

@@ -492,7 +492,7 @@ extern "C" spqr_status spqr_gpu_upload(const spqr_file *f, size_t ti, spqr_gpu_t
     p.wbits = in->wbits, p.sbits = in->stat_bits, p.beta1 = in->beta1, p.beta2 = in->beta2;
     p.groups = (p.cols + p.beta2 - 1) / p.beta2;
     p.code_words = (uint32_t)spqr_packed_row_words(p.cols, p.wbits);
-    p.stat_words = p.sbits == 16 ? 0 : (uint32_t)spqr_packed_row_words(p.groups, p.sbits);
+    p.stat_words = p.sbits == 16 ? 0 : (uint32_t)spqr_stat_row_words(in, p.groups);
     p.chunks = (p.cols + 31) / 32;
     p.sub = p.beta2 < 32 ? p.beta2 : 32;
     p.log2beta2 = 0;

@@ -103,7 +103,7 @@ def read(path):
     if len(data) < 80 or data[:8] != b"SPQR\r\n\x1a\n":
         raise SpqrError("R1 bad magic")
     version, align, fsize, mo, ms, do, ds, count = struct.unpack_from("<IIQQQQQI", data, 8)
-    if version != 1:
+    if version not in (1, 2):
         raise SpqrError("R2 version")
     if fsize != len(data):
         raise SpqrError("R4 size")
@@ -147,7 +147,7 @@ def read(path):
                 raise SpqrError("R12/R16 size of %s section %d" % (name, k))
             secs.append(blob)
         tensors.append(dict(name=name, kind=kind, dtype=dtype, dims=dims, w=w, s=s, flags=flags,
-                            b1=b1, b2=b2, nnz=nnz, secs=secs))
+                            b1=b1, b2=b2, nnz=nnz, secs=secs, version=version))
         p = F + 57 + 40 * nsec
     return meta, tensors
 
@@ -164,7 +164,9 @@ def dequantize(t):
     w, s, b1, b2 = t["w"], t["s"], t["b1"], t["b2"]
     codes, scale, zero, stat2, rowptr, colidx, values, perm = t["secs"]
     G = -(-C // b2)
-    cw, sw = words(C, w) * 4, words(G, s) * 4
+    # statistic rows: version 2 packs them densely (SPEC table 3), version 1 like codes
+    cw = words(C, w) * 4
+    sw = (words(G, s) if t["version"] == 1 else -(-G * s // 32)) * 4
     perm_idx = list(struct.unpack("<%dI" % C, perm)) if t["flags"] & 1 else list(range(C))
     out = [0.0] * (R * C)
     for r in range(R):

@@ -64,12 +64,13 @@ int main(int argc, char **argv) {
     static const float st2[2][2][4] = {{{0.25f, -1.0f, 0.5f, 0.0f}, {0.125f, 0.5f, 1.0f, 1.0f}},
                                        {{0.0625f, -2.0f, 0.75f, 0.5f}, {0.5f, 0.0f, 0.25f, -1.0f}}};
     static const uint32_t perm[5] = {2, 0, 4, 1, 3};
+    const uint64_t sw = spqr_stat_row_words(&in, 2); /* 1 word (version 2) */
     for (int r = 0; r < 3; r++) {
         for (int c = 0; c < 5; c++)
             spqr_pack_put((uint32_t *)sec[0] + r * 2, (uint64_t)c, 2, codes[r][c]);
         for (int g = 0; g < 2; g++) {
-            spqr_pack_put((uint32_t *)sec[1] + r * 2, (uint64_t)g, 2, qs[r][g]);
-            spqr_pack_put((uint32_t *)sec[2] + r * 2, (uint64_t)g, 2, qz[r][g]);
+            spqr_pack_put((uint32_t *)sec[1] + r * sw, (uint64_t)g, 2, qs[r][g]);
+            spqr_pack_put((uint32_t *)sec[2] + r * sw, (uint64_t)g, 2, qz[r][g]);
         }
     }
     for (int b = 0; b < 2; b++)

@@ -82,8 +82,11 @@ static void truncations_and_header(void **state) {
     b[0] = 'X';
     expect_rule(b, good_size, 1, "magic");
     memcpy(b, good, 80);
-    tu_put32(b + 8, 2);
-    expect_rule(b, good_size, 2, "version");
+    tu_put32(b + 8, 3);
+    expect_rule(b, good_size, 2, "version 3");
+    memcpy(b, good, 80);
+    tu_put32(b + 8, 0);
+    expect_rule(b, good_size, 2, "version 0");
     memcpy(b, good, 80);
     tu_put32(b + 12, 100);
     expect_rule(b, good_size, 3, "alignment");

@@ -19,6 +19,7 @@ static void check_vector(const char *name) {
     spqr_error err = {0};
     spqr_file *f = spqr_file_open(path, SPQR_OPEN_VERIFY, &err);
     if (!f) fail_msg("%s", err.msg);
+    assert_int_equal(spqr_file_version(f), strstr(name, "_v1") ? 1 : SPQR_FORMAT_VERSION);
     size_t at = 0;
     for (size_t i = 0; i < spqr_file_tensor_count(f); i++) {
         uint64_t n = spqr_info_numel(spqr_file_tensor_info(f, i));
@@ -45,8 +46,13 @@ static void sample_zstd(void **s) {
     (void)s, check_vector("sample_zstd");
 }
 
+/* version-1 files: same tensors, version-1 statistic rows (spec §6) */
+static void version1(void **s) {
+    (void)s, check_vector("example_v1"), check_vector("sample_v1"), check_vector("sample_zstd_v1");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {cmocka_unit_test(example), cmocka_unit_test(sample),
-                                       cmocka_unit_test(sample_zstd)};
+                                       cmocka_unit_test(sample_zstd), cmocka_unit_test(version1)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -51,7 +51,7 @@ int cmd_inspect(int argc, char **argv) {
     json_t *root = json ? json_object() : NULL, *jt = json ? json_array() : NULL;
     if (!json) {
         printf("file: %s\nformat version %u, %llu bytes, alignment %u, %zu tensors\n\nmetadata:\n",
-               path, SPQR_FORMAT_VERSION, (unsigned long long)spqr_file_size(f),
+               path, spqr_file_version(f), (unsigned long long)spqr_file_size(f),
                spqr_file_alignment(f), nt);
         for (size_t i = 0; i < nm; i++) {
             printf("  %-32s = ", spqr_file_meta_key(f, i));
@@ -125,7 +125,7 @@ int cmd_inspect(int argc, char **argv) {
         for (size_t i = 0; i < nm; i++)
             json_object_set_new(meta, spqr_file_meta_key(f, i), meta_json(f, i));
         json_object_set_new(root, "file", json_string(path));
-        json_object_set_new(root, "format_version", json_integer(SPQR_FORMAT_VERSION));
+        json_object_set_new(root, "format_version", json_integer(spqr_file_version(f)));
         json_object_set_new(root, "file_bytes", json_integer((json_int_t)fsize));
         json_object_set_new(root, "alignment", json_integer(spqr_file_alignment(f)));
         json_object_set_new(root, "metadata", meta);

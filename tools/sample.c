@@ -55,7 +55,7 @@ spqr_status spqr_sample_tensor_make(const spqr_tensor_info *in, uint64_t seed,
                   spqr_f32_to_f16((float)((1u << in->wbits) - 1) * spqr_rng_uniform(&rng)));
         }
     } else {
-        uint64_t sw = spqr_packed_row_words(groups, in->stat_bits);
+        uint64_t sw = spqr_stat_row_words(in, groups);
         for (uint64_t r = 0; r < rows; r++)
             for (uint64_t g = 0; g < groups; g++) {
                 spqr_pack_put((uint32_t *)t->sec[SPQR_SEC_SCALE] + r * sw, g, in->stat_bits,
