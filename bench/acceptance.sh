@@ -33,4 +33,7 @@ run "rtn w3 b16" --mode rtn --wbits 3 --groupsize 16
 run "gptq w4 b128" --mode gptq --wbits 4 --groupsize 128
 run "gptq w3 b16" --mode gptq --wbits 3 --groupsize 16
 run "spqr w3 b16 s3 tau0.2 act_order percdamp1" --mode spqr --wbits 3 --groupsize 16 --qq-groupsize 16 --stat-bits 3 --outlier-threshold 0.2 --perm act_order --percdamp 1.0
+# spqr at the 4-bit baselines' budgets: below gptq w4 b128's bits, and below rtn w4 b16's
+run "spqr w4 b128 s3 tau0.5" --mode spqr --wbits 4 --groupsize 128 --qq-groupsize 16 --stat-bits 3 --outlier-threshold 0.5
+run "spqr w4 b16 s3 tau0.2" --mode spqr --wbits 4 --groupsize 16 --qq-groupsize 16 --stat-bits 3 --outlier-threshold 0.2
 cat "$OUT/table.md"

@@ -8,15 +8,17 @@
  *   q  = ((lo >> sh) | (hi << (32 − sh))) & (2^w − 1)        (AVX2 shifts by 32 give 0)
  * and ŵ = q·scale + bias with bias = −scale·zero (one FMA, as the scalar path), then one FMA per
  * vector: y += ŵ·x. Eight lanes of partial sums per vector, reduced at the end of the row.
- * Statistics (spec §7.2) are decoded once per group (fp16 by F16C); a group is whole octets (beta2
- * % 8 == 0, else the caller uses the scalar path). Outliers are applied as corrections y += (v −
- * ŵ(r,c))·x[c] with ŵ(r,c) computed by the same FMA, so the dense term they replace cancels
- * exactly. */
+ * Statistics (spec §7.2) are decoded once per row into scale/bias arrays (fp16 by F16C); a group is
+ * whole octets (beta2 % 8 == 0, else the caller uses the scalar path). Outliers are applied as
+ * corrections y += (v − ŵ(r,c))·x[c] with ŵ(r,c) computed by the same FMA, so the dense term they
+ * replace cancels exactly. */
 #include "cpu_internal.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
 int spqr_cpu_have_avx2(void) {
     __builtin_cpu_init();
@@ -24,25 +26,88 @@ int spqr_cpu_have_avx2(void) {
            __builtin_cpu_supports("f16c");
 }
 
-/* scale and bias (= −scale·zero) of group g of row r, spec §7.2; the fp16 statistics converted by
- * F16C (exact, like the scalar conversion), the arithmetic in the spec's order. */
-__attribute__((target("avx2,fma,f16c"))) static inline void
-group_stats(const cpu_view *v, uint64_t r, uint64_t g, float *scale, float *bias) {
-    float s, z;
-    if (v->in->stat_bits == 16) {
-        s = _cvtsh_ss(cpu_rd16(v->sc + 2 * (r * v->groups + g)));
-        z = _cvtsh_ss(cpu_rd16(v->zc + 2 * (r * v->groups + g)));
-    } else {
-        const __m128 st = _mm_cvtph_ps(
-            _mm_loadl_epi64((const __m128i *)(v->s2 + 8 * ((r / v->in->beta1) * v->groups + g))));
+/* value g of a packed row of b-bit values (spec §6), inline (the hot loop decodes two per group) */
+static inline uint32_t packed_get(const uint32_t *row, uint64_t g, uint32_t b) {
+    const uint64_t bit = g * b;
+    const uint32_t sh = (uint32_t)(bit & 31);
+    uint64_t v = row[bit >> 5];
+    if (sh + b > 32) v |= (uint64_t)row[(bit >> 5) + 1] << 32;
+    return (uint32_t)(v >> sh) & ((1u << b) - 1u);
+}
+
+/* The second-order statistics of row block blk as four float arrays over the groups (F16C,
+ * exact): decoded once per beta1 rows instead of once per row. */
+__attribute__((target("avx2,fma,f16c"))) static void
+block_stat2(const cpu_view *v, uint64_t blk, float *ss, float *zs, float *sz, float *zz) {
+    const uint64_t G = v->groups;
+    const uint8_t *st2 = v->s2 + 8 * blk * G;
+    for (uint64_t g = 0; g < G; g++) {
         float f[4];
-        _mm_storeu_ps(f, st);
-        const uint32_t qs = spqr_pack_get((const uint32_t *)v->sc + r * v->sw, g, v->in->stat_bits);
-        const uint32_t qz = spqr_pack_get((const uint32_t *)v->zc + r * v->sw, g, v->in->stat_bits);
-        s = f[0] * ((float)qs - f[1]);
-        z = f[2] * ((float)qz - f[3]);
+        _mm_storeu_ps(f, _mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)(st2 + 8 * g))));
+        ss[g] = f[0], zs[g] = f[1], sz[g] = f[2], zz[g] = f[3];
     }
-    *scale = s, *bias = -s * z;
+}
+
+/* Eight s-bit codes g0..g0+7 (g0 a multiple of 8) of a packed statistic row as floats. Their
+ * 8·s <= 64 bits start at byte g0·s/8 (§6: value i at bit i·s, in both layouts); near the row's end
+ * the bytes are copied first so nothing past the row is read. */
+__attribute__((target("avx2,fma,f16c"))) static inline __m256
+stat_codes8(const uint8_t *row, uint64_t row_bytes, uint64_t g0, uint32_t s, __m256i idx_lo,
+            __m256i idx_hi, __m256i shr, __m256i shl, __m256i mask) {
+    const uint64_t at = g0 * s / 8;
+    uint64_t u = 0;
+    memcpy(&u, row + at, row_bytes - at < 8 ? row_bytes - at : 8);
+    const __m256i w = _mm256_castsi128_si256(_mm_cvtsi64_si128((long long)u));
+    const __m256i lo = _mm256_srlv_epi32(_mm256_permutevar8x32_epi32(w, idx_lo), shr);
+    const __m256i hi = _mm256_sllv_epi32(_mm256_permutevar8x32_epi32(w, idx_hi), shl);
+    return _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_or_si256(lo, hi), mask));
+}
+
+/* scale[g] and bias[g] (= −scale·zero) of every group of row r, spec §7.2, eight groups at a time:
+ * scale = ss·(qs − zs), zero = sz·(qz − zz), each operation rounded separately as the spec says
+ * (no FMA). s2 holds the row's block from block_stat2; entries past the last group are left
+ * alone (the caller keeps them zero). */
+__attribute__((target("avx2,fma,f16c"))) static void
+row_stats(const cpu_view *v, uint64_t r, const float *const s2[4], float *scale, float *bias) {
+    const uint64_t G = v->groups;
+    if (v->in->stat_bits == 16) {
+        for (uint64_t g = 0; g < G; g++) {
+            const float s = _cvtsh_ss(cpu_rd16(v->sc + 2 * (r * G + g)));
+            const float z = _cvtsh_ss(cpu_rd16(v->zc + 2 * (r * G + g)));
+            scale[g] = s, bias[g] = -s * z;
+        }
+        return;
+    }
+    const uint32_t sb = v->in->stat_bits;
+    int32_t li[8], hi[8], sr_[8], sl[8];
+    for (int j = 0; j < 8; j++) {
+        const int bit = j * (int)sb;
+        li[j] = bit >> 5, hi[j] = (bit >> 5) + 1, sr_[j] = bit & 31, sl[j] = 32 - (bit & 31);
+    }
+    const __m256i idx_lo = _mm256_loadu_si256((const __m256i *)li),
+                  idx_hi = _mm256_loadu_si256((const __m256i *)hi),
+                  shr = _mm256_loadu_si256((const __m256i *)sr_),
+                  shl = _mm256_loadu_si256((const __m256i *)sl),
+                  mask = _mm256_set1_epi32((int)((1u << sb) - 1u));
+    const uint64_t row_bytes = v->sw * 4;
+    const uint8_t *sr = v->sc + r * row_bytes, *zr = v->zc + r * row_bytes;
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    uint64_t g = 0;
+    for (; g + 8 <= G; g += 8) {
+        const __m256 qs = stat_codes8(sr, row_bytes, g, sb, idx_lo, idx_hi, shr, shl, mask);
+        const __m256 qz = stat_codes8(zr, row_bytes, g, sb, idx_lo, idx_hi, shr, shl, mask);
+        const __m256 sc = _mm256_mul_ps(_mm256_loadu_ps(s2[0] + g),
+                                        _mm256_sub_ps(qs, _mm256_loadu_ps(s2[1] + g)));
+        const __m256 ze = _mm256_mul_ps(_mm256_loadu_ps(s2[2] + g),
+                                        _mm256_sub_ps(qz, _mm256_loadu_ps(s2[3] + g)));
+        _mm256_storeu_ps(scale + g, sc);
+        _mm256_storeu_ps(bias + g, _mm256_xor_ps(_mm256_mul_ps(sc, ze), sign));
+    }
+    for (; g < G; g++) {
+        const float s = s2[0][g] * ((float)packed_get((const uint32_t *)sr, g, sb) - s2[1][g]);
+        const float z = s2[2][g] * ((float)packed_get((const uint32_t *)zr, g, sb) - s2[3][g]);
+        scale[g] = s, bias[g] = -s * z;
+    }
 }
 
 __attribute__((target("avx2,fma,f16c"))) static inline float hsum(__m256 a) {
@@ -52,78 +117,146 @@ __attribute__((target("avx2,fma,f16c"))) static inline float hsum(__m256 a) {
     return _mm_cvtss_f32(s);
 }
 
-__attribute__((target("avx2,fma,f16c"))) void spqr_cpu_rows_avx2(const cpu_view *v, const float *xp,
-                                                                 uint64_t xstride, int batch,
-                                                                 uint64_t r0, uint64_t r1,
-                                                                 float *Y) {
+typedef struct {
+    __m256i lo_idx[4], hi_idx[4], shr[4], shl[4]; /* per octet of a chunk: word and shifts */
+    __m256i load_mask, code_mask;
+} unpack_consts;
+
+/* ŵ of octet o (codes 8o..8o+7) of a chunk held in w: unpack, then q·scale + bias with the
+ * statistics of the octet's group (g_shift = log2 beta2; octets past the last column read padded
+ * zero statistics and zero codes, and meet zero x). */
+__attribute__((target("avx2,fma,f16c"), always_inline)) static inline __m256
+octet_weights(const unpack_consts *k, __m256i w, int o, uint64_t c0, uint32_t g_shift,
+              const float *scale, const float *biases) {
+    const __m256i lo = _mm256_srlv_epi32(_mm256_permutevar8x32_epi32(w, k->lo_idx[o]), k->shr[o]);
+    const __m256i hi = _mm256_sllv_epi32(_mm256_permutevar8x32_epi32(w, k->hi_idx[o]), k->shl[o]);
+    const __m256i q = _mm256_and_si256(_mm256_or_si256(lo, hi), k->code_mask);
+    const uint64_t g = c0 >> g_shift;
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(q), _mm256_broadcast_ss(scale + g),
+                           _mm256_broadcast_ss(biases + g));
+}
+
+/* y[0..NB) = Σ_c ŵ(r, c)·xp[b][c] over the dense codes of one row, for NB = 1, 2 or 4 vectors
+ * (a constant after inlining). Four accumulators in named registers: NB = 1 gives each octet of
+ * a chunk its own chain, NB = 2 two chains per vector, NB = 4 one; consecutive FMAs then do not
+ * wait on each other's 4-cycle latency. (An accumulator array indexed in a loop that the compiler
+ * did not unroll lived on the stack: 3x slower.) */
+__attribute__((target("avx2,fma,f16c"), always_inline)) static inline void
+row_dense(const int NB, const unpack_consts *k, const int32_t *crow, uint32_t wb, uint64_t cw,
+          uint64_t chunks, uint32_t g_shift, const float *scale, const float *biases,
+          const float *xp, uint64_t xstride, float *y) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(),
+           a3 = _mm256_setzero_ps();
+    const float *x0 = xp, *x1 = xp + xstride, *x2 = xp + 2 * xstride, *x3 = xp + 3 * xstride;
+    for (uint64_t ch = 0; ch < chunks; ch++) {
+        /* a plain 32-byte load while it stays inside the row (masked loads cost ~4x here) */
+        const __m256i w = ch * wb + 8 <= cw ? _mm256_loadu_si256((const __m256i *)(crow + ch * wb))
+                                            : _mm256_maskload_epi32(crow + ch * wb, k->load_mask);
+        const uint64_t c = ch * 32;
+        const __m256 w0 = octet_weights(k, w, 0, c, g_shift, scale, biases);
+        const __m256 w1 = octet_weights(k, w, 1, c + 8, g_shift, scale, biases);
+        const __m256 w2 = octet_weights(k, w, 2, c + 16, g_shift, scale, biases);
+        const __m256 w3 = octet_weights(k, w, 3, c + 24, g_shift, scale, biases);
+#define FMA(acc, wv, x, off) acc = _mm256_fmadd_ps(wv, _mm256_loadu_ps((x) + c + (off)), acc)
+        if (NB == 1) {
+            FMA(a0, w0, x0, 0), FMA(a1, w1, x0, 8), FMA(a2, w2, x0, 16), FMA(a3, w3, x0, 24);
+        } else if (NB == 2) {
+            FMA(a0, w0, x0, 0), FMA(a1, w1, x0, 8), FMA(a2, w0, x1, 0), FMA(a3, w1, x1, 8);
+            FMA(a0, w2, x0, 16), FMA(a1, w3, x0, 24), FMA(a2, w2, x1, 16), FMA(a3, w3, x1, 24);
+        } else {
+            FMA(a0, w0, x0, 0), FMA(a1, w0, x1, 0), FMA(a2, w0, x2, 0), FMA(a3, w0, x3, 0);
+            FMA(a0, w1, x0, 8), FMA(a1, w1, x1, 8), FMA(a2, w1, x2, 8), FMA(a3, w1, x3, 8);
+            FMA(a0, w2, x0, 16), FMA(a1, w2, x1, 16), FMA(a2, w2, x2, 16), FMA(a3, w2, x3, 16);
+            FMA(a0, w3, x0, 24), FMA(a1, w3, x1, 24), FMA(a2, w3, x2, 24), FMA(a3, w3, x3, 24);
+        }
+#undef FMA
+    }
+    if (NB == 1) {
+        y[0] = hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    } else if (NB == 2) {
+        y[0] = hsum(_mm256_add_ps(a0, a1)), y[1] = hsum(_mm256_add_ps(a2, a3));
+    } else {
+        y[0] = hsum(a0), y[1] = hsum(a1), y[2] = hsum(a2), y[3] = hsum(a3);
+    }
+}
+
+__attribute__((target("avx2,fma,f16c"))) int spqr_cpu_rows_avx2(const cpu_view *v, const float *xp,
+                                                                uint64_t xstride, int batch,
+                                                                uint64_t r0, uint64_t r1,
+                                                                float *Y) {
     const uint32_t wb = v->in->wbits, beta2 = v->in->beta2;
-    const uint64_t rows = v->in->dims[0], cols = v->in->dims[1], chunks = (cols + 31) / 32;
-    __m256i lo_idx[4], hi_idx[4], shr[4], shl[4];
+    const uint64_t rows = v->in->dims[0], cols = v->in->dims[1];
+    unpack_consts k;
     for (int o = 0; o < 4; o++) {
         int32_t li[8], hi[8], sr[8], sl[8];
         for (int j = 0; j < 8; j++) {
             const int bit = (o * 8 + j) * (int)wb;
             li[j] = bit >> 5, hi[j] = (bit >> 5) + 1, sr[j] = bit & 31, sl[j] = 32 - (bit & 31);
         }
-        lo_idx[o] = _mm256_loadu_si256((const __m256i *)li);
-        hi_idx[o] = _mm256_loadu_si256((const __m256i *)hi);
-        shr[o] = _mm256_loadu_si256((const __m256i *)sr);
-        shl[o] = _mm256_loadu_si256((const __m256i *)sl);
+        k.lo_idx[o] = _mm256_loadu_si256((const __m256i *)li);
+        k.hi_idx[o] = _mm256_loadu_si256((const __m256i *)hi);
+        k.shr[o] = _mm256_loadu_si256((const __m256i *)sr);
+        k.shl[o] = _mm256_loadu_si256((const __m256i *)sl);
     }
     int32_t lm[8];
     for (int j = 0; j < 8; j++) lm[j] = j < (int)wb ? -1 : 0;
-    const __m256i load_mask = _mm256_loadu_si256((const __m256i *)lm);
-    const __m256i code_mask = _mm256_set1_epi32((int)((1u << wb) - 1u));
-    const uint32_t octets_per_group = beta2 / 8;
+    k.load_mask = _mm256_loadu_si256((const __m256i *)lm);
+    k.code_mask = _mm256_set1_epi32((int)((1u << wb) - 1u));
+    const uint64_t chunks = (cols + 31) / 32;
+    uint32_t g_shift = 0;
+    while ((1u << g_shift) < beta2) g_shift++;
+    /* statistics of every group the chunks touch; groups past the last column stay zero */
+    const uint64_t gpad = ((chunks * 32) >> g_shift) + 1, G = v->groups;
+    float *scale = calloc(2 * gpad + 4 * G, sizeof *scale);
+    if (!scale) return 1;
+    float *biases = scale + gpad;
+    const float *const s2[4] = {biases + gpad, biases + gpad + G, biases + gpad + 2 * G,
+                                biases + gpad + 3 * G};
+    uint64_t blk = UINT64_MAX;
     for (uint64_t r = r0; r < r1; r++) {
-        const int32_t *crow = (const int32_t *)(v->codes + r * v->cw);
-        __m256 acc[SPQR_MAX_BATCH];
-        for (int b = 0; b < batch; b++) acc[b] = _mm256_setzero_ps();
-        uint64_t g = 0;
-        uint32_t left = 0; /* octets left in the current group */
-        __m256 sv = _mm256_setzero_ps(), bv = _mm256_setzero_ps();
-        for (uint64_t ch = 0; ch < chunks; ch++) {
-            const __m256i w = _mm256_maskload_epi32(crow + ch * wb, load_mask);
-            for (int o = 0; o < 4; o++) {
-                const uint64_t c0 = ch * 32 + (uint64_t)o * 8;
-                if (c0 >= cols) break;
-                if (left == 0) {
-                    float s, bias;
-                    group_stats(v, r, g++, &s, &bias);
-                    sv = _mm256_set1_ps(s), bv = _mm256_set1_ps(bias);
-                    left = octets_per_group;
-                }
-                left--;
-                const __m256i lo =
-                    _mm256_srlv_epi32(_mm256_permutevar8x32_epi32(w, lo_idx[o]), shr[o]);
-                const __m256i hi =
-                    _mm256_sllv_epi32(_mm256_permutevar8x32_epi32(w, hi_idx[o]), shl[o]);
-                const __m256i q = _mm256_and_si256(_mm256_or_si256(lo, hi), code_mask);
-                const __m256 wv = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q), sv, bv);
-                for (int b = 0; b < batch; b++)
-                    acc[b] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(xp + b * xstride + c0), acc[b]);
-            }
+        if (v->in->stat_bits != 16 && r / v->in->beta1 != blk) {
+            blk = r / v->in->beta1;
+            block_stat2(v, blk, (float *)s2[0], (float *)s2[1], (float *)s2[2], (float *)s2[3]);
         }
+        row_stats(v, r, s2, scale, biases);
+        const int32_t *crow = (const int32_t *)(v->codes + r * v->cw);
         float y[SPQR_MAX_BATCH];
-        for (int b = 0; b < batch; b++) y[b] = hsum(acc[b]);
+        /* vectors in blocks of 4, 2, 1: each block decodes the row once */
+        for (int b = 0; b < batch;) {
+            const float *xb = xp + (uint64_t)b * xstride;
+            if (batch - b >= 4)
+                row_dense(4, &k, crow, wb, v->cw, chunks, g_shift, scale, biases, xb, xstride,
+                          y + b),
+                    b += 4;
+            else if (batch - b >= 2)
+                row_dense(2, &k, crow, wb, v->cw, chunks, g_shift, scale, biases, xb, xstride,
+                          y + b),
+                    b += 2;
+            else
+                row_dense(1, &k, crow, wb, v->cw, chunks, g_shift, scale, biases, xb, xstride,
+                          y + b),
+                    b += 1;
+        }
         /* outliers: y += (v − ŵ(r, c))·x[c], ŵ by the same FMA as above */
-        for (uint32_t k = cpu_view_rowptr(v, r); k < cpu_view_rowptr(v, r + 1); k++) {
-            const uint64_t c = cpu_view_col(v, k);
-            float s, bias;
-            group_stats(v, r, c / beta2, &s, &bias);
-            const float wq = fmaf((float)spqr_pack_get((const uint32_t *)crow, c, wb), s, bias);
-            const float d = cpu_view_value(v, k) - wq;
+        for (uint32_t kk = cpu_view_rowptr(v, r); kk < cpu_view_rowptr(v, r + 1); kk++) {
+            const uint64_t c = cpu_view_col(v, kk);
+            const float wq = fmaf((float)packed_get((const uint32_t *)crow, c, wb),
+                                  scale[c / beta2], biases[c / beta2]);
+            const float d = cpu_view_value(v, kk) - wq;
             for (int b = 0; b < batch; b++) y[b] = fmaf(d, xp[b * xstride + c], y[b]);
         }
         for (int b = 0; b < batch; b++) Y[(uint64_t)b * rows + r] = y[b];
     }
+    free(scale);
+    return 0;
 }
 #else
 int spqr_cpu_have_avx2(void) {
     return 0;
 }
-void spqr_cpu_rows_avx2(const cpu_view *v, const float *xp, uint64_t xstride, int batch,
-                        uint64_t r0, uint64_t r1, float *Y) {
+int spqr_cpu_rows_avx2(const cpu_view *v, const float *xp, uint64_t xstride, int batch, uint64_t r0,
+                       uint64_t r1, float *Y) {
     (void)v, (void)xp, (void)xstride, (void)batch, (void)r0, (void)r1, (void)Y;
+    return 1;
 }
 #endif

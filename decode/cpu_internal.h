@@ -46,8 +46,9 @@ static inline float cpu_view_value(const cpu_view *v, uint64_t k) {
 }
 
 /* cpu_avx2.c: 1 when the CPU has AVX2, FMA and F16C; rows r0..r1 of Y (batch x rows) from xp (batch
- * rows of xstride floats, permuted, zero-padded to whole chunks). Needs beta2 % 8 == 0. */
+ * rows of xstride floats, permuted, zero-padded to whole chunks). Needs beta2 % 8 == 0. Returns 0,
+ * or 1 when out of memory. */
 int spqr_cpu_have_avx2(void);
-void spqr_cpu_rows_avx2(const cpu_view *v, const float *xp, uint64_t xstride, int batch,
-                        uint64_t r0, uint64_t r1, float *Y);
+int spqr_cpu_rows_avx2(const cpu_view *v, const float *xp, uint64_t xstride, int batch, uint64_t r0,
+                       uint64_t r1, float *Y);
 #endif

@@ -103,7 +103,7 @@ static void *worker(void *arg) {
         .wide = cols > 65536,
     };
     if (j->avx2) {
-        spqr_cpu_rows_avx2(&v, j->xp, j->xstride, j->batch, j->r0, j->r1, j->Y);
+        j->failed = spqr_cpu_rows_avx2(&v, j->xp, j->xstride, j->batch, j->r0, j->r1, j->Y);
         return NULL;
     }
     const int B = j->batch;
