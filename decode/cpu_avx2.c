@@ -15,6 +15,7 @@
 #include "cpu_internal.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
 #include <immintrin.h>
 #include <math.h>
 #include <stdlib.h>
@@ -22,8 +23,10 @@
 
 int spqr_cpu_have_avx2(void) {
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-           __builtin_cpu_supports("f16c");
+    /* F16C: CPUID leaf 1, ECX bit 29 (clang 14's __builtin_cpu_supports does not know "f16c") */
+    unsigned a, b, c, d;
+    const int f16c = __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29));
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c;
 }
 
 /* value g of a packed row of b-bit values (spec §6), inline (the hot loop decodes two per group) */
@@ -136,18 +139,39 @@ octet_weights(const unpack_consts *k, __m256i w, int o, uint64_t c0, uint32_t g_
                            _mm256_broadcast_ss(biases + g));
 }
 
-/* y[0..NB) = Σ_c ŵ(r, c)·xp[b][c] over the dense codes of one row, for NB = 1, 2 or 4 vectors
- * (a constant after inlining). Four accumulators in named registers: NB = 1 gives each octet of
- * a chunk its own chain, NB = 2 two chains per vector, NB = 4 one; consecutive FMAs then do not
- * wait on each other's 4-cycle latency. (An accumulator array indexed in a loop that the compiler
- * did not unroll lived on the stack: 3x slower.) */
+/* y[0..NB) = Σ_c ŵ(r, c)·xp[b][c] over the dense codes of one row, for NB = 1, 2, 4 or 8 vectors
+ * (a constant after inlining). Accumulators in named registers, at least four chains: NB = 1
+ * gives each octet of a chunk its own chain, NB = 2 two chains per vector, NB = 4 and 8 one, so
+ * consecutive FMAs do not wait on each other's 4-cycle latency. (An accumulator array indexed in
+ * a loop that the compiler did not unroll lived on the stack: 3x slower.) */
 __attribute__((target("avx2,fma,f16c"), always_inline)) static inline void
 row_dense(const int NB, const unpack_consts *k, const int32_t *crow, uint32_t wb, uint64_t cw,
           uint64_t chunks, uint32_t g_shift, const float *scale, const float *biases,
           const float *xp, uint64_t xstride, float *y) {
     __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(),
-           a3 = _mm256_setzero_ps();
+           a3 = _mm256_setzero_ps(), a4 = _mm256_setzero_ps(), a5 = _mm256_setzero_ps(),
+           a6 = _mm256_setzero_ps(), a7 = _mm256_setzero_ps();
     const float *x0 = xp, *x1 = xp + xstride, *x2 = xp + 2 * xstride, *x3 = xp + 3 * xstride;
+    const float *x4 = xp + 4 * xstride, *x5 = xp + 5 * xstride, *x6 = xp + 6 * xstride,
+                *x7 = xp + 7 * xstride;
+    if (NB == 8) { /* one accumulator per vector; each octet's weights used at once */
+        for (uint64_t ch = 0; ch < chunks; ch++) {
+            const __m256i w = ch * wb + 8 <= cw
+                                  ? _mm256_loadu_si256((const __m256i *)(crow + ch * wb))
+                                  : _mm256_maskload_epi32(crow + ch * wb, k->load_mask);
+            for (int o = 0; o < 4; o++) {
+                const uint64_t c = ch * 32 + (uint64_t)o * 8;
+                const __m256 wv = octet_weights(k, w, o, c, g_shift, scale, biases);
+#define FMA(acc, x) acc = _mm256_fmadd_ps(wv, _mm256_loadu_ps((x) + c), acc)
+                FMA(a0, x0), FMA(a1, x1), FMA(a2, x2), FMA(a3, x3);
+                FMA(a4, x4), FMA(a5, x5), FMA(a6, x6), FMA(a7, x7);
+#undef FMA
+            }
+        }
+        y[0] = hsum(a0), y[1] = hsum(a1), y[2] = hsum(a2), y[3] = hsum(a3);
+        y[4] = hsum(a4), y[5] = hsum(a5), y[6] = hsum(a6), y[7] = hsum(a7);
+        return;
+    }
     for (uint64_t ch = 0; ch < chunks; ch++) {
         /* a plain 32-byte load while it stays inside the row (masked loads cost ~4x here) */
         const __m256i w = ch * wb + 8 <= cw ? _mm256_loadu_si256((const __m256i *)(crow + ch * wb))
@@ -221,10 +245,14 @@ __attribute__((target("avx2,fma,f16c"))) int spqr_cpu_rows_avx2(const cpu_view *
         row_stats(v, r, s2, scale, biases);
         const int32_t *crow = (const int32_t *)(v->codes + r * v->cw);
         float y[SPQR_MAX_BATCH];
-        /* vectors in blocks of 4, 2, 1: each block decodes the row once */
+        /* vectors in blocks of 8, 4, 2, 1: each block decodes the row once */
         for (int b = 0; b < batch;) {
             const float *xb = xp + (uint64_t)b * xstride;
-            if (batch - b >= 4)
+            if (batch - b >= 8)
+                row_dense(8, &k, crow, wb, v->cw, chunks, g_shift, scale, biases, xb, xstride,
+                          y + b),
+                    b += 8;
+            else if (batch - b >= 4)
                 row_dense(4, &k, crow, wb, v->cw, chunks, g_shift, scale, biases, xb, xstride,
                           y + b),
                     b += 4;

@@ -1,12 +1,13 @@
 /* cpu_matmul.c — fused decode-and-multiply on the CPU: y = W x for 1..16 vectors.
  *
- * Each row is dequantized once into an L1-resident fp32 buffer (spec §7.2: codes unpacked with
- * the bit width as a compile-time constant, statistics decoded once per group, then
- * w = scale·q − scale·zero, one multiply-add per weight), outliers replace their weights, and the
- * row is dotted with every vector using 8 independent partial sums (vectorizable without
- * reassociating one sum). x is gathered through the permutation once (xp[j] = x[perm[j]]). Rows
- * are split across threads. Measured 0.1-0.3x of OpenBLAS sgemv on fp32 weights (bench/RESULTS.md):
- * still compute-bound at ~3 cycles per weight. */
+ * x is gathered through the permutation once (xp[j] = x[perm[j]], zero-padded to whole chunks)
+ * and rows are split across threads. Where the CPU has AVX2+FMA+F16C and beta2 is a multiple of 8,
+ * rows go to the vector path (cpu_avx2.c: 0.7-1.1x OpenBLAS sgemv on fp32 weights at batch 1,
+ * 2.4-3.7x sgemm at batch 4, bench/RESULTS.md). Otherwise, the portable path here: each row is
+ * dequantized once into an L1-resident fp32 buffer (spec §7.2: codes unpacked with the bit width
+ * as a compile-time constant, statistics decoded once per group, then w = scale·q − scale·zero,
+ * one multiply-add per weight), outliers replace their weights, and the row is dotted with every
+ * vector using 8 independent partial sums (0.1-0.3x sgemv). */
 #define _POSIX_C_SOURCE 200809L
 #include "cpu_internal.h"
 

@@ -1,4 +1,5 @@
-/* spqr_format.h — the .spqr container: writer, reader and validator (format version 1).
+/* spqr_format.h — the .spqr container: writer, reader and validator (format version 2; version 1
+ * files are read too).
  *
  * spec/SPEC.md is the normative description of every byte; this header is the C view of it.
  * All functions report failure through an spqr_error filled by the callee (no global state). */
