@@ -125,15 +125,28 @@ typedef struct {
     __m256i load_mask, code_mask;
 } unpack_consts;
 
-/* ŵ of octet o (codes 8o..8o+7) of a chunk held in w: unpack, then q·scale + bias with the
- * statistics of the octet's group (g_shift = log2 beta2; octets past the last column read padded
- * zero statistics and zero codes, and meet zero x). */
+/* ŵ of octet o (codes 8o..8o+7) of the chunk at cp (its words also held in w): unpack, then
+ * q·scale + bias with the statistics of the octet's group (g_shift = log2 beta2; octets past the
+ * last column read padded zero statistics and zero codes, and meet zero x). KIND (a constant after
+ * inlining) is w when no code straddles two words (w = 2, 4, 8): the octet's codes then lie in one
+ * word (w = 2, 4: broadcast it, shift each lane) or are its bytes (w = 8: zero-extend), 1-2
+ * instructions instead of 6; KIND 0 is any width (two permutes, two shifts, or, and). */
 __attribute__((target("avx2,fma,f16c"), always_inline)) static inline __m256
-octet_weights(const unpack_consts *k, __m256i w, int o, uint64_t c0, uint32_t g_shift,
-              const float *scale, const float *biases) {
-    const __m256i lo = _mm256_srlv_epi32(_mm256_permutevar8x32_epi32(w, k->lo_idx[o]), k->shr[o]);
-    const __m256i hi = _mm256_sllv_epi32(_mm256_permutevar8x32_epi32(w, k->hi_idx[o]), k->shl[o]);
-    const __m256i q = _mm256_and_si256(_mm256_or_si256(lo, hi), k->code_mask);
+octet_weights(const int KIND, const unpack_consts *k, const int32_t *cp, __m256i w, int o,
+              uint64_t c0, uint32_t g_shift, const float *scale, const float *biases) {
+    __m256i q;
+    if (KIND == 8) {
+        q = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)((const uint8_t *)cp + 8 * o)));
+    } else if (KIND == 4 || KIND == 2) {
+        const __m256i word = _mm256_set1_epi32(cp[KIND == 4 ? o : o >> 1]);
+        q = _mm256_and_si256(_mm256_srlv_epi32(word, k->shr[o]), k->code_mask);
+    } else {
+        const __m256i lo =
+            _mm256_srlv_epi32(_mm256_permutevar8x32_epi32(w, k->lo_idx[o]), k->shr[o]);
+        const __m256i hi =
+            _mm256_sllv_epi32(_mm256_permutevar8x32_epi32(w, k->hi_idx[o]), k->shl[o]);
+        q = _mm256_and_si256(_mm256_or_si256(lo, hi), k->code_mask);
+    }
     const uint64_t g = c0 >> g_shift;
     return _mm256_fmadd_ps(_mm256_cvtepi32_ps(q), _mm256_broadcast_ss(scale + g),
                            _mm256_broadcast_ss(biases + g));
@@ -145,8 +158,8 @@ octet_weights(const unpack_consts *k, __m256i w, int o, uint64_t c0, uint32_t g_
  * consecutive FMAs do not wait on each other's 4-cycle latency. (An accumulator array indexed in
  * a loop that the compiler did not unroll lived on the stack: 3x slower.) */
 __attribute__((target("avx2,fma,f16c"), always_inline)) static inline void
-row_dense(const int NB, const unpack_consts *k, const int32_t *crow, uint32_t wb, uint64_t cw,
-          uint64_t chunks, uint32_t g_shift, const float *scale, const float *biases,
+row_dense(const int NB, const int KIND, const unpack_consts *k, const int32_t *crow, uint32_t wb,
+          uint64_t cw, uint64_t chunks, uint32_t g_shift, const float *scale, const float *biases,
           const float *xp, uint64_t xstride, float *y) {
     __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(),
            a3 = _mm256_setzero_ps(), a4 = _mm256_setzero_ps(), a5 = _mm256_setzero_ps(),
@@ -156,12 +169,13 @@ row_dense(const int NB, const unpack_consts *k, const int32_t *crow, uint32_t wb
                 *x7 = xp + 7 * xstride;
     if (NB == 8) { /* one accumulator per vector; each octet's weights used at once */
         for (uint64_t ch = 0; ch < chunks; ch++) {
-            const __m256i w = ch * wb + 8 <= cw
-                                  ? _mm256_loadu_si256((const __m256i *)(crow + ch * wb))
-                                  : _mm256_maskload_epi32(crow + ch * wb, k->load_mask);
+            const int32_t *cp = crow + ch * wb;
+            const __m256i w = KIND                ? _mm256_setzero_si256()
+                              : ch * wb + 8 <= cw ? _mm256_loadu_si256((const __m256i *)cp)
+                                                  : _mm256_maskload_epi32(cp, k->load_mask);
             for (int o = 0; o < 4; o++) {
                 const uint64_t c = ch * 32 + (uint64_t)o * 8;
-                const __m256 wv = octet_weights(k, w, o, c, g_shift, scale, biases);
+                const __m256 wv = octet_weights(KIND, k, cp, w, o, c, g_shift, scale, biases);
 #define FMA(acc, x) acc = _mm256_fmadd_ps(wv, _mm256_loadu_ps((x) + c), acc)
                 FMA(a0, x0), FMA(a1, x1), FMA(a2, x2), FMA(a3, x3);
                 FMA(a4, x4), FMA(a5, x5), FMA(a6, x6), FMA(a7, x7);
@@ -174,13 +188,15 @@ row_dense(const int NB, const unpack_consts *k, const int32_t *crow, uint32_t wb
     }
     for (uint64_t ch = 0; ch < chunks; ch++) {
         /* a plain 32-byte load while it stays inside the row (masked loads cost ~4x here) */
-        const __m256i w = ch * wb + 8 <= cw ? _mm256_loadu_si256((const __m256i *)(crow + ch * wb))
-                                            : _mm256_maskload_epi32(crow + ch * wb, k->load_mask);
+        const int32_t *cp = crow + ch * wb;
+        const __m256i w = KIND                ? _mm256_setzero_si256()
+                          : ch * wb + 8 <= cw ? _mm256_loadu_si256((const __m256i *)cp)
+                                              : _mm256_maskload_epi32(cp, k->load_mask);
         const uint64_t c = ch * 32;
-        const __m256 w0 = octet_weights(k, w, 0, c, g_shift, scale, biases);
-        const __m256 w1 = octet_weights(k, w, 1, c + 8, g_shift, scale, biases);
-        const __m256 w2 = octet_weights(k, w, 2, c + 16, g_shift, scale, biases);
-        const __m256 w3 = octet_weights(k, w, 3, c + 24, g_shift, scale, biases);
+        const __m256 w0 = octet_weights(KIND, k, cp, w, 0, c, g_shift, scale, biases);
+        const __m256 w1 = octet_weights(KIND, k, cp, w, 1, c + 8, g_shift, scale, biases);
+        const __m256 w2 = octet_weights(KIND, k, cp, w, 2, c + 16, g_shift, scale, biases);
+        const __m256 w3 = octet_weights(KIND, k, cp, w, 3, c + 24, g_shift, scale, biases);
 #define FMA(acc, wv, x, off) acc = _mm256_fmadd_ps(wv, _mm256_loadu_ps((x) + c + (off)), acc)
         if (NB == 1) {
             FMA(a0, w0, x0, 0), FMA(a1, w1, x0, 8), FMA(a2, w2, x0, 16), FMA(a3, w3, x0, 24);
@@ -248,22 +264,22 @@ __attribute__((target("avx2,fma,f16c"))) int spqr_cpu_rows_avx2(const cpu_view *
         /* vectors in blocks of 8, 4, 2, 1: each block decodes the row once */
         for (int b = 0; b < batch;) {
             const float *xb = xp + (uint64_t)b * xstride;
-            if (batch - b >= 8)
-                row_dense(8, &k, crow, wb, v->cw, chunks, g_shift, scale, biases, xb, xstride,
-                          y + b),
-                    b += 8;
-            else if (batch - b >= 4)
-                row_dense(4, &k, crow, wb, v->cw, chunks, g_shift, scale, biases, xb, xstride,
-                          y + b),
-                    b += 4;
-            else if (batch - b >= 2)
-                row_dense(2, &k, crow, wb, v->cw, chunks, g_shift, scale, biases, xb, xstride,
-                          y + b),
-                    b += 2;
+            const int nb = batch - b >= 8 ? 8 : batch - b >= 4 ? 4 : batch - b >= 2 ? 2 : 1;
+#define DENSE(NB, KIND)                                                                            \
+    row_dense(NB, KIND, &k, crow, wb, v->cw, chunks, g_shift, scale, biases, xb, xstride, y + b)
+#define DENSE_KIND(NB)                                                                             \
+    (wb == 4 ? DENSE(NB, 4) : wb == 2 ? DENSE(NB, 2) : wb == 8 ? DENSE(NB, 8) : DENSE(NB, 0))
+            if (nb == 8)
+                DENSE_KIND(8);
+            else if (nb == 4)
+                DENSE_KIND(4);
+            else if (nb == 2)
+                DENSE_KIND(2);
             else
-                row_dense(1, &k, crow, wb, v->cw, chunks, g_shift, scale, biases, xb, xstride,
-                          y + b),
-                    b += 1;
+                DENSE_KIND(1);
+#undef DENSE_KIND
+#undef DENSE
+            b += nb;
         }
         /* outliers: y += (v − ŵ(r, c))·x[c], ŵ by the same FMA as above */
         for (uint32_t kk = cpu_view_rowptr(v, r); kk < cpu_view_rowptr(v, r + 1); kk++) {
