@@ -2,8 +2,8 @@
  *
  * x is gathered through the permutation once (xp[j] = x[perm[j]], zero-padded to whole chunks)
  * and rows are split across threads. Where the CPU has AVX2+FMA+F16C and beta2 is a multiple of 8,
- * rows go to the vector path (cpu_avx2.c: 0.7-1.1x OpenBLAS sgemv on fp32 weights at batch 1,
- * 2.4-3.7x sgemm at batch 4, bench/RESULTS.md). Otherwise, the portable path here: each row is
+ * rows go to the vector path (cpu_avx2.c: 0.5-1.4x OpenBLAS sgemv on fp32 weights at batch 1,
+ * 1.7-4.5x sgemm at batch 4, bench/RESULTS.md). Otherwise, the portable path here: each row is
  * dequantized once into an L1-resident fp32 buffer (spec §7.2: codes unpacked with the bit width
  * as a compile-time constant, statistics decoded once per group, then w = scale·q − scale·zero,
  * one multiply-add per weight), outliers replace their weights, and the row is dotted with every
