@@ -51,6 +51,11 @@ __device__ __forceinline__ float h2f(uint16_t h) {
     return __half2float(__ushort_as_half(h));
 }
 
+// Stored-order column of outlier k: u16 indices, or u32 when cols > 65536 (spec table 3).
+__device__ __forceinline__ uint32_t outlier_col(const Params &p, uint32_t k) {
+    return p.wide ? __ldg((const uint32_t *)p.colidx + k) : __ldg((const uint16_t *)p.colidx + k);
+}
+
 __device__ __forceinline__ uint32_t pack_get(const uint32_t *w, uint64_t i, uint32_t b) {
     uint64_t bit = i * b;
     uint32_t wi = (uint32_t)(bit >> 5), sh = (uint32_t)(bit & 31);
@@ -197,8 +202,7 @@ __device__ __forceinline__ void add_outliers(const Params &p, const Act *x, int 
         if (row0 + r >= p.rows) break;
         const uint32_t k1 = p.rowptr[row0 + r + 1];
         for (uint32_t k = p.rowptr[row0 + r] + lane; k < k1; k += 32) {
-            const uint32_t c =
-                p.wide ? ((const uint32_t *)p.colidx)[k] : ((const uint16_t *)p.colidx)[k];
+            const uint32_t c = outlier_col(p, k);
             const uint32_t xc = p.has_perm ? p.perm[c] : c;
             const float d = p.delta[k];
 #pragma unroll
@@ -369,8 +373,7 @@ __global__ void delta_kernel(Params p, const uint16_t *values, float *delta) {
     for (uint32_t row = (blockIdx.x * blockDim.x + threadIdx.x) >> 5; row < p.rows;
          row += (gridDim.x * blockDim.x) >> 5) {
         for (uint32_t k = p.rowptr[row] + lane; k < p.rowptr[row + 1]; k += 32) {
-            const uint32_t c =
-                p.wide ? ((const uint32_t *)p.colidx)[k] : ((const uint16_t *)p.colidx)[k];
+            const uint32_t c = outlier_col(p, k);
             float scale, zero;
             stats_of(p, row, c >> p.log2beta2, scale, zero);
             const uint32_t q = pack_get(p.codes + (uint64_t)row * p.code_words, c, p.wbits);
@@ -401,8 +404,7 @@ __global__ void dequant_outliers_kernel(Params p, const uint16_t *values, __half
     for (uint32_t row = (blockIdx.x * blockDim.x + threadIdx.x) >> 5; row < p.rows;
          row += (gridDim.x * blockDim.x) >> 5)
         for (uint32_t k = p.rowptr[row] + lane; k < p.rowptr[row + 1]; k += 32) {
-            const uint32_t c =
-                p.wide ? ((const uint32_t *)p.colidx)[k] : ((const uint16_t *)p.colidx)[k];
+            const uint32_t c = outlier_col(p, k);
             out[(uint64_t)row * p.cols + (p.has_perm ? p.perm[c] : c)] =
                 __ushort_as_half(values[k]);
         }

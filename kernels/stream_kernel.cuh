@@ -236,8 +236,7 @@ __global__ void __launch_bounds__(kStreamThreads, BATCH <= 2 ? SPQR_STREAM_MINBL
             ok[r] = __ldg(p.rowptr + row0 + r) + kwi * 32 + lane;
             oend[r] = __ldg(p.rowptr + row0 + r + 1);
             if (ok[r] < oend[r]) {
-                oc[r] = p.wide ? __ldg((const uint32_t *)p.colidx + ok[r])
-                               : __ldg((const uint16_t *)p.colidx + ok[r]);
+                oc[r] = outlier_col(p, ok[r]);
                 od[r] = __ldg(p.delta + ok[r]);
             }
         }
@@ -265,8 +264,7 @@ __global__ void __launch_bounds__(kStreamThreads, BATCH <= 2 ? SPQR_STREAM_MINBL
     for (int r = 0; r < R; r++)
         for (uint32_t k = ok[r]; k < oend[r]; k += step) {
             if (k != ok[r]) {
-                oc[r] = p.wide ? __ldg((const uint32_t *)p.colidx + k)
-                               : __ldg((const uint16_t *)p.colidx + k);
+                oc[r] = outlier_col(p, k);
                 od[r] = __ldg(p.delta + k);
             }
 #pragma unroll

@@ -88,25 +88,15 @@ int main(void) {
                                    .beta2 = betas[bi][1],
                                    .nnz = (uint64_t)(dens[k % 3] * (double)(sh[0] * sh[1])),
                                    .flags = (k % 2) ? SPQR_FLAG_PERM : 0};
-            spqr_sample_tensor st;
             spqr_error err = {0};
-            spqr_writer *wr = spqr_writer_open(path, 0, &err);
-            if (spqr_sample_tensor_make(&in, 2000 + (uint64_t)k, &st, &err) || !wr ||
-                spqr_writer_add_spqr(wr, "t", &in, (const void *const *)st.sec, &err) ||
-                spqr_writer_finish(wr, &err)) {
-                CHECK(0, "building tensor: %s", err.msg);
+            char label[160];
+            spqr_sample_describe(&in, label, sizeof label);
+            spqr_file *f = spqr_sample_open_tensor(path, &in, 2000 + (uint64_t)k, &err);
+            if (!f) {
+                CHECK(0, "%s: building tensor: %s", label, err.msg);
                 continue;
             }
-            spqr_sample_tensor_free(&st);
-            spqr_file *f = spqr_file_open(path, 0, &err);
-            char label[160];
-            snprintf(label, sizeof label, "%llux%llu w%u s%u b1=%u b2=%u nnz=%llu perm=%d",
-                     (unsigned long long)sh[0], (unsigned long long)sh[1], w, in.stat_bits,
-                     in.beta1, in.beta2, (unsigned long long)in.nnz, (int)(in.flags & 1));
-            if (!f)
-                CHECK(0, "%s: open: %s", label, err.msg);
-            else
-                check_tensor(f, label, (uint64_t)k);
+            check_tensor(f, label, (uint64_t)k);
             spqr_file_close(f);
         }
     unlink(path);

@@ -1,6 +1,7 @@
 /* sample.c — deterministic synthetic tensors and files (see sample.h). */
 #include "sample.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -167,4 +168,24 @@ spqr_status spqr_sample_write_file(const char *path, uint64_t seed, int zstd_lev
 fail:
     spqr_writer_abort(w);
     return st;
+}
+
+spqr_file *spqr_sample_open_tensor(const char *path, const spqr_tensor_info *info, uint64_t seed,
+                                   spqr_error *err) {
+    spqr_sample_tensor t;
+    if (spqr_sample_tensor_make(info, seed, &t, err)) return NULL;
+    spqr_writer *w = spqr_writer_open(path, 0, err);
+    spqr_status st =
+        w ? spqr_writer_add_spqr(w, "t", info, (const void *const *)t.sec, err) : SPQR_E_IO;
+    if (w && st) spqr_writer_abort(w);
+    if (w && !st) st = spqr_writer_finish(w, err);
+    spqr_sample_tensor_free(&t);
+    return st ? NULL : spqr_file_open(path, 0, err);
+}
+
+void spqr_sample_describe(const spqr_tensor_info *info, char *buf, size_t n) {
+    snprintf(buf, n, "%llux%llu w%u s%u b1=%u b2=%u nnz=%llu perm=%d",
+             (unsigned long long)info->dims[0], (unsigned long long)info->dims[1], info->wbits,
+             info->stat_bits, info->beta1, info->beta2, (unsigned long long)info->nnz,
+             (int)(info->flags & SPQR_FLAG_PERM));
 }

@@ -21,4 +21,10 @@ void spqr_sample_tensor_free(spqr_sample_tensor *t);
  * permutation, outliers, s = 16 and cols > 65536. */
 spqr_status spqr_sample_write_file(const char *path, uint64_t seed, int zstd_level,
                                    spqr_error *err);
+/* Writes a file at path holding one SpQR tensor "t" with sample sections for info, and opens
+ * it: the unit of the decoder tests' random configurations. NULL (err set) on failure. */
+spqr_file *spqr_sample_open_tensor(const char *path, const spqr_tensor_info *info, uint64_t seed,
+                                   spqr_error *err);
+/* "ROWSxCOLS wW sS b1=B1 b2=B2 nnz=N perm=P": a test label for info. */
+void spqr_sample_describe(const spqr_tensor_info *info, char *buf, size_t n);
 #endif
