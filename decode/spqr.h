@@ -5,7 +5,9 @@
  * or index; metadata. A spqr_file is immutable after open: any number of threads may read it.
  *
  * CPU: fused decode-and-multiply for 1..16 vectors, multithreaded.
- * GPU (when built with CUDA): upload tensors as they are stored, fused dense+sparse matvec/matmul
+ * GPU (when built with CUDA): upload tensors (sections copied as stored; where the tensor-core
+ * kernel applies, codes and first-order statistics are then re-tiled on the device into a layout
+ * of the same size, see spqr_gpu_uses_tensor_cores), fused dense+sparse matvec/matmul
  * for batch 1..16 with fp16 or bf16 activations (fp32 accumulation), and dequantize-to-fp16 for
  * large batches through cuBLAS. Every function returns an error code; nothing prints or aborts. */
 #ifndef SPQR_H
@@ -36,7 +38,8 @@ typedef struct spqr_gpu_tensor spqr_gpu_tensor;
 /* SPQR_OK when a CUDA device is usable; SPQR_E_UNSUPPORTED without CUDA support or device. */
 spqr_status spqr_gpu_available(spqr_error *err);
 /* Copies an SpQR tensor's sections to the current device as they are stored (plus the outliers'
- * fp32 corrections, computed on the device). */
+ * fp32 corrections, computed on the device), then re-tiles codes and first-order statistics for
+ * the tensor-core kernel where it applies (the stored copies of those are released). */
 spqr_status spqr_gpu_upload(const spqr_file *f, size_t tensor, spqr_gpu_tensor **out,
                             spqr_error *err);
 void spqr_gpu_free(spqr_gpu_tensor *t);
@@ -49,6 +52,11 @@ spqr_status spqr_gpu_matmul(spqr_gpu_tensor *t, const void *x, void *y, int batc
                             spqr_act_type act, void *stream, spqr_error *err);
 /* Dequantizes into w (device, rows x cols fp16, original column order) for cuBLAS GEMM. */
 spqr_status spqr_gpu_dequantize_f16(spqr_gpu_tensor *t, void *w, void *stream, spqr_error *err);
+/* 1 when the tensor runs on the tensor-core kernel (its codes and first-order statistics were
+ * re-tiled on the device at upload, bench/NOTES.md v6), 0 when it kept the stored layout (β2 < 16,
+ * or statistics outside what an fp16 decode represents faithfully: |ŵ| bound >= 60000,
+ * |zero| > 512, or a nonzero |scale| < 2^-14), which the fp32 kernels run. */
+int spqr_gpu_uses_tensor_cores(const spqr_gpu_tensor *t);
 /* Bytes the matmul must read from device memory for batch b (weights, statistics, outliers,
  * permutation, x, y): the denominator of effective bandwidth. */
 uint64_t spqr_gpu_matmul_bytes(const spqr_gpu_tensor *t, int batch);

@@ -27,6 +27,7 @@
 #include <cstdio>
 #include <cstring>
 #include <new>
+#include <type_traits>
 
 #include "spqr.h"
 
@@ -42,8 +43,10 @@ struct Params {
     const uint16_t *stat2, *scale16, *zero16;
     const float *delta;
     const void *colidx;
+    const uint32_t *tcodes, *tstats; // tiled layout (mma_kernel.cuh); null: stored layout only
     uint32_t rows, cols, wbits, sbits, beta1, beta2, groups;
-    uint32_t code_words, stat_words, chunks, sub, log2beta2;
+    uint32_t code_words, stat_words, chunks, sub, log2beta2, log2beta1;
+    uint32_t strips, mtiles, tstat_words; // tiled layout: 16-row strips, 64-column macro tiles
     int wide, has_perm, fuse_outliers;
 };
 
@@ -366,6 +369,7 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 #include "stream_kernel.cuh" // v5: batch 1..4
+#include "mma_kernel.cuh"    // v6: tensor cores, batch 1..16
 
 // delta_k = v_k − ŵ(r, c_k): one warp per row.
 __global__ void delta_kernel(Params p, const uint16_t *values, float *delta) {
@@ -439,6 +443,10 @@ struct spqr_gpu_tensor {
     void *sec[SPQR_SEC_COUNT];
     uint64_t size[SPQR_SEC_COUNT];
     float *delta;
+    uint32_t *tcodes, *tstats; // tiled layout for the tensor-core kernel (null: stored layout)
+    uint64_t tcodes_size, tstats_size;
+    float *acc32;       // tensor-core kernel: split-K partial sums, rows x 16, zero between calls
+    uint32_t *counters; // tensor-core kernel: blocks arrived per strip, zero between calls
     int *colidx32;      // cuSPARSE path (int32 column indices)
     float *xbuf, *ybuf; // cuSPARSE path scratch: permuted x, fp32 y (SPQR_MAX_BATCH wide)
     uint64_t nnz;
@@ -470,9 +478,51 @@ extern "C" spqr_status spqr_gpu_available(spqr_error *err) {
 extern "C" void spqr_gpu_free(spqr_gpu_tensor *t) {
     if (!t) return;
     for (int i = 0; i < SPQR_SEC_COUNT; i++) cudaFree(t->sec[i]);
+    cudaFree(t->tcodes), cudaFree(t->tstats), cudaFree(t->acc32), cudaFree(t->counters);
     cudaFree(t->delta), cudaFree(t->colidx32), cudaFree(t->xbuf), cudaFree(t->ybuf);
     if (t->sp) cusparseDestroy(t->sp);
     delete t;
+}
+
+// Builds the tiled layout of mma_kernel.cuh from the stored sections and releases the stored
+// codes and first-order statistics (the tiled copy has the same bytes up to tile padding). Keeps
+// the stored layout (and the generic kernels) when the fp16 decode could overflow.
+static cudaError_t make_tiled(spqr_gpu_tensor *t) {
+    Params &p = t->p;
+    unsigned int *dbad = nullptr, hbad = 0;
+    cudaError_t e = cudaMalloc(&dbad, sizeof *dbad);
+    if (e == cudaSuccess) e = cudaMemset(dbad, 0, sizeof *dbad);
+    if (e == cudaSuccess) {
+        fp16_range_kernel<<<t->sms * 4, 256>>>(p, dbad);
+        e = cudaGetLastError();
+    }
+    if (e == cudaSuccess) e = cudaMemcpy(&hbad, dbad, sizeof hbad, cudaMemcpyDeviceToHost);
+    cudaFree(dbad);
+    if (e != cudaSuccess) return e;
+    if (hbad) return cudaSuccess; // stays in the stored layout
+    t->tcodes_size = (uint64_t)p.strips * p.mtiles * 32 * p.wbits * 4;
+    t->tstats_size = (uint64_t)p.strips * p.groups * p.tstat_words * 4;
+    e = cudaMalloc(&t->tcodes, t->tcodes_size + 16);
+    if (e == cudaSuccess) e = cudaMalloc(&t->tstats, t->tstats_size + 16);
+    if (e == cudaSuccess) e = cudaMemset(t->tstats, 0, t->tstats_size + 16);
+    if (e == cudaSuccess) e = cudaMalloc(&t->acc32, (uint64_t)p.rows * SPQR_MAX_BATCH * 4);
+    if (e == cudaSuccess) e = cudaMemset(t->acc32, 0, (uint64_t)p.rows * SPQR_MAX_BATCH * 4);
+    if (e == cudaSuccess) e = cudaMalloc(&t->counters, (uint64_t)p.strips * 4);
+    if (e == cudaSuccess) e = cudaMemset(t->counters, 0, (uint64_t)p.strips * 4);
+    if (e != cudaSuccess) return e;
+    tile_codes_kernel<<<t->sms * 8, 256>>>(p, t->tcodes);
+    tile_stats_kernel<<<t->sms * 4, 128>>>(p, t->tstats);
+    e = cudaGetLastError();
+    if (e == cudaSuccess) e = cudaDeviceSynchronize();
+    if (e != cudaSuccess) return e;
+    for (int s : {SPQR_SEC_CODES, SPQR_SEC_SCALE, SPQR_SEC_ZERO}) {
+        cudaFree(t->sec[s]);
+        t->sec[s] = nullptr;
+    }
+    p.codes = p.scale = p.zero = nullptr;
+    p.scale16 = p.zero16 = nullptr;
+    p.tcodes = t->tcodes, p.tstats = t->tstats;
+    return cudaSuccess;
 }
 
 extern "C" spqr_status spqr_gpu_upload(const spqr_file *f, size_t ti, spqr_gpu_tensor **out,
@@ -499,6 +549,10 @@ extern "C" spqr_status spqr_gpu_upload(const spqr_file *f, size_t ti, spqr_gpu_t
     p.sub = p.beta2 < 32 ? p.beta2 : 32;
     p.log2beta2 = 0;
     while ((1u << p.log2beta2) < p.beta2) p.log2beta2++;
+    p.log2beta1 = 0;
+    while ((1u << p.log2beta1) < p.beta1) p.log2beta1++;
+    p.strips = (p.rows + 15) / 16, p.mtiles = (p.cols + 63) / 64;
+    p.tstat_words = p.sbits == 16 ? 16 : p.sbits;
     p.wide = p.cols > 65536;
     p.has_perm = (in->flags & SPQR_FLAG_PERM) != 0;
     p.fuse_outliers = 1;
@@ -555,6 +609,13 @@ extern "C" spqr_status spqr_gpu_upload(const spqr_file *f, size_t ti, spqr_gpu_t
             return cuda_fail(err, e, "computing outlier corrections");
         }
     }
+    if (p.beta2 >= 16) {
+        e = make_tiled(t);
+        if (e != cudaSuccess) {
+            spqr_gpu_free(t);
+            return cuda_fail(err, e, "tiling the codes for the tensor-core kernel");
+        }
+    }
     *out = t;
     return SPQR_OK;
 }
@@ -582,10 +643,19 @@ extern "C" spqr_status spqr_gpu_set_outlier_path(spqr_gpu_tensor *t, spqr_outlie
     return SPQR_OK;
 }
 
+extern "C" int spqr_gpu_uses_tensor_cores(const spqr_gpu_tensor *t) {
+    return t && t->tcodes != nullptr;
+}
+
 extern "C" uint64_t spqr_gpu_matmul_bytes(const spqr_gpu_tensor *t, int batch) {
     uint64_t b = 0;
-    for (int s = 0; s < SPQR_SEC_COUNT; s++)
-        if (s != SPQR_SEC_VALUES) b += t->size[s];      // values are read as fp32 deltas instead
+    for (int s = 0; s < SPQR_SEC_COUNT; s++) {
+        if (s == SPQR_SEC_VALUES) continue; // values are read as fp32 deltas instead
+        if (t->tcodes && (s == SPQR_SEC_CODES || s == SPQR_SEC_SCALE || s == SPQR_SEC_ZERO))
+            continue; // counted in their tiled form below
+        b += t->size[s];
+    }
+    if (t->tcodes) b += t->tcodes_size + t->tstats_size;
     b += t->nnz * 4;                                    // deltas
     b += (uint64_t)batch * (t->p.cols + t->p.rows) * 2; // x in, y out (16-bit)
     return b;
@@ -703,9 +773,75 @@ static cudaError_t launch_sub(spqr_gpu_tensor *t, const Act *x, Act *y, float *y
     }
 }
 
+#ifndef SPQR_MMA_WARPS_PER_SM
+#define SPQR_MMA_WARPS_PER_SM 32 // split a strip's columns until this many warps per SM exist
+#endif
+#ifndef SPQR_MMA_MIN_TILES
+#define SPQR_MMA_MIN_TILES 16 // fewest macro tiles per warp before blocks split a strip
+#endif
+// v6: x permuted once into the tensor's scratch (activation type), then the tensor-core kernel.
+// Geometry (bench/NOTES.md v6): kw warps per strip, the smallest of 1, 2, 4, 8 giving
+// SPQR_MMA_WARPS_PER_SM warps per SM; if 8 do not, ksplit blocks per strip (while each warp keeps
+// >= SPQR_MMA_MIN_TILES macro tiles: short warps spend their time filling the pipeline).
+template <int WB, int NH, int SK, typename Act>
+static cudaError_t launch_mma_t(spqr_gpu_tensor *t, const Act *x, Act *y, float *y32, int nb,
+                                cudaStream_t s) {
+    const Params &p = t->p;
+    const uint32_t stride = p.mtiles * 64;
+    Act *xh = reinterpret_cast<Act *>(t->xbuf);
+    uint64_t pb = ((uint64_t)nb * stride + 255) / 256;
+    if (pb > (uint64_t)t->sms * 8) pb = (uint64_t)t->sms * 8;
+    prep_xh_kernel<Act><<<(uint32_t)pb, 256, 0, s>>>(p, x, nb, xh, stride);
+    const uint64_t target = (uint64_t)t->sms * SPQR_MMA_WARPS_PER_SM;
+    int kwl = 0;
+    while (kwl < 3 && ((uint64_t)p.strips << kwl) < target && (2u << kwl) <= p.mtiles) kwl++;
+    uint32_t ksplit = 1;
+    if (kwl == 3)
+        while ((uint64_t)p.strips * 8 * ksplit < target &&
+               p.mtiles / (8 * (ksplit + 1)) >= SPQR_MMA_MIN_TILES)
+            ksplit++;
+    const uint32_t sets = (uint32_t)kMmaWarps >> kwl;
+    mma_kernel<WB, NH, SK, Act><<<(p.strips + sets - 1) / sets * ksplit, kMmaThreads, 0, s>>>(
+        p, xh, stride, y, y32, nb, kwl, ksplit, t->acc32, t->counters, kMagic2);
+    return cudaGetLastError();
+}
+template <int WB, typename Act>
+static cudaError_t launch_mma_w(spqr_gpu_tensor *t, const Act *x, Act *y, float *y32, int nb,
+                                cudaStream_t s) {
+    const int sk = t->p.sbits == 16 ? 2 : (t->p.log2beta1 >= 4 ? 0 : 1);
+    if (nb <= 8)
+        return sk == 0   ? launch_mma_t<WB, 1, 0, Act>(t, x, y, y32, nb, s)
+               : sk == 1 ? launch_mma_t<WB, 1, 1, Act>(t, x, y, y32, nb, s)
+                         : launch_mma_t<WB, 1, 2, Act>(t, x, y, y32, nb, s);
+    return sk == 0   ? launch_mma_t<WB, 2, 0, Act>(t, x, y, y32, nb, s)
+           : sk == 1 ? launch_mma_t<WB, 2, 1, Act>(t, x, y, y32, nb, s)
+                     : launch_mma_t<WB, 2, 2, Act>(t, x, y, y32, nb, s);
+}
+template <typename Act>
+static cudaError_t launch_mma(spqr_gpu_tensor *t, const Act *x, Act *y, float *y32, int nb,
+                              cudaStream_t s) {
+    switch (t->p.wbits) {
+    case 2:
+        return launch_mma_w<2, Act>(t, x, y, y32, nb, s);
+    case 3:
+        return launch_mma_w<3, Act>(t, x, y, y32, nb, s);
+    case 4:
+        return launch_mma_w<4, Act>(t, x, y, y32, nb, s);
+    case 5:
+        return launch_mma_w<5, Act>(t, x, y, y32, nb, s);
+    case 6:
+        return launch_mma_w<6, Act>(t, x, y, y32, nb, s);
+    case 7:
+        return launch_mma_w<7, Act>(t, x, y, y32, nb, s);
+    default:
+        return launch_mma_w<8, Act>(t, x, y, y32, nb, s);
+    }
+}
+
 template <typename Act>
 static cudaError_t launch(spqr_gpu_tensor *t, const Act *x, Act *y, float *y32, int nb,
                           cudaStream_t s) {
+    if (t->p.tcodes) return launch_mma<Act>(t, x, y, y32, nb, s);
     switch (t->p.wbits) {
     case 2:
         return launch_sub<2, Act>(t, x, y, y32, nb, s);
@@ -791,7 +927,10 @@ extern "C" spqr_status spqr_gpu_dequantize_f16(spqr_gpu_tensor *t, void *w, void
                                                spqr_error *err) {
     if (!t || !w) return spqr_set_error(err, SPQR_E_ARG, 0, UINT64_MAX, "null tensor or buffer");
     cudaStream_t s = (cudaStream_t)stream;
-    dequant_kernel<<<t->sms * 8, 256, 0, s>>>(t->p, (__half *)w);
+    if (t->p.tcodes)
+        dequant_tiled_kernel<<<t->sms * 8, 256, 0, s>>>(t->p, (__half *)w);
+    else
+        dequant_kernel<<<t->sms * 8, 256, 0, s>>>(t->p, (__half *)w);
     CK(cudaGetLastError(), "dequantize kernel");
     if (t->nnz) {
         dequant_outliers_kernel<<<(t->p.rows + 7) / 8, 256, 0, s>>>(

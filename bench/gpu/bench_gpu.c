@@ -1,6 +1,7 @@
 /* bench_gpu.c — SpQR GPU matmul vs cuBLAS fp16, same process, same shapes (not a test).
- * Usage: bench_gpu [--quick] [--batch N] [--shape ROWSxCOLS]...
- *   --quick: the first two shapes; --batch / --shape restrict the table (repeatable shapes).
+ * Usage: bench_gpu [--quick] [--batch N] [--config 0|1] [--shape ROWSxCOLS]...
+ *   --quick: the first two shapes; --batch / --config / --shape restrict the table (repeatable
+ *   shapes; config 0 = w3 1% outliers, 1 = w4 no outliers).
  * For each shape (4096², 11008x4096, 4096x11008, 8192², 28672x8192, 8192x28672), configuration
  * (w3 s3 beta16 1% outliers act-order; w4 s3 beta16 no outliers act-order) and batch (1, 4, 16):
  * median µs per call (7 repeats of 50 calls timed with events, buffers rotated so the working set
@@ -110,17 +111,21 @@ static double copy_bandwidth(void) {
 }
 
 int main(int argc, char **argv) {
-    int quick = 0, only_batch = 0, nsel = 0, sel[16][2];
+    int quick = 0, only_batch = 0, only_cfg = -1, nsel = 0, sel[16][2];
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick"))
             quick = 1;
         else if (!strcmp(argv[i], "--batch") && i + 1 < argc)
             only_batch = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--config") && i + 1 < argc)
+            only_cfg = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--shape") && i + 1 < argc && nsel < 16 &&
                  sscanf(argv[++i], "%dx%d", &sel[nsel][0], &sel[nsel][1]) == 2)
             nsel++;
         else {
-            fprintf(stderr, "usage: bench_gpu [--quick] [--batch N] [--shape ROWSxCOLS]...\n");
+            fprintf(
+                stderr,
+                "usage: bench_gpu [--quick] [--batch N] [--config 0|1] [--shape ROWSxCOLS]...\n");
             return 2;
         }
     }
@@ -145,8 +150,10 @@ int main(int argc, char **argv) {
     for (int si = 0; si < (quick ? 2 : 6); si++)
         for (int cfg = 0; cfg < 2; cfg++) {
             const int rows = shapes[si][0], cols = shapes[si][1];
-            int wanted = nsel == 0;
-            for (int k = 0; k < nsel; k++) wanted |= sel[k][0] == rows && sel[k][1] == cols;
+            int wanted = nsel == 0 && (only_cfg < 0 || only_cfg == cfg);
+            for (int k = 0; k < nsel; k++)
+                wanted |=
+                    sel[k][0] == rows && sel[k][1] == cols && (only_cfg < 0 || only_cfg == cfg);
             if (!wanted) continue;
             spqr_tensor_info in = {.kind = SPQR_KIND_SPQR,
                                    .ndim = 2,

@@ -3,7 +3,7 @@
 # configuration with the carried zstd/xxhash packages, runs the GPU tests (and once under
 # compute-sanitizer), then the benchmark. Logs go to $OUT.
 # Usage: bench/gpu/run_device.sh [test|bench|all|profile|tune]
-#   profile: ncu on the batch-1 kernels; tune: the stream kernel's compile-time variants
+#   profile: ncu on one batch-1 kernel (KERNEL regex, SHAPE, SKIP launches) and the SASS; tune: the stream kernel's compile-time variants
 #   (SPQR_STREAM_ROWS, SPQR_STREAM_MINBLOCKS) built side by side, batch 1 on three shapes.
 set -euo pipefail
 what=${1:-all}
@@ -41,8 +41,13 @@ if [ "$what" = profile ]; then
   # batch 1, 28672x8192 w3 1% outliers: one launch of the stream kernel after warm-up
   ncu --section SpeedOfLight --section MemoryWorkloadAnalysis --section WarpStateStats --section Occupancy \
     --section LaunchStats --section InstructionStats --section SchedulerStats \
-    --kernel-name regex:stream_kernel --launch-skip 10 --launch-count 1 \
-    ./build-gpu/bench/gpu/bench_gpu --batch 1 --shape 28672x8192 > "$OUT/ncu.txt" 2>&1 || true
+    --kernel-name regex:${KERNEL:-mma_kernel} --launch-skip ${SKIP:-10} --launch-count 1 \
+    ./build-gpu/bench/gpu/bench_gpu --batch 1 --config ${CONFIG:-0} --shape ${SHAPE:-28672x8192} > "$OUT/ncu.txt" 2>&1 || true
+  # SASS of the batch-1 fp16 kernels (instruction mix of the main loop)
+  obj=$(find build-gpu -name 'spqr_kernels.cu.o' | head -1)
+  if command -v cuobjdump > /dev/null && [ -n "$obj" ]; then
+    cuobjdump -sass "$obj" > "$OUT/sass.txt" 2>&1 || true
+  fi
   grep -E "Duration|DRAM Throughput|Memory Throughput|Compute \(SM\)|Achieved Occupancy|Registers|Stall|Warp Cycles|Theoretical Occupancy|Block Limit|L1/TEX Hit|L2 Hit|Mem Busy|Max Bandwidth|Issued|Executed Ipc|stalled|Eligible|No Eligible|Active Warps" "$OUT/ncu.txt" | head -60
   exit 0
 fi

@@ -3,7 +3,9 @@
  * shapes, cols up to 40000, outlier density 0, 1%, 10%, with and without permutation), batch
  * 1..16, fp16 and bf16 activations, fused and cuSPARSE outlier paths; outputs poisoned with NaN
  * before each run so an unwritten element fails. Also: the dequantize kernel is bit-exact with the
- * CPU decoder, bad arguments return errors, and (when SPQR_REAL_SPQR names a file) every SpQR
+ * CPU decoder, tensors run on the tensor-core kernel exactly when expected (statistics an fp16
+ * decode cannot carry keep the stored layout and fp32 kernels, checked the same way), bad
+ * arguments return errors, and (when SPQR_REAL_SPQR names a file) every SpQR
  * tensor of a real compressed model is checked the same way. Exits 77 (ctest: skipped) without a
  * GPU. */
 #define _POSIX_C_SOURCE 200809L
@@ -35,8 +37,10 @@ static float act_round(float v, spqr_act_type a) {
                              : spqr_bf16_to_f32(spqr_f32_to_bf16(v));
 }
 
-/* One tensor: GPU matmul for several batches/activations/paths vs the double reference. */
-static void check_tensor(const spqr_file *f, size_t ti, uint64_t seed, const char *label) {
+/* One tensor: GPU matmul for several batches/activations/paths vs the double reference.
+ * expect_tc: 1/0 = the tensor must (not) run on the tensor-core kernel; -1 = either. */
+static void check_tensor(const spqr_file *f, size_t ti, uint64_t seed, const char *label,
+                         int expect_tc) {
     const spqr_tensor_info *in = spqr_file_tensor_info(f, ti);
     const uint64_t rows = in->dims[0], cols = in->dims[1];
     float *W = malloc(rows * cols * sizeof *W);
@@ -48,6 +52,9 @@ static void check_tensor(const spqr_file *f, size_t ti, uint64_t seed, const cha
         free(W);
         return;
     }
+    if (expect_tc >= 0)
+        CHECK(spqr_gpu_uses_tensor_cores(t) == expect_tc, "%s: tensor-core kernel %s expected",
+              label, expect_tc ? "" : "not");
     /* dequantize kernel: bit-exact with the CPU decoder's fp32 -> fp16 */
     uint16_t *wg = malloc(rows * cols * 2), *wc = malloc(rows * cols * 2);
     void *dw;
@@ -138,9 +145,56 @@ static void random_configs(void) {
                 CHECK(0, "%s: building tensor: %s", label, err.msg);
                 continue;
             }
-            check_tensor(f, 0, (uint64_t)k, label);
+            /* the sample statistics suit the fp16 decode: tiled whenever beta2 >= 16 */
+            check_tensor(f, 0, (uint64_t)k, label, in.beta2 >= 16);
             spqr_file_close(f);
         }
+    unlink(path);
+}
+
+/* Statistics the fp16 decode of the tensor-core kernel cannot carry (zero ≈ 600: zz = -600,
+ * sz = 1) keep the stored layout and run the fp32 kernels (v3/v5 for beta2 16 and 32), which
+ * must agree with the reference just the same. */
+static void fp16_fallback(void) {
+    static const uint32_t beta2s[] = {16, 32};
+    char path[256];
+    snprintf(path, sizeof path, "/tmp/spqr_gpu_fb_%d.spqr", (int)getpid());
+    for (int i = 0; i < 2; i++) {
+        spqr_tensor_info in = {.kind = SPQR_KIND_SPQR,
+                               .ndim = 2,
+                               .dims = {300, 1000},
+                               .wbits = 3 + (uint32_t)i,
+                               .stat_bits = 3,
+                               .beta1 = 16,
+                               .beta2 = beta2s[i],
+                               .nnz = 3000,
+                               .flags = SPQR_FLAG_PERM};
+        spqr_error err = {0};
+        spqr_sample_tensor st;
+        char label[160];
+        spqr_sample_describe(&in, label, sizeof label);
+        if (spqr_sample_tensor_make(&in, 77 + (uint64_t)i, &st, &err)) {
+            CHECK(0, "%s: %s", label, err.msg);
+            continue;
+        }
+        uint16_t *s2 = st.sec[SPQR_SEC_STAT2];
+        for (uint64_t k = 0; k < st.size[SPQR_SEC_STAT2] / 8; k++)
+            s2[4 * k + 2] = spqr_f32_to_f16(1.0f), s2[4 * k + 3] = spqr_f32_to_f16(-600.0f);
+        spqr_writer *w = spqr_writer_open(path, 0, &err);
+        spqr_file *f = NULL;
+        if (w && spqr_writer_add_spqr(w, "t", &in, (const void *const *)st.sec, &err))
+            spqr_writer_abort(w);
+        else if (w && !spqr_writer_finish(w, &err))
+            f = spqr_file_open(path, 0, &err);
+        spqr_sample_tensor_free(&st);
+        if (!f) {
+            CHECK(0, "%s: building tensor: %s", label, err.msg);
+            continue;
+        }
+        strncat(label, " zero~600", sizeof label - strlen(label) - 1);
+        check_tensor(f, 0, 500 + (uint64_t)i, label, 0);
+        spqr_file_close(f);
+    }
     unlink(path);
 }
 
@@ -178,13 +232,14 @@ int main(void) {
     }
     errors();
     random_configs();
+    fp16_fallback();
     const char *real = getenv("SPQR_REAL_SPQR");
     if (real && *real) {
         spqr_file *f = spqr_file_open(real, SPQR_OPEN_VERIFY, &err);
         CHECK(f != NULL, "%s: %s", real, err.msg);
         for (size_t i = 0; f && i < spqr_file_tensor_count(f); i++)
             if (spqr_file_tensor_info(f, i)->kind == SPQR_KIND_SPQR)
-                check_tensor(f, i, i, spqr_file_tensor_name(f, i));
+                check_tensor(f, i, i, spqr_file_tensor_name(f, i), -1);
         spqr_file_close(f);
     } else {
         printf("note: SPQR_REAL_SPQR not set: real compressed tensors not checked\n");

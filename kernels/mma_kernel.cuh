@@ -1,0 +1,519 @@
+// mma_kernel.cuh — v6, the tensor-core kernel of spqr_kernels.cu for batch 1..16 (included there,
+// inside its anonymous namespace; uses its Params, h2f, pack_get, outlier_col, to_f/from_f). See
+// bench/NOTES.md "v6".
+//
+// Why: v5 (one FFMA per weight and vector, weights decoded to fp32) issues ~8 instructions per
+// weight and is instruction-bound at 35-51 % of copy bandwidth. Here weights are decoded to fp16
+// pairs and multiplied by mma.sync.m16n8k16 (fp32 accumulation): per pair of weights one SHF + one
+// LOP3 (codes → 1024 + q as fp16, exactly), one HSUB2 (→ q − round(zero), exact), one HFMA2
+// (→ ŵ, rounded once to fp16); the multiply itself is 1/8 instruction per weight per lane.
+//
+// Tiled layout (built on the device at upload from the stored sections, same bytes up to padding
+// to whole tiles; the stored codes and first-order statistics are then released):
+//   strip S = rows 16S..16S+15, macro tile M = stored columns 64M..64M+63. In a warp's 16 x 64
+//   macro tile, lane l = 4g + t owns rows g and g+8 of the strip and the 16 columns
+//   64M + 16t .. +15 ("its chunk"), i.e. 32 codes, held as 16 pairs. mma k-slots are mapped so
+//   that tile j (0..3) of the macro tile gives lane t the columns 16t + 4j .. 16t + 4j + 3 of its
+//   own chunk: A registers of tile j are pairs 4j + (0: row g, cols 4j,4j+1; 1: row g+8, same;
+//   2: row g, cols 4j+2,4j+3; 3: row g+8, same), and the B (x) registers are x[16t + 4j .. +3],
+//   four consecutive values. So one lane's 32 weights share two (scale, zero) pairs (one per row;
+//   β2 >= 16 groups never split a chunk), decoded once.
+//   Codes: the lane's 16 pairs as two bit streams, first codes (A) and second codes (B), each
+//   16·w bits; bit k of stream A is bit (k mod 16) of word k / 16, stream B the same bit + 16.
+//   Pair p sits at bit p·w of both streams, so (word >> p·w mod 16) & (mask | mask << 16) | 0x6400
+//   6400 is the fp16 pair (1024 + qA, 1024 + qB) — one SHF + one LOP3 (two more where a pair
+//   straddles two words: w = 3, 5, 6, 7). Exactly w words per lane: word i of lane l of macro tile
+//   (S, M) is at ((S·mtiles + M)·w + i)·32 + l, so each of the lane's w loads is one coalesced
+//   128-byte warp access and a warp's tiles are contiguous.
+//   First-order statistics: per (strip S, group G) one block of s words (s <= 8): entry r (row
+//   16S + r) = qs | qz << s at bit 2s·r of the block (straddling allowed); s = 16: 16 words,
+//   word r = scale_f16 | zero_f16 << 16. Rows past the end are code 0 and entry 0 (finite
+//   statistics, never written out); columns past the end meet x = 0.
+// x: prep_xh_kernel writes xh[b][c] = x[b][perm[c]] (the activation type, zeros up to 64·mtiles)
+// once per call; lane g reads vector min(g, nb − 1) (the mma's n = g column; columns past nb give
+// outputs nobody reads), 32 bytes per tile.
+// fp16 range: weights are decoded in fp16, so upload checks |scale|·(2^w − 1) + |scale·zero| <
+// 60000 for every group and keeps the stored layout (generic kernel) otherwise.
+
+constexpr int kMmaWarps = 8;
+constexpr int kMmaThreads = kMmaWarps * 32;
+constexpr uint32_t kMagic2 = 0x64006400u; // fp16 pair (1024, 1024)
+
+__device__ __forceinline__ void mma_16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
+                                          uint32_t b1, __half) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+        "{%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+__device__ __forceinline__ void mma_16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
+                                          uint32_t b1, __nv_bfloat16) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+        "{%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// Position of a lane's pair p (0..15), half h (0 = stream A) in its strip and chunk.
+__host__ __device__ __forceinline__ uint32_t tile_row(uint32_t g, uint32_t p) {
+    return g + 8 * (p & 1);
+}
+__host__ __device__ __forceinline__ uint32_t tile_col(uint32_t t, uint32_t p, uint32_t h) {
+    return 16 * t + 4 * (p >> 2) + 2 * ((p >> 1) & 1) + h;
+}
+
+// Pair P of a lane's WB code words as the fp16 pair (1024 + qA, 1024 + qB); magic = kMagic2 in a
+// register (so (v & M) | magic is one LOP3).
+template <int WB, int P>
+__device__ __forceinline__ uint32_t code_pair(const uint32_t (&w)[WB], uint32_t magic) {
+    constexpr int o = P * WB, i = o >> 4, sh = o & 15;
+    constexpr uint32_t M2 = ((1u << WB) - 1u) * 0x10001u;
+    uint32_t v;
+    if constexpr (sh + WB <= 16) {
+        v = sh ? (w[i] >> sh) : w[i];
+    } else { // straddles: low part from word i, the rest from word i + 1
+        constexpr uint32_t SEL = (0xFFFFu >> sh) * 0x10001u;
+        v = ((w[i] >> sh) & SEL) | ((w[i + 1] << (16 - sh)) & ~SEL);
+    }
+    return (v & M2) | magic;
+}
+
+// Code (pair p, half h) of one lane's words, any w (upload-time and dequantize use).
+__device__ __forceinline__ uint32_t tiled_code(const uint32_t *w, uint32_t stride, uint32_t wb,
+                                               uint32_t p, uint32_t h) {
+    uint32_t q = 0;
+    for (uint32_t b = 0; b < wb; b++) {
+        const uint32_t k = p * wb + b;
+        q |= ((w[(k >> 4) * stride] >> ((k & 15) + 16 * h)) & 1u) << b;
+    }
+    return q;
+}
+
+// Stored statistics codes of (row r, group g) (s <= 8) or fp16 bits (s = 16).
+__device__ __forceinline__ void stored_stat_codes(const Params &p, uint32_t r, uint32_t g,
+                                                  uint32_t &qs, uint32_t &qz) {
+    if (p.sbits == 16) {
+        qs = p.scale16[(uint64_t)r * p.groups + g], qz = p.zero16[(uint64_t)r * p.groups + g];
+        return;
+    }
+    qs = pack_get(p.scale + (uint64_t)r * p.stat_words, g, p.sbits);
+    qz = pack_get(p.zero + (uint64_t)r * p.stat_words, g, p.sbits);
+}
+
+// Upload: one thread per (strip, macro tile, lane) writes the lane's w code words.
+__global__ void tile_codes_kernel(Params p, uint32_t *tcodes) {
+    const uint64_t total = (uint64_t)p.strips * p.mtiles * 32;
+    for (uint64_t i = blockIdx.x * (uint64_t)blockDim.x + threadIdx.x; i < total;
+         i += (uint64_t)gridDim.x * blockDim.x) {
+        const uint32_t lane = (uint32_t)(i & 31), g = lane >> 2, t = lane & 3;
+        const uint64_t sm = i >> 5; // S·mtiles + M
+        const uint32_t S = (uint32_t)(sm / p.mtiles), M = (uint32_t)(sm % p.mtiles);
+        uint32_t w[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        for (uint32_t pr = 0; pr < 16; pr++)
+            for (uint32_t h = 0; h < 2; h++) {
+                const uint32_t r = 16 * S + tile_row(g, pr), c = 64 * M + tile_col(t, pr, h);
+                const uint32_t q = (r < p.rows && c < p.cols)
+                                       ? pack_get(p.codes + (uint64_t)r * p.code_words, c, p.wbits)
+                                       : 0;
+                for (uint32_t b = 0; b < p.wbits; b++) {
+                    const uint32_t k = pr * p.wbits + b;
+                    w[k >> 4] |= ((q >> b) & 1u) << ((k & 15) + 16 * h);
+                }
+            }
+        for (uint32_t k = 0; k < p.wbits; k++) tcodes[(sm * p.wbits + k) * 32 + lane] = w[k];
+    }
+}
+
+// Upload: one thread per (strip, group) writes the block of first-order statistics.
+__global__ void tile_stats_kernel(Params p, uint32_t *tstats) {
+    const uint64_t total = (uint64_t)p.strips * p.groups;
+    for (uint64_t i = blockIdx.x * (uint64_t)blockDim.x + threadIdx.x; i < total;
+         i += (uint64_t)gridDim.x * blockDim.x) {
+        const uint32_t S = (uint32_t)(i / p.groups), G = (uint32_t)(i % p.groups);
+        uint32_t *blk = tstats + i * p.tstat_words;
+        uint32_t w[16] = {0};
+        for (uint32_t r = 0; r < 16; r++) {
+            if (16 * S + r >= p.rows) break;
+            uint32_t qs, qz;
+            stored_stat_codes(p, 16 * S + r, G, qs, qz);
+            if (p.sbits == 16) {
+                w[r] = qs | qz << 16;
+                continue;
+            }
+            const uint32_t e = qs | qz << p.sbits, bit = 2 * p.sbits * r;
+            w[bit >> 5] |= e << (bit & 31);
+            if ((bit & 31) + 2 * p.sbits > 32) w[(bit >> 5) + 1] |= e >> (32 - (bit & 31));
+        }
+        for (uint32_t k = 0; k < p.tstat_words; k++) blk[k] = w[k];
+    }
+}
+
+// Upload: *bad = 1 when some group's statistics do not suit the fp16 decode of mma_compute:
+// |scale|·(2^w − 1) + |scale·zero| >= 60000 (fp16 overflow), |zero| > 512 (1024 + round(zero)
+// must be an exact fp16 in [512, 1536]), 0 < |scale| < 2^-14 (an fp16 subnormal scale would lose
+// relative precision), or a NaN/inf.
+__global__ void fp16_range_kernel(Params p, unsigned int *bad) {
+    const uint64_t total = (uint64_t)p.rows * p.groups;
+    unsigned int local = 0;
+    for (uint64_t i = blockIdx.x * (uint64_t)blockDim.x + threadIdx.x; i < total;
+         i += (uint64_t)gridDim.x * blockDim.x) {
+        float scale, zero;
+        stats_of(p, (uint32_t)(i / p.groups), (uint32_t)(i % p.groups), scale, zero);
+        const float m = fabsf(scale) * (float)((1u << p.wbits) - 1u) + fabsf(scale * zero);
+        const bool ok = m < 60000.f && fabsf(zero) <= 512.f &&
+                        (scale == 0.f || fabsf(scale) >= 6.103515625e-05f);
+        if (!ok) local = 1; // NaN fails every comparison above
+    }
+    if (__syncthreads_or(local) && threadIdx.x == 0) atomicOr(bad, 1u);
+}
+
+// Decoded statistics of a tiled (row-in-strip r) entry, bit-exact with spec §7.2.
+__device__ __forceinline__ void tiled_stats_of(const Params &p, uint32_t S, uint32_t G, uint32_t r,
+                                               float &scale, float &zero) {
+    const uint32_t *blk = p.tstats + ((uint64_t)S * p.groups + G) * p.tstat_words;
+    if (p.sbits == 16) {
+        scale = h2f((uint16_t)(blk[r] & 0xffff)), zero = h2f((uint16_t)(blk[r] >> 16));
+        return;
+    }
+    const uint32_t bit = 2 * p.sbits * r, m = (1u << p.sbits) - 1u;
+    const uint32_t e = __funnelshift_r(blk[bit >> 5], blk[(bit >> 5) + 1], bit & 31);
+    const uint32_t row = min(16 * S + r, p.rows - 1);
+    const uint2 s2 = *reinterpret_cast<const uint2 *>(
+        p.stat2 + 4 * ((uint64_t)(row >> p.log2beta1) * p.groups + G));
+    scale = __fmul_rn(h2f((uint16_t)(s2.x & 0xffff)),
+                      __fsub_rn((float)(e & m), h2f((uint16_t)(s2.x >> 16))));
+    zero = __fmul_rn(h2f((uint16_t)(s2.y & 0xffff)),
+                     __fsub_rn((float)((e >> p.sbits) & m), h2f((uint16_t)(s2.y >> 16))));
+}
+
+// Dequantize from the tiled layout: one thread per (strip, macro tile, lane), bit-exact.
+__global__ void dequant_tiled_kernel(Params p, __half *out) {
+    const uint64_t total = (uint64_t)p.strips * p.mtiles * 32;
+    for (uint64_t i = blockIdx.x * (uint64_t)blockDim.x + threadIdx.x; i < total;
+         i += (uint64_t)gridDim.x * blockDim.x) {
+        const uint32_t lane = (uint32_t)(i & 31), g = lane >> 2, t = lane & 3;
+        const uint64_t sm = i >> 5;
+        const uint32_t S = (uint32_t)(sm / p.mtiles), M = (uint32_t)(sm % p.mtiles);
+        const uint32_t c0 = 64 * M + 16 * t;
+        if (c0 >= p.cols) continue;
+        const uint32_t G = c0 >> p.log2beta2;
+        float sc[2], ze[2];
+        tiled_stats_of(p, S, G, g, sc[0], ze[0]);
+        tiled_stats_of(p, S, G, g + 8, sc[1], ze[1]);
+        const uint32_t *w = p.tcodes + sm * p.wbits * 32 + lane;
+        for (uint32_t pr = 0; pr < 16; pr++)
+            for (uint32_t h = 0; h < 2; h++) {
+                const uint32_t r = 16 * S + tile_row(g, pr), c = 64 * M + tile_col(t, pr, h);
+                if (r >= p.rows || c >= p.cols) continue;
+                const float q = (float)tiled_code(w, 32, p.wbits, pr, h);
+                const float v = __fmul_rn(sc[pr & 1], __fsub_rn(q, ze[pr & 1]));
+                out[(uint64_t)r * p.cols + (p.has_perm ? p.perm[c] : c)] = __float2half_rn(v);
+            }
+    }
+}
+
+// xh[b][c] = x[b][perm[c]] for b < nb, c < stride = 64·mtiles (zeros past cols).
+template <typename Act>
+__global__ void prep_xh_kernel(Params p, const Act *__restrict__ x, int nb, Act *__restrict__ xh,
+                               uint32_t stride) {
+    const uint64_t total = (uint64_t)nb * stride;
+    for (uint64_t i = blockIdx.x * (uint64_t)blockDim.x + threadIdx.x; i < total;
+         i += (uint64_t)gridDim.x * blockDim.x) {
+        const uint32_t b = (uint32_t)(i / stride), c = (uint32_t)(i % stride);
+        Act v = from_f<Act>(0.f);
+        if (c < p.cols) v = x[(uint64_t)b * p.cols + (p.has_perm ? __ldg(p.perm + c) : c)];
+        xh[i] = v;
+    }
+}
+
+// SK, the statistics kind: 0 = s-bit codes, both rows of a lane in one second-order block
+// (β1 >= 16, so one stat2 quadruple per lane and tile); 1 = s-bit codes, any β1; 2 = fp16.
+// One macro tile's loads for one lane: code words, statistics words (s-bit: the two words
+// holding row g's entry, then row g+8's; fp16: the two rows' (scale, zero) pairs), the stat2
+// quadruples, and x (NH = 1: vectors 0..7; NH = 2: also 8..15).
+template <int WB, int NH, int SK> struct MmaRaw {
+    uint32_t c[WB];
+    uint32_t e[SK == 2 ? 2 : 4];
+    uint2 s2[SK == 1 ? 2 : 1];
+    uint4 x[NH][2];
+};
+
+// A lane's running position: pointers advance by one macro tile per mma_load.
+struct LaneCtx {
+    const uint32_t *codes;  // word 0 of this lane in the current macro tile
+    const uint8_t *x[2];    // x of vector 8n + g (clamped to nb − 1) at this lane's chunk
+    const uint32_t *sblk;   // strip S's statistics blocks (group 0)
+    const uint2 *s2[2];     // stat2 of row g's / row g+8's block (group 0)
+    uint32_t col;           // first stored column of this lane's chunk (64·m + 16·t)
+    uint32_t ew[2], esh[2]; // word and bit of row g / g+8's entry in a statistics block
+};
+
+template <int WB, int NH, int SK>
+__device__ __forceinline__ void mma_load(const Params &p, LaneCtx &L, MmaRaw<WB, NH, SK> &o) {
+#pragma unroll
+    for (int i = 0; i < WB; i++) o.c[i] = __ldg(L.codes + i * 32);
+    const uint32_t G = min(L.col >> p.log2beta2, p.groups - 1);
+    const uint32_t *blk = L.sblk + G * p.tstat_words;
+    if constexpr (SK == 2) {
+        o.e[0] = __ldg(blk + L.ew[0]), o.e[1] = __ldg(blk + L.ew[1]);
+    } else {
+        o.e[0] = __ldg(blk + L.ew[0]), o.e[1] = __ldg(blk + L.ew[0] + 1);
+        o.e[2] = __ldg(blk + L.ew[1]), o.e[3] = __ldg(blk + L.ew[1] + 1);
+        o.s2[0] = __ldg(L.s2[0] + G);
+        if constexpr (SK == 1) o.s2[1] = __ldg(L.s2[1] + G);
+    }
+#pragma unroll
+    for (int n = 0; n < NH; n++) {
+        const uint4 *xv = reinterpret_cast<const uint4 *>(L.x[n]);
+        o.x[n][0] = __ldg(xv), o.x[n][1] = __ldg(xv + 1);
+        L.x[n] += 64 * 2;
+    }
+    L.codes += WB * 32, L.col += 64;
+}
+
+__device__ __forceinline__ uint32_t h2_bits(__half2 h) {
+    return *reinterpret_cast<uint32_t *>(&h);
+}
+__device__ __forceinline__ __half2 bits_h2(uint32_t u) {
+    return *reinterpret_cast<__half2 *>(&u);
+}
+
+// Tile J (0..3) of a macro tile: A = the lane's pairs 4J..4J+3 decoded to fp16 weights
+// (ŵ = scale·(q − zi) − scale·zf: HSUB2 makes q − zi exactly, one HFMA2), B = x words 2J, 2J+1.
+template <int WB, int NH, int SK, typename Act, int J>
+__device__ __forceinline__ void mma_tile(const MmaRaw<WB, NH, SK> &o, uint32_t magic,
+                                         const __half2 (&zq)[2], const __half2 (&sc)[2],
+                                         const __half2 (&bi)[2], float (&acc)[NH][4]) {
+    const uint32_t q[4] = {
+        code_pair<WB, 4 * J + 0>(o.c, magic), code_pair<WB, 4 * J + 1>(o.c, magic),
+        code_pair<WB, 4 * J + 2>(o.c, magic), code_pair<WB, 4 * J + 3>(o.c, magic)};
+    uint32_t a[4];
+#pragma unroll
+    for (int r = 0; r < 4; r++) {
+        const __half2 w = __hfma2(__hsub2(bits_h2(q[r]), zq[r & 1]), sc[r & 1], bi[r & 1]);
+        if constexpr (std::is_same<Act, __half>::value) {
+            a[r] = h2_bits(w);
+        } else {
+            const __nv_bfloat162 wb = __float22bfloat162_rn(__half22float2(w));
+            a[r] = *reinterpret_cast<const uint32_t *>(&wb);
+        }
+    }
+#pragma unroll
+    for (int n = 0; n < NH; n++) {
+        const uint4 &xv = o.x[n][J >> 1];
+        mma_16816(acc[n], a, (J & 1) ? xv.z : xv.x, (J & 1) ? xv.w : xv.y, Act());
+    }
+}
+
+template <int WB, int NH, int SK, typename Act>
+__device__ __forceinline__ void mma_compute(const Params &p, const LaneCtx &L, uint32_t magic,
+                                            const MmaRaw<WB, NH, SK> &o, float (&acc)[NH][4]) {
+    // per row of the lane: scale, 1024 + zi and −scale·zf as fp16x2 (same value in both halves)
+    __half2 sc[2], zq[2], bi[2];
+    float2 s01, s23; // (ss, zs), (sz, zz) of the row's second-order block
+    if constexpr (SK == 0)
+        s01 = __half22float2(bits_h2(o.s2[0].x)), s23 = __half22float2(bits_h2(o.s2[0].y));
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        float scale, zero;
+        if constexpr (SK == 2) {
+            const float2 sz = __half22float2(bits_h2(o.e[r]));
+            scale = sz.x, zero = sz.y;
+        } else {
+            if constexpr (SK == 1)
+                s01 = __half22float2(bits_h2(o.s2[r].x)), s23 = __half22float2(bits_h2(o.s2[r].y));
+            const uint32_t m = (1u << p.sbits) - 1u;
+            const uint32_t e = __funnelshift_r(o.e[2 * r], o.e[2 * r + 1], L.esh[r]);
+            scale = s01.x * ((float)(e & m) - s01.y); // spec §7.2 (no FMA: separate roundings)
+            zero = s23.x * ((float)((e >> p.sbits) & m) - s23.y);
+        }
+        // zero = zi + zf with zi an integer (|zero| <= 512 checked at upload): (1024 + q) −
+        // (1024 + zi) = q − zi is exact in fp16, so the only roundings are of scale (relative to
+        // |q − zi|·scale ≈ |ŵ|), of scale·zf (|zf| <= 1/2) and of the result; decoding
+        // q·scale − scale·zero instead would cancel two terms of size |scale·zero| (1e-3
+        // relative error at w = 8).
+        const float zi = rintf(zero);
+        sc[r] = __float2half2_rn(scale);
+        zq[r] = __float2half2_rn(1024.f + zi);
+        bi[r] = __float2half2_rn(-scale * (zero - zi));
+    }
+    mma_tile<WB, NH, SK, Act, 0>(o, magic, zq, sc, bi, acc);
+    mma_tile<WB, NH, SK, Act, 1>(o, magic, zq, sc, bi, acc);
+    mma_tile<WB, NH, SK, Act, 2>(o, magic, zq, sc, bi, acc);
+    mma_tile<WB, NH, SK, Act, 3>(o, magic, zq, sc, bi, acc);
+}
+
+#ifndef SPQR_MMA_MINBLOCKS
+#define SPQR_MMA_MINBLOCKS 3 // resident 8-warp blocks per SM asked of ptxas (bench/NOTES.md v6)
+#endif
+
+// Outliers, pipelined with the macro tiles: lane (g, t) adds CSR entries of its rows g and g+8;
+// the entries of a row are dealt to the strip's kw·ksplit warps. For nb <= 2 (only lane t = 0
+// holds those vectors' C fragment) the four lanes of a row split its entries further and sum
+// them in o[][] (folded into lane t = 0 at the end); for nb > 2 each lane takes all the entries of
+// its share for its own C-fragment vectors 2t, 2t+1 (+8) and adds straight into acc. Each step
+// consumes the entry loaded by the previous step (its x lookup hits L1/L2) and loads the next.
+struct OutlierState {
+    uint32_t k[2], end[2], col[2];
+    float d[2];
+    float o[2][2]; // nb <= 2: this lane's sums for rows g, g+8, vectors 0, 1
+};
+
+template <int NH, typename Act>
+__device__ __forceinline__ void outlier_step(const Params &p, const Act *__restrict__ xh,
+                                             uint32_t xstride, int nb, uint32_t t, uint32_t step,
+                                             OutlierState &o, float (&acc)[NH][4]) {
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        if (o.k[r] >= o.end[r]) continue;
+        if (nb <= 2) {
+#pragma unroll
+            for (int h = 0; h < 2; h++)
+                if (h < nb)
+                    o.o[r][h] =
+                        fmaf(o.d[r], to_f<Act>(xh[(uint64_t)h * xstride + o.col[r]]), o.o[r][h]);
+        } else {
+#pragma unroll
+            for (int n = 0; n < NH; n++)
+#pragma unroll
+                for (int h = 0; h < 2; h++) {
+                    const int b = 8 * n + 2 * (int)t + h;
+                    if (b < nb)
+                        acc[n][2 * r + h] =
+                            fmaf(o.d[r], to_f<Act>(xh[(uint64_t)b * xstride + o.col[r]]),
+                                 acc[n][2 * r + h]);
+                }
+        }
+        o.k[r] += step;
+        if (o.k[r] < o.end[r]) o.col[r] = outlier_col(p, o.k[r]), o.d[r] = __ldg(p.delta + o.k[r]);
+    }
+}
+
+// Grid: a block of 8 warps owns 8/kw strips (kw = 1, 2, 4 or 8 warps per strip, each over a
+// contiguous range of the strip's macro tiles); with ksplit > 1 (only with kw = 8, for layers with
+// few rows and many columns) ksplit blocks share a strip. Partial sums meet in shared memory; with
+// ksplit > 1 the blocks add theirs into acc32 (fp32, zero between calls) and the last block of the
+// strip to arrive (a counter per strip) writes y and re-zeroes acc32 and the counter.
+template <int WB, int NH, int SK, typename Act>
+__global__ void __launch_bounds__(kMmaThreads, NH == 1 ? SPQR_MMA_MINBLOCKS : 2)
+    mma_kernel(Params p, const Act *__restrict__ xh, uint32_t xstride, Act *__restrict__ y,
+               float *__restrict__ y32, int nb, int kw_log2, uint32_t ksplit,
+               float *__restrict__ acc32, uint32_t *__restrict__ counters, uint32_t magic) {
+    __shared__ float red[kMmaWarps][16][8 * NH + 1];
+    __shared__ uint32_t last_block;
+    const uint32_t lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const uint32_t kw = 1u << kw_log2, kwi = warp & (kw - 1), set = warp >> kw_log2;
+    const uint32_t sets = kMmaWarps >> kw_log2;
+    const uint32_t q = blockIdx.x % ksplit, S = (blockIdx.x / ksplit) * sets + set;
+    const uint32_t g = lane >> 2, t = lane & 3;
+    float acc[NH][4];
+#pragma unroll
+    for (int n = 0; n < NH; n++) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.f;
+
+    OutlierState os;
+    const bool spread = nb <= 2;
+    const uint32_t ostep = kw * ksplit * (spread ? 4 : 1);
+    const uint32_t ofirst = spread ? t + 4 * (kwi + kw * q) : kwi + kw * q;
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        const uint32_t row = 16 * S + g + 8 * r;
+        os.k[r] = os.end[r] = 0, os.col[r] = 0, os.d[r] = 0.f, os.o[r][0] = os.o[r][1] = 0.f;
+        if (p.fuse_outliers && S < p.strips && row < p.rows && (spread || 2 * (int)t < nb)) {
+            os.k[r] = __ldg(p.rowptr + row) + ofirst;
+            os.end[r] = __ldg(p.rowptr + row + 1);
+            if (os.k[r] < os.end[r])
+                os.col[r] = outlier_col(p, os.k[r]), os.d[r] = __ldg(p.delta + os.k[r]);
+        }
+    }
+
+    if (S < p.strips) {
+        const uint32_t per_block = (p.mtiles + ksplit - 1) / ksplit;
+        const uint32_t b0 = min(q * per_block, p.mtiles), b1 = min(b0 + per_block, p.mtiles);
+        const uint32_t per_warp = (b1 - b0 + kw - 1) >> kw_log2;
+        const uint32_t m0 = min(b0 + kwi * per_warp, b1), m1 = min(m0 + per_warp, b1);
+        LaneCtx L;
+        L.codes = p.tcodes + ((uint64_t)S * p.mtiles + m0) * WB * 32 + lane;
+        L.sblk = p.tstats + (uint64_t)S * p.groups * p.tstat_words;
+        L.col = 64 * m0 + 16 * t;
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            const uint32_t rr = g + 8 * r, row = min(16 * S + rr, p.rows - 1);
+            L.s2[r] = reinterpret_cast<const uint2 *>(p.stat2) +
+                      (uint64_t)(row >> p.log2beta1) * p.groups;
+            const uint32_t bit = SK == 2 ? 32 * rr : 2 * p.sbits * rr;
+            L.ew[r] = bit >> 5, L.esh[r] = bit & 31;
+        }
+#pragma unroll
+        for (int n = 0; n < NH; n++)
+            L.x[n] = reinterpret_cast<const uint8_t *>(
+                xh + (uint64_t)min((int)(8 * n + g), nb - 1) * xstride + 64 * m0 + 16 * t);
+        MmaRaw<WB, NH, SK> ra, rb;
+        uint32_t m = m0;
+        if (m < m1) mma_load<WB, NH, SK>(p, L, ra);
+        while (m < m1) {
+            if (m + 1 < m1) mma_load<WB, NH, SK>(p, L, rb);
+            mma_compute<WB, NH, SK, Act>(p, L, magic, ra, acc);
+            outlier_step<NH, Act>(p, xh, xstride, nb, t, ostep, os, acc);
+            if (++m >= m1) break;
+            if (m + 1 < m1) mma_load<WB, NH, SK>(p, L, ra);
+            mma_compute<WB, NH, SK, Act>(p, L, magic, rb, acc);
+            outlier_step<NH, Act>(p, xh, xstride, nb, t, ostep, os, acc);
+            ++m;
+        }
+    }
+    while (os.k[0] < os.end[0] || os.k[1] < os.end[1]) // rows with more entries than tiles
+        outlier_step<NH, Act>(p, xh, xstride, nb, t, ostep, os, acc);
+    if (spread) // fold the four lanes' outlier sums into lane t = 0 (vectors 0, 1)
+#pragma unroll
+        for (int r = 0; r < 2; r++)
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                float v = os.o[r][h];
+                v += __shfl_xor_sync(0xffffffffu, v, 1);
+                v += __shfl_xor_sync(0xffffffffu, v, 2);
+                if (t == 0) acc[0][2 * r + h] += v;
+            }
+
+            // C fragment: acc[n][0..1] = (row g, vectors 8n + 2t, +1), acc[n][2..3] = row g + 8
+#pragma unroll
+    for (int n = 0; n < NH; n++) {
+        red[warp][g][8 * n + 2 * t] = acc[n][0], red[warp][g][8 * n + 2 * t + 1] = acc[n][1];
+        red[warp][g + 8][8 * n + 2 * t] = acc[n][2];
+        red[warp][g + 8][8 * n + 2 * t + 1] = acc[n][3];
+    }
+    __syncthreads();
+    const uint32_t items = sets * 16 * (uint32_t)nb;
+    for (uint32_t i = threadIdx.x; i < items; i += kMmaThreads) {
+        const uint32_t st = i / (16 * nb), rr = (i / nb) % 16, b = i % nb;
+        const uint32_t row = ((blockIdx.x / ksplit) * sets + st) * 16 + rr;
+        if (row >= p.rows) continue;
+        float v = 0.f;
+        for (uint32_t j = 0; j < kw; j++) v += red[st * kw + j][rr][b];
+        if (ksplit > 1)
+            atomicAdd(acc32 + (uint64_t)b * p.rows + row, v);
+        else if (y32)
+            y32[(uint64_t)b * p.rows + row] = v;
+        else
+            y[(uint64_t)b * p.rows + row] = from_f<Act>(v);
+    }
+    if (ksplit == 1) return;
+    // ksplit > 1: sets == 1, S is the block's strip
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) last_block = atomicAdd(counters + S, 1u) == ksplit - 1;
+    __syncthreads();
+    if (!last_block) return;
+    __threadfence();
+    for (uint32_t i = threadIdx.x; i < 16 * (uint32_t)nb; i += kMmaThreads) {
+        const uint32_t rr = i / nb, b = i % nb, row = 16 * S + rr;
+        if (row >= p.rows) continue;
+        float *a = acc32 + (uint64_t)b * p.rows + row;
+        const float v = __ldcg(a);
+        __stcg(a, 0.f);
+        if (y32)
+            y32[(uint64_t)b * p.rows + row] = v;
+        else
+            y[(uint64_t)b * p.rows + row] = from_f<Act>(v);
+    }
+    if (threadIdx.x == 0) counters[S] = 0;
+}
