@@ -1,6 +1,11 @@
 // spqr_kernels.cu — CUDA kernels of libspqr: fused dense+sparse SpQR matvec/matmul (batch 1..16),
 // dequantize-to-fp16, outlier corrections, and the cuSPARSE alternative for the sparse part.
 //
+// Dispatch: tensors with β2 >= 16 whose statistics suit an fp16 decode are re-tiled at upload and
+// run the tensor-core kernel (v6, mma_kernel.cuh) for every batch; the others keep the stored
+// layout described below and run the fp32 kernels: v5 (stream_kernel.cuh) for batch 1..4 and v3
+// for 8..16 when β2 is 16 or 32, the generic kernel otherwise.
+//
 // Layout read as stored (spec §5-§6): row r of the codes is ceil(cols/32)·w 32-bit words; each
 // run of 32 columns ("chunk") is exactly w words. A warp owns a row; lane l decodes chunks
 // l, l+32, ... (w-word loads, coalesced across the warp).
