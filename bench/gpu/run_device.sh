@@ -3,8 +3,8 @@
 # configuration with the carried zstd/xxhash packages, runs the GPU tests (and once under
 # compute-sanitizer), then the benchmark. Logs go to $OUT.
 # Usage: bench/gpu/run_device.sh [test|bench|all|profile|tune]
-#   profile: ncu on one batch-1 kernel (KERNEL regex, SHAPE, SKIP launches) and the SASS; tune: the stream kernel's compile-time variants
-#   (SPQR_STREAM_ROWS, SPQR_STREAM_MINBLOCKS) built side by side, batch 1 on three shapes.
+#   profile: ncu on one batch-1 kernel (KERNEL regex, SHAPE, SKIP launches) and the SASS; tune: the
+#   tensor-core kernel's compile-time variants (SPQR_MMA_WARPS_PER_SM, SPQR_MMA_MINBLOCKS).
 set -euo pipefail
 what=${1:-all}
 OUT=${OUT:-/tmp/out}
@@ -18,20 +18,24 @@ cmake -S . -B build-gpu -DSPQR_MINIMAL=ON -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUD
   -DCMAKE_PREFIX_PATH=$DEPS/usr -DPKG_CONFIG_EXECUTABLE=/nonexistent > "$OUT/configure.log" 2>&1 || { cat "$OUT/configure.log"; exit 1; }
 cmake --build build-gpu -j16 2>&1 | grep -E "error|warning" || true
 if [ "$what" = tune ]; then
-  variants=${VARIANTS:-"2:3:2 2:3:4 2:4:2 2:4:4"}
+  # compile-time variants of the tensor-core kernel, built side by side; batch 1 (and TUNE_BATCH)
+  # on three shapes. VARIANTS: space-separated WARPS:MINBLOCKS pairs (SPQR_MMA_WARPS_PER_SM,
+  # SPQR_MMA_MINBLOCKS).
+  variants=${VARIANTS:-"32:3 16:3 64:3 32:2"}
   for v in $variants; do
-    IFS=: read -r r m c <<< "$v"
-    ( cmake -S . -B build-tune-$r-$m-$c -DSPQR_MINIMAL=ON -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 \
-        -DCMAKE_CUDA_FLAGS="-DSPQR_STREAM_ROWS=$r -DSPQR_STREAM_MINBLOCKS=$m -DSPQR_STREAM_LANE_CHUNKS=$c" \
+    IFS=: read -r st mb <<< "$v"
+    ( cmake -S . -B build-tune-$st-$mb -DSPQR_MINIMAL=ON -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 \
+        -DCMAKE_CUDA_FLAGS="-DSPQR_MMA_WARPS_PER_SM=$st -DSPQR_MMA_MINBLOCKS=$mb" \
         -DCMAKE_PREFIX_PATH=$DEPS/usr -DPKG_CONFIG_EXECUTABLE=/nonexistent > /dev/null 2>&1 &&
-      cmake --build build-tune-$r-$m-$c -j4 --target bench_gpu > "$OUT/build-$r-$m-$c.log" 2>&1 ) &
+      cmake --build build-tune-$st-$mb -j4 --target bench_gpu > "$OUT/build-$st-$mb.log" 2>&1 ) &
   done
   wait
   for v in $variants; do
-    IFS=: read -r r m c <<< "$v"
-    echo "== rows/warp $r, min blocks $m, min chunks per lane $c =="
-    grep -A2 "stream_kernelILi3ELi16ELi1ELi$r" "$OUT/build-$r-$m-$c.log" | grep -o "Used [0-9]* registers" | head -1
-    ./build-tune-$r-$m-$c/bench/gpu/bench_gpu --batch 1 --shape 4096x4096 --shape 8192x8192 --shape 28672x8192 | grep "^|" | grep -v "^|--"
+    IFS=: read -r st mb <<< "$v"
+    echo "== warps per SM $st, min blocks $mb =="
+    for b in 1 ${TUNE_BATCH:-}; do
+      ./build-tune-$st-$mb/bench/gpu/bench_gpu --batch $b --shape 4096x4096 --shape 8192x8192 --shape 28672x8192 | grep "^| [0-9]"
+    done
   done
   exit 0
 fi
