@@ -216,6 +216,11 @@ __global__ void dequant_tiled_kernel(Params p, __half *out) {
 template <typename Act>
 __global__ void prep_xh_kernel(Params p, const Act *__restrict__ x, int nb, Act *__restrict__ xh,
                                uint32_t stride) {
+#if __CUDA_ARCH__ >= 900
+    // let the matmul kernel launch now (programmatic dependent launch): it streams its first
+    // weights while this runs and waits (griddepcontrol.wait) before it reads xh
+    asm volatile("griddepcontrol.launch_dependents;\n" ::);
+#endif
     const uint64_t total = (uint64_t)nb * stride;
     for (uint64_t i = blockIdx.x * (uint64_t)blockDim.x + threadIdx.x; i < total;
          i += (uint64_t)gridDim.x * blockDim.x) {
@@ -447,6 +452,15 @@ __global__ void __launch_bounds__(kMmaThreads, NH == 1 ? SPQR_MMA_MINBLOCKS : 2)
         for (int n = 0; n < NH; n++)
             L.x[n] = reinterpret_cast<const uint8_t *>(
                 xh + (uint64_t)min((int)(8 * n + g), nb - 1) * xstride + 64 * m0 + 16 * t);
+            // before xh is ready (prep_xh_kernel, launched as our programmatic predecessor): pull
+            // the first two tiles' code words towards L2, then wait for the predecessor's writes
+#pragma unroll
+        for (int i = 0; i < 2 * WB; i++)
+            if (m0 + (uint32_t)(i / WB) < m1)
+                asm volatile("prefetch.global.L2 [%0];\n" ::"l"(L.codes + i * 32));
+#if __CUDA_ARCH__ >= 900
+        asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
         MmaRaw<WB, NH, SK> ra, rb;
         uint32_t m = m0;
         if (m < m1) mma_load<WB, NH, SK>(p, L, ra);
@@ -461,6 +475,9 @@ __global__ void __launch_bounds__(kMmaThreads, NH == 1 ? SPQR_MMA_MINBLOCKS : 2)
             ++m;
         }
     }
+#if __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;\n" ::: "memory"); // (no-op when already waited)
+#endif
     while (os.k[0] < os.end[0] || os.k[1] < os.end[1]) // rows with more entries than tiles
         outlier_step<NH, Act>(p, xh, xstride, nb, t, ostep, os, acc);
     if (spread) // fold the four lanes' outlier sums into lane t = 0 (vectors 0, 1)

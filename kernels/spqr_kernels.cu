@@ -806,9 +806,18 @@ static cudaError_t launch_mma_t(spqr_gpu_tensor *t, const Act *x, Act *y, float 
                p.mtiles / (8 * (ksplit + 1)) >= SPQR_MMA_MIN_TILES)
             ksplit++;
     const uint32_t sets = (uint32_t)kMmaWarps >> kwl;
-    mma_kernel<WB, NH, SK, Act><<<(p.strips + sets - 1) / sets * ksplit, kMmaThreads, 0, s>>>(
-        p, xh, stride, y, y32, nb, kwl, ksplit, t->acc32, t->counters, kMagic2);
-    return cudaGetLastError();
+    // programmatic dependent launch: the kernel may start while prep_xh_kernel runs (it waits
+    // with griddepcontrol.wait before reading xh)
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3((p.strips + sets - 1) / sets * ksplit);
+    cfg.blockDim = dim3(kMmaThreads);
+    cfg.stream = s;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr, cfg.numAttrs = 1;
+    return cudaLaunchKernelEx(&cfg, mma_kernel<WB, NH, SK, Act>, p, (const Act *)xh, stride, y, y32,
+                              nb, kwl, ksplit, t->acc32, t->counters, kMagic2);
 }
 template <int WB, typename Act>
 static cudaError_t launch_mma_w(spqr_gpu_tensor *t, const Act *x, Act *y, float *y32, int nb,
