@@ -39,7 +39,8 @@ typedef struct spqr_gpu_tensor spqr_gpu_tensor;
 spqr_status spqr_gpu_available(spqr_error *err);
 /* Copies an SpQR tensor's sections to the current device as they are stored (plus the outliers'
  * fp32 corrections, computed on the device), then re-tiles codes and first-order statistics for
- * the tensor-core kernel where it applies (the stored copies of those are released). */
+ * the tensor-core kernel where it applies (the stored copies of those are released; while both
+ * exist, device memory peaks at about twice the tensor's code bytes). */
 spqr_status spqr_gpu_upload(const spqr_file *f, size_t tensor, spqr_gpu_tensor **out,
                             spqr_error *err);
 void spqr_gpu_free(spqr_gpu_tensor *t);

@@ -50,8 +50,9 @@ int main(int argc, char **argv) {
         }
         double rel = sqrt(num / (den > 0 ? den : 1));
         bad |= st != SPQR_OK || !(rel < 1e-3);
-        printf("%-48s %6llux%-6llu %8.1f us  rel.err vs CPU %.2e\n", spqr_file_tensor_name(f, i),
-               (unsigned long long)rows, (unsigned long long)cols, ms * 1e3, rel);
+        printf("%-48s %6llux%-6llu %8.1f us  rel.err vs CPU %.2e  %s\n",
+               spqr_file_tensor_name(f, i), (unsigned long long)rows, (unsigned long long)cols,
+               ms * 1e3, rel, spqr_gpu_uses_tensor_cores(t) ? "tensor cores" : "fp32 kernels");
         cudaFree(dx), cudaFree(dy), free(xh), free(yh), free(x), free(y);
         spqr_gpu_free(t);
     }

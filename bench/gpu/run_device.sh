@@ -59,6 +59,12 @@ if [ "$what" != bench ]; then
   echo "== test_gpu =="
   SPQR_REAL_SPQR=$real ./build-gpu/tests/gpu/test_gpu > "$OUT/test_gpu.log" 2>&1 || true
   grep -E "FAIL|passed" "$OUT/test_gpu.log" | tail -25
+  if [ -n "$real" ]; then
+    echo "== examples/gpu_linears $real =="
+    rc=0; ./build-gpu/gpu_linears "$real" > "$OUT/gpu_linears.log" 2>&1 || rc=$?
+    echo "gpu_linears exit $rc"
+    tail -4 "$OUT/gpu_linears.log"
+  fi
   if [ -z "${SKIP_SANITIZER:-}" ]; then
   echo "== compute-sanitizer (memcheck, quick subset) =="
   SPQR_GPU_QUICK=1 SPQR_REAL_SPQR=$real timeout 180 compute-sanitizer --tool memcheck --error-exitcode 9 \
