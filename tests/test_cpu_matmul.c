@@ -5,6 +5,7 @@
  * poisoned with NaN first, so an unwritten element fails. Bound: relative L2 error < 1e-5 (fp32
  * accumulation of products of fp32 weights; the reference is exact to double). */
 #define _POSIX_C_SOURCE 200809L
+#include "check.h"
 #include "sample.h"
 #include "spqr.h"
 
@@ -13,19 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-static int passed, failed;
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (cond)                                                                                  \
-            passed++;                                                                              \
-        else {                                                                                     \
-            failed++;                                                                              \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                            \
-            printf(__VA_ARGS__);                                                                   \
-            printf("\n");                                                                          \
-        }                                                                                          \
-    } while (0)
 
 static double urand(uint64_t *s) {
     *s = *s * 6364136223846793005ull + 1442695040888963407ull;

@@ -9,6 +9,7 @@
  * tensor of a real compressed model is checked the same way. Exits 77 (ctest: skipped) without a
  * GPU. */
 #define _POSIX_C_SOURCE 200809L
+#include "../check.h"
 #include "sample.h"
 #include "spqr.h"
 
@@ -18,19 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-static int passed, failed;
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (cond)                                                                                  \
-            passed++;                                                                              \
-        else {                                                                                     \
-            failed++;                                                                              \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                            \
-            printf(__VA_ARGS__);                                                                   \
-            printf("\n");                                                                          \
-        }                                                                                          \
-    } while (0)
 
 static float act_round(float v, spqr_act_type a) {
     return a == SPQR_ACT_F16 ? spqr_f16_to_f32(spqr_f32_to_f16(v))
