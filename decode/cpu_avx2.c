@@ -29,19 +29,10 @@ int spqr_cpu_have_avx2(void) {
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c;
 }
 
-/* value g of a packed row of b-bit values (spec §6), inline (the hot loop decodes two per group) */
-static inline uint32_t packed_get(const uint32_t *row, uint64_t g, uint32_t b) {
-    const uint64_t bit = g * b;
-    const uint32_t sh = (uint32_t)(bit & 31);
-    uint64_t v = row[bit >> 5];
-    if (sh + b > 32) v |= (uint64_t)row[(bit >> 5) + 1] << 32;
-    return (uint32_t)(v >> sh) & ((1u << b) - 1u);
-}
-
 /* The second-order statistics of row block blk as four float arrays over the groups (F16C,
- * exact): decoded once per beta1 rows instead of once per row. */
-__attribute__((target("avx2,fma,f16c"))) static void
-block_stat2(const cpu_view *v, uint64_t blk, float *ss, float *zs, float *sz, float *zz) {
+ * exact): decoded once per beta1 rows instead of once per row. Shared with cpu_avx512.c. */
+__attribute__((target("avx2,fma,f16c"))) void
+spqr_cpu_block_stat2(const cpu_view *v, uint64_t blk, float *ss, float *zs, float *sz, float *zz) {
     const uint64_t G = v->groups;
     const uint8_t *st2 = v->s2 + 8 * blk * G;
     for (uint64_t g = 0; g < G; g++) {
@@ -107,8 +98,8 @@ row_stats(const cpu_view *v, uint64_t r, const float *const s2[4], float *scale,
         _mm256_storeu_ps(bias + g, _mm256_xor_ps(_mm256_mul_ps(sc, ze), sign));
     }
     for (; g < G; g++) {
-        const float s = s2[0][g] * ((float)packed_get((const uint32_t *)sr, g, sb) - s2[1][g]);
-        const float z = s2[2][g] * ((float)packed_get((const uint32_t *)zr, g, sb) - s2[3][g]);
+        const float s = s2[0][g] * ((float)cpu_packed_get((const uint32_t *)sr, g, sb) - s2[1][g]);
+        const float z = s2[2][g] * ((float)cpu_packed_get((const uint32_t *)zr, g, sb) - s2[3][g]);
         scale[g] = s, bias[g] = -s * z;
     }
 }
@@ -256,7 +247,8 @@ __attribute__((target("avx2,fma,f16c"))) int spqr_cpu_rows_avx2(const cpu_view *
     for (uint64_t r = r0; r < r1; r++) {
         if (v->in->stat_bits != 16 && r / v->in->beta1 != blk) {
             blk = r / v->in->beta1;
-            block_stat2(v, blk, (float *)s2[0], (float *)s2[1], (float *)s2[2], (float *)s2[3]);
+            spqr_cpu_block_stat2(v, blk, (float *)s2[0], (float *)s2[1], (float *)s2[2],
+                                 (float *)s2[3]);
         }
         row_stats(v, r, s2, scale, biases);
         const int32_t *crow = (const int32_t *)(v->codes + r * v->cw);
@@ -284,7 +276,7 @@ __attribute__((target("avx2,fma,f16c"))) int spqr_cpu_rows_avx2(const cpu_view *
         /* outliers: y += (v − ŵ(r, c))·x[c], ŵ by the same FMA as above */
         for (uint32_t kk = cpu_view_rowptr(v, r); kk < cpu_view_rowptr(v, r + 1); kk++) {
             const uint64_t c = cpu_view_col(v, kk);
-            const float wq = fmaf((float)packed_get((const uint32_t *)crow, c, wb),
+            const float wq = fmaf((float)cpu_packed_get((const uint32_t *)crow, c, wb),
                                   scale[c / beta2], biases[c / beta2]);
             const float d = cpu_view_value(v, kk) - wq;
             for (int b = 0; b < batch; b++) y[b] = fmaf(d, xp[b * xstride + c], y[b]);

@@ -45,10 +45,29 @@ static inline float cpu_view_value(const cpu_view *v, uint64_t k) {
     return spqr_f16_to_f32_inline(cpu_rd16(v->vals + 2 * k));
 }
 
+/* value g of a packed row of b-bit values (spec §6), inline for the vector paths' outlier loops */
+static inline uint32_t cpu_packed_get(const uint32_t *row, uint64_t g, uint32_t b) {
+    const uint64_t bit = g * b;
+    const uint32_t sh = (uint32_t)(bit & 31);
+    uint64_t v = row[bit >> 5];
+    if (sh + b > 32) v |= (uint64_t)row[(bit >> 5) + 1] << 32;
+    return (uint32_t)(v >> sh) & ((1u << b) - 1u);
+}
+
 /* cpu_avx2.c: 1 when the CPU has AVX2, FMA and F16C; rows r0..r1 of Y (batch x rows) from xp (batch
  * rows of xstride floats, permuted, zero-padded to whole chunks). Needs beta2 % 8 == 0. Returns 0,
  * or 1 when out of memory. */
 int spqr_cpu_have_avx2(void);
 int spqr_cpu_rows_avx2(const cpu_view *v, const float *xp, uint64_t xstride, int batch, uint64_t r0,
                        uint64_t r1, float *Y);
+/* cpu_avx2.c: the second-order statistics (spec §7.2: ss, zs, sz, zz) of row block blk as four
+ * float arrays of v->groups entries (F16C). Needs AVX2+F16C. */
+void spqr_cpu_block_stat2(const cpu_view *v, uint64_t blk, float *ss, float *zs, float *sz,
+                          float *zz);
+
+/* cpu_avx512.c: 1 when the CPU has AVX-512 F/BW/VL/DQ and VBMI (vpermb) besides AVX2+FMA+F16C;
+ * rows r0..r1 as spqr_cpu_rows_avx2, 16 codes per vector. Needs beta2 % 16 == 0. */
+int spqr_cpu_have_avx512(void);
+int spqr_cpu_rows_avx512(const cpu_view *v, const float *xp, uint64_t xstride, int batch,
+                         uint64_t r0, uint64_t r1, float *Y);
 #endif

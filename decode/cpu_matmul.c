@@ -46,12 +46,16 @@ static void unpack_row(const uint32_t *words, uint64_t n, uint32_t b, uint8_t *o
     }
 }
 
+/* the row loop a call runs: chosen per tensor from the CPU's features and beta2 */
+typedef enum { PATH_SCALAR, PATH_AVX2, PATH_AVX512 } cpu_path;
+
 typedef struct {
     const spqr_file *f;
     size_t t;
     const float *xp; /* batch rows of xstride floats, gathered through the permutation, padded */
     uint64_t xstride;
-    int batch, avx2;
+    int batch;
+    cpu_path path;
     float *Y;
     uint64_t r0, r1;
     int failed;
@@ -103,7 +107,11 @@ static void *worker(void *arg) {
         .sw = in->stat_bits == 16 ? 0 : spqr_stat_row_words(in, G),
         .wide = cols > 65536,
     };
-    if (j->avx2) {
+    if (j->path == PATH_AVX512) {
+        j->failed = spqr_cpu_rows_avx512(&v, j->xp, j->xstride, j->batch, j->r0, j->r1, j->Y);
+        return NULL;
+    }
+    if (j->path == PATH_AVX2) {
         j->failed = spqr_cpu_rows_avx2(&v, j->xp, j->xstride, j->batch, j->r0, j->r1, j->Y);
         return NULL;
     }
@@ -127,6 +135,41 @@ static void *worker(void *arg) {
     return NULL;
 }
 
+/* Floats between the gathered vectors: whole chunks of 32, plus padding so that the stride is an
+ * odd multiple of 256 bytes modulo 4 KB. The vector paths read the same columns of every vector
+ * together; at a stride that is a multiple of 4 KB (cols 4096) those 16 lines fall into one L1
+ * set, which holds 12: batch 16 ran 2.5x slower. An odd multiple of 256 B puts vector b's
+ * 128-byte piece in its own pair of sets for b < 16. */
+static uint64_t x_stride(uint64_t cols) {
+    uint64_t s = (cols + 31) / 32 * 32;
+    while ((s * 4 / 128) % 4 != 2) s += 32;
+    return s;
+}
+
+/* The fastest path the CPU and the tensor allow: AVX-512 (VBMI) for groups of whole 16-column
+ * halves, AVX2 for whole octets, else scalar. SPQR_CPU_ISA=scalar|avx2 in the environment caps it
+ * (read on every call, like OpenBLAS's OPENBLAS_CORETYPE; for benchmarks and tests of the slower
+ * paths on a CPU that has the faster one). */
+static cpu_path choose_path(const spqr_tensor_info *in) {
+    const char *cap = getenv("SPQR_CPU_ISA");
+    const int max = !cap                     ? PATH_AVX512
+                    : !strcmp(cap, "scalar") ? PATH_SCALAR
+                    : !strcmp(cap, "avx2")   ? PATH_AVX2
+                                             : PATH_AVX512;
+    if (in->wbits > 8) return PATH_SCALAR;
+    if (max >= PATH_AVX512 && in->beta2 % 16 == 0 && spqr_cpu_have_avx512()) return PATH_AVX512;
+    if (max >= PATH_AVX2 && in->beta2 % 8 == 0 && spqr_cpu_have_avx2()) return PATH_AVX2;
+    return PATH_SCALAR;
+}
+
+const char *spqr_cpu_matmul_path(const spqr_file *f, size_t tensor) {
+    if (tensor >= spqr_file_tensor_count(f)) return NULL;
+    const spqr_tensor_info *in = spqr_file_tensor_info(f, tensor);
+    if (in->kind != SPQR_KIND_SPQR) return NULL;
+    static const char *const names[] = {"scalar", "avx2", "avx512"};
+    return names[choose_path(in)];
+}
+
 spqr_status spqr_cpu_matmul(const spqr_file *f, size_t tensor, const float *X, int batch, float *Y,
                             int nthreads, spqr_error *err) {
     if (tensor >= spqr_file_tensor_count(f))
@@ -139,7 +182,7 @@ spqr_status spqr_cpu_matmul(const spqr_file *f, size_t tensor, const float *X, i
     if (batch < 1 || batch > SPQR_MAX_BATCH)
         return spqr_set_error(err, SPQR_E_ARG, 0, UINT64_MAX, "batch %d not in 1..%d", batch,
                               SPQR_MAX_BATCH);
-    const uint64_t rows = in->dims[0], cols = in->dims[1], xstride = (cols + 31) / 32 * 32;
+    const uint64_t rows = in->dims[0], cols = in->dims[1], xstride = x_stride(cols);
     float *xp = calloc((uint64_t)batch * xstride, sizeof *xp); /* zero padding past cols */
     if (!xp) {
         return spqr_set_error(err, SPQR_E_NOMEM, 0, UINT64_MAX, "out of memory");
@@ -155,8 +198,7 @@ spqr_status spqr_cpu_matmul(const spqr_file *f, size_t tensor, const float *X, i
     if (nthreads < 1) nthreads = 1;
     if (nthreads > 64) nthreads = 64;
     if ((uint64_t)nthreads > rows) nthreads = (int)rows;
-    /* the vector path: AVX2+FMA present and groups of whole octets */
-    const int avx2 = in->beta2 % 8 == 0 && in->wbits <= 8 && spqr_cpu_have_avx2();
+    const cpu_path path = choose_path(in);
     job_t jobs[64];
     pthread_t th[64];
     int started[64] = {0};
@@ -166,7 +208,7 @@ spqr_status spqr_cpu_matmul(const spqr_file *f, size_t tensor, const float *X, i
                           .xp = xp,
                           .xstride = xstride,
                           .batch = batch,
-                          .avx2 = avx2,
+                          .path = path,
                           .Y = Y,
                           .r0 = rows * (uint64_t)i / (uint64_t)nthreads,
                           .r1 = rows * (uint64_t)(i + 1) / (uint64_t)nthreads};

@@ -23,9 +23,15 @@ extern "C" {
 
 /* ---- CPU ---- */
 /* Y[b][r] = Σ_c W[r][c] · X[b][c] for b < batch (1..16): X is batch x cols, Y batch x rows, fp32,
- * in the original column order (the permutation is applied inside). nthreads <= 0: all cores. */
+ * in the original column order (the permutation is applied inside). nthreads <= 0: all cores.
+ * The vector path is chosen per call from the CPU and the tensor: "avx512" (AVX-512 with VBMI,
+ * beta2 % 16 == 0), "avx2" (AVX2+FMA+F16C, beta2 % 8 == 0) or "scalar"; the environment variable
+ * SPQR_CPU_ISA=avx2|scalar caps the choice. */
 spqr_status spqr_cpu_matmul(const spqr_file *f, size_t tensor, const float *X, int batch, float *Y,
                             int nthreads, spqr_error *err);
+/* The path spqr_cpu_matmul takes for this tensor now ("avx512", "avx2", "scalar"); NULL when the
+ * index is out of range or the tensor is not an SpQR tensor. */
+const char *spqr_cpu_matmul_path(const spqr_file *f, size_t tensor);
 /* The dequantized tensor as fp16 (original order), rounded to nearest even from the exact fp32. */
 spqr_status spqr_cpu_dequantize_f16(const spqr_file *f, size_t tensor, uint16_t *out,
                                     spqr_error *err);

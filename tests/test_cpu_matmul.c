@@ -1,11 +1,14 @@
 /* test_cpu_matmul.c — spqr_cpu_matmul against dequantize-then-multiply in double precision.
- * Random tensors over w 2..8, beta pairs with beta2 a multiple of 8 (the AVX2 path, where the CPU
- * has it) and not (the scalar path), s 1..8 and 16, ragged shapes up to 40000 columns, outlier
- * density 0 / 1% / 10%, with and without permutation; batch 1, 2, 5, 16; 1 and 2 threads. Y is
- * poisoned with NaN first, so an unwritten element fails. Bound: relative L2 error < 1e-5 (fp32
- * accumulation of products of fp32 weights; the reference is exact to double). */
+ * Random tensors over w 2..8, beta pairs with beta2 a multiple of 16 (the AVX-512 path), of 8 (the
+ * AVX2 path) and neither (scalar), s 1..8 and 16, ragged shapes up to 70000 columns (u32 outlier
+ * columns), outlier density 0 / 1% / 10%, with and without permutation; batch 1, 2, 5, 16; 1 and
+ * 2 threads; every tensor once per path cap (SPQR_CPU_ISA unset, avx2, scalar), asserting the
+ * path taken. Y is poisoned with NaN first, so an unwritten element fails. Bound: relative L2
+ * error < 1e-5 (fp32 accumulation of products of fp32 weights; the reference is exact to double).
+ */
 #define _POSIX_C_SOURCE 200809L
 #include "check.h"
+#include "cpu_internal.h"
 #include "sample.h"
 #include "spqr.h"
 
@@ -20,7 +23,38 @@ static double urand(uint64_t *s) {
     return (double)(*s >> 11) / 9007199254740992.0 * 2.0 - 1.0;
 }
 
+static const char *const caps[] = {NULL, "avx2", "scalar"};
+
+/* the path spqr_cpu_matmul must take for this tensor under cap */
+static const char *expected_path(const spqr_tensor_info *in, const char *cap) {
+    if (in->wbits <= 8 && !cap && in->beta2 % 16 == 0 && spqr_cpu_have_avx512()) return "avx512";
+    if (in->wbits <= 8 && (!cap || !strcmp(cap, "avx2")) && in->beta2 % 8 == 0 &&
+        spqr_cpu_have_avx2())
+        return "avx2";
+    return "scalar";
+}
+
+static void check_path(const spqr_file *f, const char *label, uint64_t seed);
+
+/* every path cap in turn */
 static void check_tensor(const spqr_file *f, const char *label, uint64_t seed) {
+    for (int ci = 0; ci < 3; ci++) {
+        if (caps[ci])
+            setenv("SPQR_CPU_ISA", caps[ci], 1);
+        else
+            unsetenv("SPQR_CPU_ISA");
+        const char *want = expected_path(spqr_file_tensor_info(f, 0), caps[ci]);
+        const char *got = spqr_cpu_matmul_path(f, 0);
+        CHECK(got && !strcmp(got, want), "%s cap %s: path %s, expected %s", label,
+              caps[ci] ? caps[ci] : "none", got ? got : "NULL", want);
+        char full[256];
+        snprintf(full, sizeof full, "%s [%s]", label, want);
+        check_path(f, full, seed);
+    }
+    unsetenv("SPQR_CPU_ISA");
+}
+
+static void check_path(const spqr_file *f, const char *label, uint64_t seed) {
     const spqr_tensor_info *in = spqr_file_tensor_info(f, 0);
     const uint64_t rows = in->dims[0], cols = in->dims[1];
     float *W = malloc(rows * cols * sizeof *W);
@@ -87,7 +121,42 @@ int main(void) {
             check_tensor(f, label, (uint64_t)k);
             spqr_file_close(f);
         }
+    /* the vector paths' edges: u32 outlier columns (cols > 65536), row tiles of 16 with a
+     * remainder, column blocks (batch 16 splits 4097 columns into blocks), beta2 > 16 halves,
+     * s = 16, w = 8 and w = 2, 10 % outliers, a row shorter than one 32-byte code load */
+    static const struct {
+        uint64_t rows, cols;
+        uint32_t w, s, b1, b2;
+        double dens;
+    } edges[] = {{3, 70000, 3, 3, 16, 16, 0.01}, {300, 4097, 4, 16, 16, 32, 0.10},
+                 {33, 1000, 2, 8, 32, 64, 0.01}, {5, 2000, 8, 4, 8, 128, 0.10},
+                 {17, 48, 3, 2, 16, 16, 0.10},   {40, 777, 5, 3, 64, 16, 0.0}};
+    for (int e = 0; e < 6; e++) {
+        spqr_tensor_info in = {
+            .kind = SPQR_KIND_SPQR,
+            .ndim = 2,
+            .dims = {edges[e].rows, edges[e].cols},
+            .wbits = edges[e].w,
+            .stat_bits = edges[e].s,
+            .beta1 = edges[e].b1,
+            .beta2 = edges[e].b2,
+            .nnz = (uint64_t)(edges[e].dens * (double)(edges[e].rows * edges[e].cols)),
+            .flags = (e % 2) ? SPQR_FLAG_PERM : 0};
+        spqr_error err = {0};
+        char label[160];
+        spqr_sample_describe(&in, label, sizeof label);
+        spqr_file *f = spqr_sample_open_tensor(path, &in, 7000 + (uint64_t)e, &err);
+        if (!f) {
+            CHECK(0, "%s: building tensor: %s", label, err.msg);
+            continue;
+        }
+        check_tensor(f, label, 100 + (uint64_t)e);
+        spqr_file_close(f);
+    }
     unlink(path);
+    if (!spqr_cpu_have_avx512())
+        printf("SKIP the AVX-512 path: this CPU lacks AVX-512 F/BW/VL/DQ/VBMI\n");
+    if (!spqr_cpu_have_avx2()) printf("SKIP the AVX2 path: this CPU lacks AVX2/FMA/F16C\n");
     printf("cpu matmul: %d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }

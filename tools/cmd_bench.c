@@ -33,8 +33,13 @@ int cmd_bench(int argc, char **argv) {
     printf("CPU: %ld cores. spqr fused matmul vs OpenBLAS sgemv/sgemm on fp32 weights (fastest of "
            "9 calls, ms)\n\n",
            sysconf(_SC_NPROCESSORS_ONLN));
-    printf("| shape | config | batch | spqr ms | OpenBLAS fp32 ms | speedup | spqr bytes read | "
-           "fp32 bytes read |\n|---|---|---|---|---|---|---|---|\n");
+    /* the caller's cap, restored after each AVX2 comparison run (setenv may move the string) */
+    char cap_copy[32] = "";
+    const char *isa_cap = getenv("SPQR_CPU_ISA");
+    if (isa_cap) snprintf(cap_copy, sizeof cap_copy, "%s", isa_cap), isa_cap = cap_copy;
+    printf("| shape | config | batch | spqr path | spqr ms | spqr AVX2 ms | OpenBLAS fp32 ms | "
+           "speedup | spqr "
+           "bytes read | fp32 bytes read |\n|---|---|---|---|---|---|---|---|---|---|\n");
     for (int si = 0; si < nshapes; si++)
         for (int cfg = 0; cfg < 2; cfg++) {
             const uint64_t rows = (uint64_t)shapes[si][0], cols = (uint64_t)shapes[si][1];
@@ -74,7 +79,7 @@ int cmd_bench(int argc, char **argv) {
             static const int batches[] = {1, 4, 16};
             for (int bi = 0; bi < (quick ? 1 : 3); bi++) {
                 const int b = batches[bi];
-                double ts[9], tb[9];
+                double ts[9], ta[9], tb[9];
                 /* separate phases: OpenBLAS worker threads spin-yield for a while after each call
                  * and would steal the cores from spqr's threads if the two were interleaved */
                 nanosleep(&(struct timespec){0, 300000000L}, NULL);
@@ -83,6 +88,17 @@ int cmd_bench(int argc, char **argv) {
                     spqr_cpu_matmul(f, 0, X, b, Y, 0, &err);
                     ts[r] = now_s() - t0;
                 }
+                /* the AVX2 path for comparison (the default where the CPU lacks AVX-512) */
+                setenv("SPQR_CPU_ISA", "avx2", 1);
+                for (int r = 0; r < 9; r++) {
+                    double t0 = now_s();
+                    spqr_cpu_matmul(f, 0, X, b, Y, 0, &err);
+                    ta[r] = now_s() - t0;
+                }
+                if (isa_cap)
+                    setenv("SPQR_CPU_ISA", isa_cap, 1);
+                else
+                    unsetenv("SPQR_CPU_ISA");
                 for (int r = 0; r < 9; r++) {
                     double t0 = now_s();
                     if (b == 1)
@@ -94,12 +110,14 @@ int cmd_bench(int argc, char **argv) {
                                     (int)rows);
                     tb[r] = now_s() - t0;
                 }
-                qsort(ts, 9, sizeof ts[0], cmpd), qsort(tb, 9, sizeof tb[0], cmpd);
-                printf("| %llux%llu | w%u s3 b16 %s | %d | %.2f | %.2f | %.2fx | %.1f MB | %.1f MB "
-                       "|\n",
+                qsort(ts, 9, sizeof ts[0], cmpd), qsort(ta, 9, sizeof ta[0], cmpd);
+                qsort(tb, 9, sizeof tb[0], cmpd);
+                printf("| %llux%llu | w%u s3 b16 %s | %d | %s | %.2f | %.2f | %.2f | %.2fx | %.1f "
+                       "MB | "
+                       "%.1f MB |\n",
                        (unsigned long long)rows, (unsigned long long)cols, in.wbits,
-                       in.nnz ? "1% outl" : "0 outl", b, 1e3 * ts[0], 1e3 * tb[0], tb[0] / ts[0],
-                       bytes / 1e6, rows * cols * 4 / 1e6);
+                       in.nnz ? "1% outl" : "0 outl", b, spqr_cpu_matmul_path(f, 0), 1e3 * ts[0],
+                       1e3 * ta[0], 1e3 * tb[0], tb[0] / ts[0], bytes / 1e6, rows * cols * 4 / 1e6);
                 fflush(stdout);
             }
             free(W), free(X), free(Y);
