@@ -313,12 +313,12 @@ __attribute__((target(AVX512_TARGET))) int spqr_cpu_rows_avx512(const cpu_view *
                 blk = r / v->in->beta1;
                 spqr_cpu_block_stat2(v, blk, s2[0], s2[1], s2[2], s2[3]);
             }
-            row_stats16(v, r, &us, (const float *const *)s2, scale, bias);
             float *s16 = halfstat + 2 * hpad * i, *b16 = s16 + hpad;
             if (k > 0) {
+                row_stats16(v, r, &us, (const float *const *)s2, scale, bias);
                 expand_halves(scale, halves, k, s16), expand_halves(bias, halves, k, b16);
-            } else {
-                memcpy(s16, scale, halves * sizeof *s16), memcpy(b16, bias, halves * sizeof *b16);
+            } else { /* beta2 = 16: groups are halves (entries past the last group stay zero) */
+                row_stats16(v, r, &us, (const float *const *)s2, s16, b16);
             }
             for (int b = 0; b < batch; b++) accs[i * SPQR_MAX_BATCH + b] = _mm512_setzero_ps();
         }

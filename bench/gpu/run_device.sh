@@ -56,6 +56,10 @@ if [ "$what" = profile ]; then
   exit 0
 fi
 if [ "$what" != bench ]; then
+  echo "== test_cpu_matmul (this machine's CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)) =="
+  grep -o -w 'avx512vbmi\|avx512f\|avx2' /proc/cpuinfo | sort -u | tr '\n' ' '; echo
+  ./build-gpu/test_cpu_matmul > "$OUT/test_cpu_matmul.log" 2>&1; echo "test_cpu_matmul exit $?"
+  grep -E "FAIL|SKIP|passed" "$OUT/test_cpu_matmul.log" | tail -8
   echo "== test_gpu =="
   SPQR_REAL_SPQR=$real ./build-gpu/tests/gpu/test_gpu > "$OUT/test_gpu.log" 2>&1 || true
   grep -E "FAIL|passed" "$OUT/test_gpu.log" | tail -25
