@@ -236,6 +236,14 @@ __global__ void prep_xh_kernel(Params p, const Act *__restrict__ x, int nb, Act 
 // One macro tile's loads for one lane: code words, statistics words (s-bit: the two words
 // holding row g's entry, then row g+8's; fp16: the two rows' (scale, zero) pairs), the stat2
 // quadruples, and x (NH = 1: vectors 0..7; NH = 2: also 8..15).
+// compile-time switches (measurement builds, run_device.sh probe; bench/NOTES.md v6j)
+#ifndef SPQR_MMA_PROBE
+#define SPQR_MMA_PROBE 0
+#endif
+#ifndef SPQR_MMA_INTERLEAVE
+#define SPQR_MMA_INTERLEAVE 1
+#endif
+
 template <int WB, int NH, int SK> struct MmaRaw {
     uint32_t c[WB];
     uint32_t e[SK == 2 ? 2 : 4];
@@ -251,12 +259,19 @@ struct LaneCtx {
     const uint2 *s2[2];     // stat2 of row g's / row g+8's block (group 0)
     uint32_t col;           // first stored column of this lane's chunk (64·m + 16·t)
     uint32_t ew[2], esh[2]; // word and bit of row g / g+8's entry in a statistics block
+    uint32_t step;          // tiles between this warp's consecutive tiles (SPQR_MMA_INTERLEAVE)
 };
 
 template <int WB, int NH, int SK>
 __device__ __forceinline__ void mma_load(const Params &p, LaneCtx &L, MmaRaw<WB, NH, SK> &o) {
+#if SPQR_MMA_PROBE >= 3 // timing probe: w = 4 codes as one 16-byte load per lane (a lane-major layout)
+    if constexpr (WB == 4) {
+        const uint4 v = __ldg(reinterpret_cast<const uint4 *>(L.codes + 3 * (threadIdx.x & 31)));
+        o.c[0] = v.x, o.c[1] = v.y, o.c[2] = v.z, o.c[3] = v.w;
+    } else
+#endif
 #pragma unroll
-    for (int i = 0; i < WB; i++) o.c[i] = __ldg(L.codes + i * 32);
+        for (int i = 0; i < WB; i++) o.c[i] = __ldg(L.codes + i * 32);
     const uint32_t G = min(L.col >> p.log2beta2, p.groups - 1);
     const uint32_t *blk = L.sblk + G * p.tstat_words;
     if constexpr (SK == 2) {
@@ -271,9 +286,9 @@ __device__ __forceinline__ void mma_load(const Params &p, LaneCtx &L, MmaRaw<WB,
     for (int n = 0; n < NH; n++) {
         const uint4 *xv = reinterpret_cast<const uint4 *>(L.x[n]);
         o.x[n][0] = __ldg(xv), o.x[n][1] = __ldg(xv + 1);
-        L.x[n] += 64 * 2;
+        L.x[n] += 64 * 2 * L.step;
     }
-    L.codes += WB * 32, L.col += 64;
+    L.codes += WB * 32 * L.step, L.col += 64 * L.step;
 }
 
 __device__ __forceinline__ uint32_t h2_bits(__half2 h) {
@@ -310,9 +325,25 @@ __device__ __forceinline__ void mma_tile(const MmaRaw<WB, NH, SK> &o, uint32_t m
     }
 }
 
+// SPQR_MMA_PROBE (a measurement build, never the library's: results are wrong; bench/NOTES.md
+// v6 "ceilings", run_device.sh probe): 1 = loads only (every word a tile loads is XOR-folded into
+// acc, no decode, no mma), 2 = no statistics decode (constant scale/zero; codes decoded, mma),
+// 3 = loads only with w = 4 codes read as one 16-byte load per lane, 4 = the full kernel so.
+
 template <int WB, int NH, int SK, typename Act>
 __device__ __forceinline__ void mma_compute(const Params &p, const LaneCtx &L, uint32_t magic,
                                             const MmaRaw<WB, NH, SK> &o, float (&acc)[NH][4]) {
+#if SPQR_MMA_PROBE == 1 || SPQR_MMA_PROBE == 3
+    uint32_t h = 0;
+#pragma unroll
+    for (int i = 0; i < WB; i++) h ^= o.c[i];
+#pragma unroll
+    for (int i = 0; i < (SK == 2 ? 2 : 4); i++) h ^= o.e[i];
+    if constexpr (SK != 2) h ^= o.s2[0].x ^ o.s2[0].y;
+#pragma unroll
+    for (int n = 0; n < NH; n++) h ^= o.x[n][0].x ^ o.x[n][1].w;
+    acc[0][0] += __uint_as_float(h & 0x007fffffu); // a denormal: keeps every load live
+#else
     // per row of the lane: scale, 1024 + zi and −scale·zf as fp16x2 (same value in both halves)
     __half2 sc[2], zq[2], bi[2];
     float2 s01, s23; // (ss, zs), (sz, zz) of the row's second-order block
@@ -321,6 +352,11 @@ __device__ __forceinline__ void mma_compute(const Params &p, const LaneCtx &L, u
 #pragma unroll
     for (int r = 0; r < 2; r++) {
         float scale, zero;
+#if SPQR_MMA_PROBE == 2
+        if (true) {
+            scale = 0.01f, zero = 3.25f + (float)(o.e[r] & 1u); // keeps the entry loads live
+        } else
+#endif
         if constexpr (SK == 2) {
             const float2 sz = __half22float2(bits_h2(o.e[r]));
             scale = sz.x, zero = sz.y;
@@ -346,6 +382,7 @@ __device__ __forceinline__ void mma_compute(const Params &p, const LaneCtx &L, u
     mma_tile<WB, NH, SK, Act, 1>(o, magic, zq, sc, bi, acc);
     mma_tile<WB, NH, SK, Act, 2>(o, magic, zq, sc, bi, acc);
     mma_tile<WB, NH, SK, Act, 3>(o, magic, zq, sc, bi, acc);
+#endif
 }
 
 #ifndef SPQR_MMA_MINBLOCKS
@@ -434,9 +471,18 @@ __global__ void __launch_bounds__(kMmaThreads, NH == 1 ? SPQR_MMA_MINBLOCKS : 2)
     if (S < p.strips) {
         const uint32_t per_block = (p.mtiles + ksplit - 1) / ksplit;
         const uint32_t b0 = min(q * per_block, p.mtiles), b1 = min(b0 + per_block, p.mtiles);
+#if SPQR_MMA_INTERLEAVE
+        // the block's tiles dealt round-robin to the strip's kw warps: at any moment they read
+        // neighbouring tiles, one DRAM stream per strip instead of kw (bench/NOTES.md v6j)
+        const uint32_t m0 = min(b0 + kwi, b1), ntiles = (b1 - m0 + kw - 1) >> kw_log2;
+        const uint32_t step = kw;
+#else
         const uint32_t per_warp = (b1 - b0 + kw - 1) >> kw_log2;
-        const uint32_t m0 = min(b0 + kwi * per_warp, b1), m1 = min(m0 + per_warp, b1);
+        const uint32_t m0 = min(b0 + kwi * per_warp, b1), ntiles = min(m0 + per_warp, b1) - m0;
+        const uint32_t step = 1;
+#endif
         LaneCtx L;
+        L.step = step;
         L.codes = p.tcodes + ((uint64_t)S * p.mtiles + m0) * WB * 32 + lane;
         L.sblk = p.tstats + (uint64_t)S * p.groups * p.tstat_words;
         L.col = 64 * m0 + 16 * t;
@@ -456,20 +502,21 @@ __global__ void __launch_bounds__(kMmaThreads, NH == 1 ? SPQR_MMA_MINBLOCKS : 2)
             // the first two tiles' code words towards L2, then wait for the predecessor's writes
 #pragma unroll
         for (int i = 0; i < 2 * WB; i++)
-            if (m0 + (uint32_t)(i / WB) < m1)
-                asm volatile("prefetch.global.L2 [%0];\n" ::"l"(L.codes + i * 32));
+            if ((uint32_t)(i / WB) < ntiles)
+                asm volatile("prefetch.global.L2 [%0];\n" ::"l"(
+                    L.codes + (i / WB) * step * WB * 32 + (i % WB) * 32));
 #if __CUDA_ARCH__ >= 900
         asm volatile("griddepcontrol.wait;\n" ::: "memory");
 #endif
         MmaRaw<WB, NH, SK> ra, rb;
-        uint32_t m = m0;
-        if (m < m1) mma_load<WB, NH, SK>(p, L, ra);
-        while (m < m1) {
-            if (m + 1 < m1) mma_load<WB, NH, SK>(p, L, rb);
+        uint32_t m = 0; // tiles done
+        if (m < ntiles) mma_load<WB, NH, SK>(p, L, ra);
+        while (m < ntiles) {
+            if (m + 1 < ntiles) mma_load<WB, NH, SK>(p, L, rb);
             mma_compute<WB, NH, SK, Act>(p, L, magic, ra, acc);
             outlier_step<NH, Act>(p, xh, xstride, nb, t, ostep, os, acc);
-            if (++m >= m1) break;
-            if (m + 1 < m1) mma_load<WB, NH, SK>(p, L, ra);
+            if (++m >= ntiles) break;
+            if (m + 1 < ntiles) mma_load<WB, NH, SK>(p, L, ra);
             mma_compute<WB, NH, SK, Act>(p, L, magic, rb, acc);
             outlier_step<NH, Act>(p, xh, xstride, nb, t, ostep, os, acc);
             ++m;

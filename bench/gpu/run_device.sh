@@ -2,7 +2,7 @@
 # The GPU job for the device machine (a bare box with nvcc and cmake): builds the minimal
 # configuration with the carried zstd/xxhash packages, runs the GPU tests (and once under
 # compute-sanitizer), then the benchmark. Logs go to $OUT.
-# Usage: bench/gpu/run_device.sh [test|bench|all|profile|tune]
+# Usage: bench/gpu/run_device.sh [test|bench|all|profile|tune|probe]
 #   profile: ncu on one batch-1 kernel (KERNEL regex, SHAPE, SKIP launches) and the SASS; tune: the
 #   tensor-core kernel's compile-time variants (SPQR_MMA_WARPS_PER_SM, SPQR_MMA_MINBLOCKS).
 set -euo pipefail
@@ -35,6 +35,27 @@ if [ "$what" = tune ]; then
     echo "== warps per SM $st, min blocks $mb =="
     for b in 1 ${TUNE_BATCH:-}; do
       ./build-tune-$st-$mb/bench/gpu/bench_gpu --batch $b --shape 4096x4096 --shape 8192x8192 --shape 28672x8192 | grep "^| [0-9]"
+    done
+  done
+  exit 0
+fi
+if [ "$what" = probe ]; then
+  # the library's kernel against builds with other compile-time flags, batch 1 (and PROBE_BATCH).
+  # PROBES: ';'-separated CUDA flag sets; default: the access-pattern ceilings of mma_kernel.cuh
+  # (SPQR_MMA_PROBE 1 = loads only, 2 = no statistics decode: wrong results, timing only)
+  IFS=';' read -r -a probes <<< "${PROBES:--DSPQR_MMA_PROBE=1;-DSPQR_MMA_PROBE=2}"
+  for i in "${!probes[@]}"; do
+    ( cmake -S . -B build-probe-$i -DSPQR_MINIMAL=ON -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 \
+        -DCMAKE_CUDA_FLAGS="${probes[$i]}" \
+        -DCMAKE_PREFIX_PATH=$DEPS/usr -DPKG_CONFIG_EXECUTABLE=/nonexistent > /dev/null 2>&1 &&
+      cmake --build build-probe-$i -j8 --target bench_gpu > "$OUT/build-probe-$i.log" 2>&1 ) &
+  done
+  wait
+  for i in lib "${!probes[@]}"; do
+    if [ "$i" = lib ]; then dir=build-gpu; echo "== the library's kernel =="
+    else dir=build-probe-$i; echo "== ${probes[$i]} =="; fi
+    for b in 1 ${PROBE_BATCH:-}; do
+      ./$dir/bench/gpu/bench_gpu --batch $b --shape 4096x4096 --shape 8192x8192 --shape 28672x8192 --shape 8192x28672 | grep "^| [0-9]"
     done
   done
   exit 0
