@@ -215,7 +215,7 @@ __global__ void dequant_tiled_kernel(Params p, __half *out) {
 // xh[b][c] = x[b][perm[c]] for b < nb, c < stride = 64·mtiles (zeros past cols).
 template <typename Act>
 __global__ void prep_xh_kernel(Params p, const Act *__restrict__ x, int nb, Act *__restrict__ xh,
-                               uint32_t stride) {
+                               uint32_t stride, Act *__restrict__ xt) {
 #if __CUDA_ARCH__ >= 900
     // let the matmul kernel launch now (programmatic dependent launch): it streams its first
     // weights while this runs and waits (griddepcontrol.wait) before it reads xh
@@ -229,6 +229,16 @@ __global__ void prep_xh_kernel(Params p, const Act *__restrict__ x, int nb, Act 
         if (c < p.cols) v = x[(uint64_t)b * p.cols + (p.has_perm ? __ldg(p.perm + c) : c)];
         xh[i] = v;
     }
+    // batch > 2 with outliers: xt[c][b] = the same values transposed (zero for b >= nb), so the
+    // outlier lookups of a row's four lanes fall in one 32-byte sector
+    if (xt)
+        for (uint64_t i = blockIdx.x * (uint64_t)blockDim.x + threadIdx.x; i < 16ull * p.cols;
+             i += (uint64_t)gridDim.x * blockDim.x) {
+            const uint32_t c = (uint32_t)(i / 16), b = (uint32_t)(i % 16);
+            Act v = from_f<Act>(0.f);
+            if ((int)b < nb) v = x[(uint64_t)b * p.cols + (p.has_perm ? __ldg(p.perm + c) : c)];
+            xt[i] = v;
+        }
 }
 
 // SK, the statistics kind: 0 = s-bit codes, both rows of a lane in one second-order block
@@ -264,7 +274,8 @@ struct LaneCtx {
 
 template <int WB, int NH, int SK>
 __device__ __forceinline__ void mma_load(const Params &p, LaneCtx &L, MmaRaw<WB, NH, SK> &o) {
-#if SPQR_MMA_PROBE >= 3 // timing probe: w = 4 codes as one 16-byte load per lane (a lane-major layout)
+#if SPQR_MMA_PROBE >=                                                                              \
+    3 // timing probe: w = 4 codes as one 16-byte load per lane (a lane-major layout)
     if constexpr (WB == 4) {
         const uint4 v = __ldg(reinterpret_cast<const uint4 *>(L.codes + 3 * (threadIdx.x & 31)));
         o.c[0] = v.x, o.c[1] = v.y, o.c[2] = v.z, o.c[3] = v.w;
@@ -357,7 +368,7 @@ __device__ __forceinline__ void mma_compute(const Params &p, const LaneCtx &L, u
             scale = 0.01f, zero = 3.25f + (float)(o.e[r] & 1u); // keeps the entry loads live
         } else
 #endif
-        if constexpr (SK == 2) {
+            if constexpr (SK == 2) {
             const float2 sz = __half22float2(bits_h2(o.e[r]));
             scale = sz.x, zero = sz.y;
         } else {
@@ -395,6 +406,13 @@ __device__ __forceinline__ void mma_compute(const Params &p, const LaneCtx &L, u
 // them in o[][] (folded into lane t = 0 at the end); for nb > 2 each lane takes all the entries of
 // its share for its own C-fragment vectors 2t, 2t+1 (+8) and adds straight into acc. Each step
 // consumes the entry loaded by the previous step (its x lookup hits L1/L2) and loads the next.
+__device__ __forceinline__ float2 pair_to_f2(const __half *v) {
+    return __half22float2(*reinterpret_cast<const __half2 *>(v));
+}
+__device__ __forceinline__ float2 pair_to_f2(const __nv_bfloat16 *v) {
+    return __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(v));
+}
+
 struct OutlierState {
     uint32_t k[2], end[2], col[2];
     float d[2];
@@ -403,8 +421,9 @@ struct OutlierState {
 
 template <int NH, typename Act>
 __device__ __forceinline__ void outlier_step(const Params &p, const Act *__restrict__ xh,
-                                             uint32_t xstride, int nb, uint32_t t, uint32_t step,
-                                             OutlierState &o, float (&acc)[NH][4]) {
+                                             const Act *__restrict__ xt, uint32_t xstride, int nb,
+                                             uint32_t t, uint32_t step, OutlierState &o,
+                                             float (&acc)[NH][4]) {
 #pragma unroll
     for (int r = 0; r < 2; r++) {
         if (o.k[r] >= o.end[r]) continue;
@@ -415,16 +434,24 @@ __device__ __forceinline__ void outlier_step(const Params &p, const Act *__restr
                     o.o[r][h] =
                         fmaf(o.d[r], to_f<Act>(xh[(uint64_t)h * xstride + o.col[r]]), o.o[r][h]);
         } else {
+            if constexpr (NH == 2) {
+                // vectors 8n + 2t, +1 of column col: one 4-byte load from xt (zero past nb)
 #pragma unroll
-            for (int n = 0; n < NH; n++)
+                for (int n = 0; n < NH; n++) {
+                    const float2 xv = pair_to_f2(xt + 16ull * o.col[r] + 8 * n + 2 * t);
+                    acc[n][2 * r] = fmaf(o.d[r], xv.x, acc[n][2 * r]);
+                    acc[n][2 * r + 1] = fmaf(o.d[r], xv.y, acc[n][2 * r + 1]);
+                }
+            } else {
 #pragma unroll
                 for (int h = 0; h < 2; h++) {
-                    const int b = 8 * n + 2 * (int)t + h;
+                    const int b = 2 * (int)t + h;
                     if (b < nb)
-                        acc[n][2 * r + h] =
+                        acc[0][2 * r + h] =
                             fmaf(o.d[r], to_f<Act>(xh[(uint64_t)b * xstride + o.col[r]]),
-                                 acc[n][2 * r + h]);
+                                 acc[0][2 * r + h]);
                 }
+            }
         }
         o.k[r] += step;
         if (o.k[r] < o.end[r]) o.col[r] = outlier_col(p, o.k[r]), o.d[r] = __ldg(p.delta + o.k[r]);
@@ -438,8 +465,8 @@ __device__ __forceinline__ void outlier_step(const Params &p, const Act *__restr
 // strip to arrive (a counter per strip) writes y and re-zeroes acc32 and the counter.
 template <int WB, int NH, int SK, typename Act>
 __global__ void __launch_bounds__(kMmaThreads, NH == 1 ? SPQR_MMA_MINBLOCKS : 2)
-    mma_kernel(Params p, const Act *__restrict__ xh, uint32_t xstride, Act *__restrict__ y,
-               float *__restrict__ y32, int nb, int kw_log2, uint32_t ksplit,
+    mma_kernel(Params p, const Act *__restrict__ xh, const Act *__restrict__ xt, uint32_t xstride,
+               Act *__restrict__ y, float *__restrict__ y32, int nb, int kw_log2, uint32_t ksplit,
                float *__restrict__ acc32, uint32_t *__restrict__ counters, uint32_t magic) {
     __shared__ float red[kMmaWarps][16][8 * NH + 1];
     __shared__ uint32_t last_block;
@@ -514,11 +541,11 @@ __global__ void __launch_bounds__(kMmaThreads, NH == 1 ? SPQR_MMA_MINBLOCKS : 2)
         while (m < ntiles) {
             if (m + 1 < ntiles) mma_load<WB, NH, SK>(p, L, rb);
             mma_compute<WB, NH, SK, Act>(p, L, magic, ra, acc);
-            outlier_step<NH, Act>(p, xh, xstride, nb, t, ostep, os, acc);
+            outlier_step<NH, Act>(p, xh, xt, xstride, nb, t, ostep, os, acc);
             if (++m >= ntiles) break;
             if (m + 1 < ntiles) mma_load<WB, NH, SK>(p, L, ra);
             mma_compute<WB, NH, SK, Act>(p, L, magic, rb, acc);
-            outlier_step<NH, Act>(p, xh, xstride, nb, t, ostep, os, acc);
+            outlier_step<NH, Act>(p, xh, xt, xstride, nb, t, ostep, os, acc);
             ++m;
         }
     }
@@ -526,7 +553,7 @@ __global__ void __launch_bounds__(kMmaThreads, NH == 1 ? SPQR_MMA_MINBLOCKS : 2)
     asm volatile("griddepcontrol.wait;\n" ::: "memory"); // (no-op when already waited)
 #endif
     while (os.k[0] < os.end[0] || os.k[1] < os.end[1]) // rows with more entries than tiles
-        outlier_step<NH, Act>(p, xh, xstride, nb, t, ostep, os, acc);
+        outlier_step<NH, Act>(p, xh, xt, xstride, nb, t, ostep, os, acc);
     if (spread) // fold the four lanes' outlier sums into lane t = 0 (vectors 0, 1)
 #pragma unroll
         for (int r = 0; r < 2; r++)

@@ -594,7 +594,12 @@ extern "C" spqr_status spqr_gpu_upload(const spqr_file *f, size_t ti, spqr_gpu_t
     p.perm = (const uint32_t *)t->sec[SPQR_SEC_PERM];
     // x scratch: the stream kernel's xp (whole chunks) and half-chunk sums, and the cuSPARSE
     // path's permuted x
-    const uint64_t xlen = (uint64_t)p.chunks * 34 * SPQR_MAX_BATCH;
+    // and the tensor-core kernel's xh (16 vectors at a stride of whole 64-column tiles) followed
+    // by xt (x transposed, 16 values per column), both 2-byte activations
+    const uint64_t x_mma =
+        ((uint64_t)SPQR_MAX_BATCH * ((p.cols + 63) / 64 * 64) + 16ull * p.cols) / 2;
+    const uint64_t x_stream = (uint64_t)p.chunks * 34 * SPQR_MAX_BATCH;
+    const uint64_t xlen = x_stream > x_mma + 16 ? x_stream : x_mma + 16;
     cudaError_t e = cudaMalloc(&t->delta, (t->nnz ? t->nnz : 1) * sizeof(float));
     if (e == cudaSuccess) e = cudaMalloc(&t->xbuf, xlen * sizeof(float));
     if (e == cudaSuccess)
@@ -796,7 +801,13 @@ static cudaError_t launch_mma_t(spqr_gpu_tensor *t, const Act *x, Act *y, float 
     Act *xh = reinterpret_cast<Act *>(t->xbuf);
     uint64_t pb = ((uint64_t)nb * stride + 255) / 256;
     if (pb > (uint64_t)t->sms * 8) pb = (uint64_t)t->sms * 8;
-    prep_xh_kernel<Act><<<(uint32_t)pb, 256, 0, s>>>(p, x, nb, xh, stride);
+    // batch > 8 (NH = 2) with fused outliers: x also transposed, after xh (xbuf has room: see
+    // upload); each lane then reads its four vectors' x of an outlier column in two 4-byte loads
+    // that a row's four lanes share in one sector (batch 3-8 keep the direct lookups: the
+    // transposed copy cost more there than it saved, bench/NOTES.md v6k)
+    Act *xt =
+        nb > 8 && p.fuse_outliers && t->nnz ? xh + (uint64_t)SPQR_MAX_BATCH * stride : nullptr;
+    prep_xh_kernel<Act><<<(uint32_t)pb, 256, 0, s>>>(p, x, nb, xh, stride, xt);
     const uint64_t target = (uint64_t)t->sms * SPQR_MMA_WARPS_PER_SM;
     int kwl = 0;
     while (kwl < 3 && ((uint64_t)p.strips << kwl) < target && (2u << kwl) <= p.mtiles) kwl++;
@@ -816,8 +827,9 @@ static cudaError_t launch_mma_t(spqr_gpu_tensor *t, const Act *x, Act *y, float 
     attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     attr[0].val.programmaticStreamSerializationAllowed = 1;
     cfg.attrs = attr, cfg.numAttrs = 1;
-    return cudaLaunchKernelEx(&cfg, mma_kernel<WB, NH, SK, Act>, p, (const Act *)xh, stride, y, y32,
-                              nb, kwl, ksplit, t->acc32, t->counters, kMagic2);
+    return cudaLaunchKernelEx(&cfg, mma_kernel<WB, NH, SK, Act>, p, (const Act *)xh,
+                              (const Act *)xt, stride, y, y32, nb, kwl, ksplit, t->acc32,
+                              t->counters, kMagic2);
 }
 template <int WB, typename Act>
 static cudaError_t launch_mma_w(spqr_gpu_tensor *t, const Act *x, Act *y, float *y32, int nb,
