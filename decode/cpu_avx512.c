@@ -11,7 +11,10 @@
  * statistics of the half's group (beta2 % 16 == 0: a half never straddles two groups), and one FMA
  * per vector of x: y += ŵ·x. The statistics of a row are decoded 16 groups at a time the same way
  * (16 s-bit values starting at a multiple of 16 begin on a whole byte). Outliers are corrections
- * y += (v − ŵ(r, c))·x[c], ŵ by the same FMA, as in cpu_avx2.c. */
+ * y += (v − ŵ(r, c))·x[c], ŵ by the same FMA, as in cpu_avx2.c, 16 at a time with gathers.
+ * Batch 2-16 would stream x from L2 (one 64-byte load per FMA): rows go in tiles of 16 and columns
+ * in blocks whose x (packed by 16-column halves) stays in L1, each row's partial sums kept as
+ * vectors between blocks (bench/NOTES.md, "CPU AVX-512 path"). */
 #include "cpu_internal.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))

@@ -1,9 +1,11 @@
 /* cpu_matmul.c — fused decode-and-multiply on the CPU: y = W x for 1..16 vectors.
  *
- * x is gathered through the permutation once (xp[j] = x[perm[j]], zero-padded to whole chunks)
- * and rows are split across threads. Where the CPU has AVX2+FMA+F16C and beta2 is a multiple of 8,
- * rows go to the vector path (cpu_avx2.c: 0.5-1.4x OpenBLAS sgemv on fp32 weights at batch 1,
- * 1.7-4.5x sgemm at batch 4, bench/RESULTS.md). Otherwise, the portable path here: each row is
+ * x is gathered through the permutation once (xp[j] = x[perm[j]], zero-padded to whole chunks,
+ * vectors at a stride padded off multiples of 4 KB) and rows are split across threads. Rows go to
+ * a vector path where the CPU and tensor allow (choose_path): AVX-512 VBMI for beta2 % 16 == 0
+ * (cpu_avx512.c: 1.1-2.2x OpenBLAS sgemv on fp32 weights at batch 1, 2.4-6.8x sgemm at batch 4,
+ * bench/RESULTS.md), AVX2+FMA+F16C for beta2 % 8 == 0 (cpu_avx2.c). Otherwise, the portable path
+ * here: each row is
  * dequantized once into an L1-resident fp32 buffer (spec §7.2: codes unpacked with the bit width
  * as a compile-time constant, statistics decoded once per group, then w = scale·q − scale·zero,
  * one multiply-add per weight), outliers replace their weights, and the row is dotted with every
