@@ -287,7 +287,9 @@ __attribute__((target(AVX512_TARGET))) int spqr_cpu_rows_avx512(const cpu_view *
     float *buf = calloc(nfloats, sizeof *buf);
     __m512 *accs = aligned_alloc(64, tile_rows * SPQR_MAX_BATCH * sizeof(__m512));
     /* x packed by halves: half i of vector b at (i·batch + b)·16, so the vectors a chunk meets are
-     * one contiguous run (addressed by constant offsets, no per-vector pointers to keep) */
+     * one contiguous run (addressed by constant offsets, no per-vector pointers to keep). Each
+     * thread packs its own copy (batch·cols floats, next to its rows·cols·batch FMAs) so that the
+     * layout stays this file's business. */
     float *xpk = aligned_alloc(64, halves * (uint64_t)batch * 16 * sizeof *xpk);
     /* batch > 1 with outliers: x transposed for row_outliers, zero past the batch */
     float *xt = batch > 1 && v->in->nnz ? aligned_alloc(64, cols * 16 * sizeof *xt) : NULL;

@@ -5,11 +5,10 @@
  * a vector path where the CPU and tensor allow (choose_path): AVX-512 VBMI for beta2 % 16 == 0
  * (cpu_avx512.c: 1.1-2.2x OpenBLAS sgemv on fp32 weights at batch 1, 2.4-6.8x sgemm at batch 4,
  * bench/RESULTS.md), AVX2+FMA+F16C for beta2 % 8 == 0 (cpu_avx2.c). Otherwise, the portable path
- * here: each row is
- * dequantized once into an L1-resident fp32 buffer (spec §7.2: codes unpacked with the bit width
- * as a compile-time constant, statistics decoded once per group, then w = scale·q − scale·zero,
- * one multiply-add per weight), outliers replace their weights, and the row is dotted with every
- * vector using 8 independent partial sums (0.1-0.3x sgemv). */
+ * here: each row is dequantized once into an L1-resident fp32 buffer (spec §7.2: codes unpacked
+ * with the bit width as a compile-time constant, statistics decoded once per group, then
+ * w = scale·q − scale·zero, one multiply-add per weight), outliers replace their weights, and the
+ * row is dotted with every vector using 8 independent partial sums (0.1-0.3x sgemv). */
 #define _POSIX_C_SOURCE 200809L
 #include "cpu_internal.h"
 

@@ -23,6 +23,16 @@ static int cmpd(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
+/* t[0..9): the durations of 9 calls of spqr_cpu_matmul on tensor 0 (all cores) */
+static void time_spqr(const spqr_file *f, const float *X, int batch, float *Y, double t[9]) {
+    spqr_error err = {0};
+    for (int r = 0; r < 9; r++) {
+        const double t0 = now_s();
+        spqr_cpu_matmul(f, 0, X, batch, Y, 0, &err);
+        t[r] = now_s() - t0;
+    }
+}
+
 int cmd_bench(int argc, char **argv) {
     int quick = argc > 1 && !strcmp(argv[1], "--quick");
     static const int shapes[][2] = {{4096, 4096}, {11008, 4096}, {4096, 11008},
@@ -38,8 +48,8 @@ int cmd_bench(int argc, char **argv) {
     const char *isa_cap = getenv("SPQR_CPU_ISA");
     if (isa_cap) snprintf(cap_copy, sizeof cap_copy, "%s", isa_cap), isa_cap = cap_copy;
     printf("| shape | config | batch | spqr path | spqr ms | spqr AVX2 ms | OpenBLAS fp32 ms | "
-           "speedup | spqr "
-           "bytes read | fp32 bytes read |\n|---|---|---|---|---|---|---|---|---|---|\n");
+           "speedup | spqr bytes read | fp32 bytes read |\n"
+           "|---|---|---|---|---|---|---|---|---|---|\n");
     for (int si = 0; si < nshapes; si++)
         for (int cfg = 0; cfg < 2; cfg++) {
             const uint64_t rows = (uint64_t)shapes[si][0], cols = (uint64_t)shapes[si][1];
@@ -83,18 +93,10 @@ int cmd_bench(int argc, char **argv) {
                 /* separate phases: OpenBLAS worker threads spin-yield for a while after each call
                  * and would steal the cores from spqr's threads if the two were interleaved */
                 nanosleep(&(struct timespec){0, 300000000L}, NULL);
-                for (int r = 0; r < 9; r++) {
-                    double t0 = now_s();
-                    spqr_cpu_matmul(f, 0, X, b, Y, 0, &err);
-                    ts[r] = now_s() - t0;
-                }
+                time_spqr(f, X, b, Y, ts);
                 /* the AVX2 path for comparison (the default where the CPU lacks AVX-512) */
                 setenv("SPQR_CPU_ISA", "avx2", 1);
-                for (int r = 0; r < 9; r++) {
-                    double t0 = now_s();
-                    spqr_cpu_matmul(f, 0, X, b, Y, 0, &err);
-                    ta[r] = now_s() - t0;
-                }
+                time_spqr(f, X, b, Y, ta);
                 if (isa_cap)
                     setenv("SPQR_CPU_ISA", isa_cap, 1);
                 else
@@ -112,9 +114,8 @@ int cmd_bench(int argc, char **argv) {
                 }
                 qsort(ts, 9, sizeof ts[0], cmpd), qsort(ta, 9, sizeof ta[0], cmpd);
                 qsort(tb, 9, sizeof tb[0], cmpd);
-                printf("| %llux%llu | w%u s3 b16 %s | %d | %s | %.2f | %.2f | %.2f | %.2fx | %.1f "
-                       "MB | "
-                       "%.1f MB |\n",
+                printf("| %llux%llu | w%u s3 b16 %s | %d | %s | %.2f | %.2f | %.2f | %.2fx | "
+                       "%.1f MB | %.1f MB |\n",
                        (unsigned long long)rows, (unsigned long long)cols, in.wbits,
                        in.nnz ? "1% outl" : "0 outl", b, spqr_cpu_matmul_path(f, 0), 1e3 * ts[0],
                        1e3 * ta[0], 1e3 * tb[0], tb[0] / ts[0], bytes / 1e6, rows * cols * 4 / 1e6);
