@@ -22,13 +22,21 @@
 //   16·w bits; bit k of stream A is bit (k mod 16) of word k / 16, stream B the same bit + 16.
 //   Pair p sits at bit p·w of both streams, so (word >> p·w mod 16) & (mask | mask << 16) | 0x6400
 //   6400 is the fp16 pair (1024 + qA, 1024 + qB) — one SHF + one LOP3 (two more where a pair
-//   straddles two words: w = 3, 5, 6, 7). Exactly w words per lane: word i of lane l of macro tile
-//   (S, M) is at ((S·mtiles + M)·w + i)·32 + l, so each of the lane's w loads is one coalesced
-//   128-byte warp access and a warp's tiles are contiguous.
-//   First-order statistics: per (strip S, group G) one block of s words (s <= 8): entry r (row
-//   16S + r) = qs | qz << s at bit 2s·r of the block (straddling allowed); s = 16: 16 words,
-//   word r = scale_f16 | zero_f16 << 16. Rows past the end are code 0 and entry 0 (finite
-//   statistics, never written out); columns past the end meet x = 0.
+//   straddles two words: w = 3, 5, 6, 7). Exactly w words per lane.
+//   Tile record: everything a warp reads for macro tile (S, M) is one contiguous run of R words
+//   (rec_words, a multiple of 8) at (S·mtiles + M)·R, a strip's records contiguous:
+//   - words [0, 32·w): code word i of lane l at 32·i + l, so each of the lane's w loads is one
+//     coalesced 128-byte warp access;
+//   - then the first-order statistics of the tile's tgpt = max(1, 64/β2) groups (the groups of
+//     columns 64M.., in order; with β2 > 64 a group's block repeats in each of its tiles), one
+//     block of s words each (s <= 8): entry r (row 16S + r) = qs | qz << s at bit 2s·r of the
+//     block (straddling allowed); s = 16: 16 words, word r = scale_f16 | zero_f16 << 16;
+//   - for s-bit statistics with β1 >= 16 (a strip lies in one second-order block), at word
+//     rec_s2 (even) the tgpt stat2 pairs (ss | zs << 16, sz | zz << 16) of the strip's block.
+//   Before records (session 5, bench/NOTES.md v6l) the statistics and stat2 were read from their
+//   own arrays: the loads alone then reached only 64 % of copy bandwidth, 90 % without them.
+//   Rows past the end are code 0 and entry 0 (finite statistics, never written out); columns past
+//   the end meet x = 0.
 // x: prep_xh_kernel writes xh[b][c] = x[b][perm[c]] (the activation type, zeros up to 64·mtiles)
 // once per call; lane g reads vector min(g, nb − 1) (the mma's n = g column; columns past nb give
 // outputs nobody reads), 32 bytes per tile.
@@ -120,17 +128,29 @@ __global__ void tile_codes_kernel(Params p, uint32_t *tcodes) {
                     w[k >> 4] |= ((q >> b) & 1u) << ((k & 15) + 16 * h);
                 }
             }
-        for (uint32_t k = 0; k < p.wbits; k++) tcodes[(sm * p.wbits + k) * 32 + lane] = w[k];
+        for (uint32_t k = 0; k < p.wbits; k++) tcodes[sm * p.rec_words + k * 32 + lane] = w[k];
     }
 }
 
-// Upload: one thread per (strip, group) writes the block of first-order statistics.
-__global__ void tile_stats_kernel(Params p, uint32_t *tstats) {
-    const uint64_t total = (uint64_t)p.strips * p.groups;
+// Upload: one thread per (strip, macro tile, group of the tile) writes the statistics block (and
+// stat2 pair) of a tile record.
+__global__ void tile_stats_kernel(Params p, uint32_t *tcodes) {
+    const uint64_t total = (uint64_t)p.strips * p.mtiles * p.tgpt;
     for (uint64_t i = blockIdx.x * (uint64_t)blockDim.x + threadIdx.x; i < total;
          i += (uint64_t)gridDim.x * blockDim.x) {
-        const uint32_t S = (uint32_t)(i / p.groups), G = (uint32_t)(i % p.groups);
-        uint32_t *blk = tstats + i * p.tstat_words;
+        const uint64_t sm = i / p.tgpt;
+        const uint32_t gi = (uint32_t)(i % p.tgpt);
+        const uint32_t S = (uint32_t)(sm / p.mtiles), M = (uint32_t)(sm % p.mtiles);
+        const uint32_t G = ((64 * M) >> p.log2beta2) + gi;
+        if (G >= p.groups) continue; // past the last column: stays zero
+        uint32_t *rec = tcodes + sm * p.rec_words;
+        if (p.rec_s2) {
+            const uint32_t row = min(16 * S, p.rows - 1);
+            const uint32_t *s2 = reinterpret_cast<const uint32_t *>(
+                p.stat2 + 4 * ((uint64_t)(row >> p.log2beta1) * p.groups + G));
+            rec[p.rec_s2 + 2 * gi] = s2[0], rec[p.rec_s2 + 2 * gi + 1] = s2[1];
+        }
+        uint32_t *blk = rec + p.wbits * 32 + gi * p.tstat_words;
         uint32_t w[16] = {0};
         for (uint32_t r = 0; r < 16; r++) {
             if (16 * S + r >= p.rows) break;
@@ -170,7 +190,10 @@ __global__ void fp16_range_kernel(Params p, unsigned int *bad) {
 // Decoded statistics of a tiled (row-in-strip r) entry, bit-exact with spec §7.2.
 __device__ __forceinline__ void tiled_stats_of(const Params &p, uint32_t S, uint32_t G, uint32_t r,
                                                float &scale, float &zero) {
-    const uint32_t *blk = p.tstats + ((uint64_t)S * p.groups + G) * p.tstat_words;
+    // the record of the first tile holding group G
+    const uint32_t M = (G << p.log2beta2) >> 6, gi = G - ((64 * M) >> p.log2beta2);
+    const uint32_t *blk =
+        p.tcodes + ((uint64_t)S * p.mtiles + M) * p.rec_words + p.wbits * 32 + gi * p.tstat_words;
     if (p.sbits == 16) {
         scale = h2f((uint16_t)(blk[r] & 0xffff)), zero = h2f((uint16_t)(blk[r] >> 16));
         return;
@@ -200,7 +223,7 @@ __global__ void dequant_tiled_kernel(Params p, __half *out) {
         float sc[2], ze[2];
         tiled_stats_of(p, S, G, g, sc[0], ze[0]);
         tiled_stats_of(p, S, G, g + 8, sc[1], ze[1]);
-        const uint32_t *w = p.tcodes + sm * p.wbits * 32 + lane;
+        const uint32_t *w = p.tcodes + sm * p.rec_words + lane;
         for (uint32_t pr = 0; pr < 16; pr++)
             for (uint32_t h = 0; h < 2; h++) {
                 const uint32_t r = 16 * S + tile_row(g, pr), c = 64 * M + tile_col(t, pr, h);
@@ -263,13 +286,15 @@ template <int WB, int NH, int SK> struct MmaRaw {
 
 // A lane's running position: pointers advance by one macro tile per mma_load.
 struct LaneCtx {
-    const uint32_t *codes;  // word 0 of this lane in the current macro tile
-    const uint8_t *x[2];    // x of vector 8n + g (clamped to nb − 1) at this lane's chunk
-    const uint32_t *sblk;   // strip S's statistics blocks (group 0)
-    const uint2 *s2[2];     // stat2 of row g's / row g+8's block (group 0)
-    uint32_t col;           // first stored column of this lane's chunk (64·m + 16·t)
-    uint32_t ew[2], esh[2]; // word and bit of row g / g+8's entry in a statistics block
-    uint32_t step;          // tiles between this warp's consecutive tiles (SPQR_MMA_INTERLEAVE)
+    const uint32_t *codes; // code word 0 of this lane in the current tile record
+    const uint8_t *x[2];   // x of vector 8n + g (clamped to nb − 1) at this lane's chunk
+    const uint2 *s2[2];    // SK 1: stat2 of row g's / row g+8's block (group 0)
+    uint32_t col;          // first stored column of this lane's chunk (64·m + 16·t)
+    int eoff[2];           // from codes: the word holding row g / g+8's statistics entry
+    int s2off;             // SK 0: from codes, the stat2 pair of this lane's group
+    uint32_t esh[2];       // bit of row g / g+8's entry in that word
+    uint32_t step;         // tiles between this warp's consecutive tiles (SPQR_MMA_INTERLEAVE)
+    uint32_t rec_step;     // words between them (step · rec_words)
 };
 
 template <int WB, int NH, int SK>
@@ -283,15 +308,23 @@ __device__ __forceinline__ void mma_load(const Params &p, LaneCtx &L, MmaRaw<WB,
 #endif
 #pragma unroll
         for (int i = 0; i < WB; i++) o.c[i] = __ldg(L.codes + i * 32);
-    const uint32_t G = min(L.col >> p.log2beta2, p.groups - 1);
-    const uint32_t *blk = L.sblk + G * p.tstat_words;
-    if constexpr (SK == 2) {
-        o.e[0] = __ldg(blk + L.ew[0]), o.e[1] = __ldg(blk + L.ew[1]);
+#if SPQR_MMA_PROBE == 5 // timing probe: no statistics loads
+    if (true) {
+        o.e[0] = o.e[1] = L.col;
+        if constexpr (SK != 2) o.e[2] = o.e[3] = L.col, o.s2[0] = make_uint2(L.col, L.col);
+    } else
+#endif
+        if constexpr (SK == 2) {
+        o.e[0] = __ldg(L.codes + L.eoff[0]), o.e[1] = __ldg(L.codes + L.eoff[1]);
     } else {
-        o.e[0] = __ldg(blk + L.ew[0]), o.e[1] = __ldg(blk + L.ew[0] + 1);
-        o.e[2] = __ldg(blk + L.ew[1]), o.e[3] = __ldg(blk + L.ew[1] + 1);
-        o.s2[0] = __ldg(L.s2[0] + G);
-        if constexpr (SK == 1) o.s2[1] = __ldg(L.s2[1] + G);
+        o.e[0] = __ldg(L.codes + L.eoff[0]), o.e[1] = __ldg(L.codes + L.eoff[0] + 1);
+        o.e[2] = __ldg(L.codes + L.eoff[1]), o.e[3] = __ldg(L.codes + L.eoff[1] + 1);
+        if constexpr (SK == 0) {
+            o.s2[0] = __ldg(reinterpret_cast<const uint2 *>(L.codes + L.s2off));
+        } else {
+            const uint32_t G = min(L.col >> p.log2beta2, p.groups - 1);
+            o.s2[0] = __ldg(L.s2[0] + G), o.s2[1] = __ldg(L.s2[1] + G);
+        }
     }
 #pragma unroll
     for (int n = 0; n < NH; n++) {
@@ -299,7 +332,7 @@ __device__ __forceinline__ void mma_load(const Params &p, LaneCtx &L, MmaRaw<WB,
         o.x[n][0] = __ldg(xv), o.x[n][1] = __ldg(xv + 1);
         L.x[n] += 64 * 2 * L.step;
     }
-    L.codes += WB * 32 * L.step, L.col += 64 * L.step;
+    L.codes += L.rec_step, L.col += 64 * L.step;
 }
 
 __device__ __forceinline__ uint32_t h2_bits(__half2 h) {
@@ -339,12 +372,13 @@ __device__ __forceinline__ void mma_tile(const MmaRaw<WB, NH, SK> &o, uint32_t m
 // SPQR_MMA_PROBE (a measurement build, never the library's: results are wrong; bench/NOTES.md
 // v6 "ceilings", run_device.sh probe): 1 = loads only (every word a tile loads is XOR-folded into
 // acc, no decode, no mma), 2 = no statistics decode (constant scale/zero; codes decoded, mma),
-// 3 = loads only with w = 4 codes read as one 16-byte load per lane, 4 = the full kernel so.
+// 3 = loads only with w = 4 codes read as one 16-byte load per lane, 4 = the full kernel so,
+// 5 = loads only without the statistics loads.
 
 template <int WB, int NH, int SK, typename Act>
 __device__ __forceinline__ void mma_compute(const Params &p, const LaneCtx &L, uint32_t magic,
                                             const MmaRaw<WB, NH, SK> &o, float (&acc)[NH][4]) {
-#if SPQR_MMA_PROBE == 1 || SPQR_MMA_PROBE == 3
+#if SPQR_MMA_PROBE == 1 || SPQR_MMA_PROBE == 3 || SPQR_MMA_PROBE == 5
     uint32_t h = 0;
 #pragma unroll
     for (int i = 0; i < WB; i++) h ^= o.c[i];
@@ -510,16 +544,19 @@ __global__ void __launch_bounds__(kMmaThreads, NH == 1 ? SPQR_MMA_MINBLOCKS : 2)
 #endif
         LaneCtx L;
         L.step = step;
-        L.codes = p.tcodes + ((uint64_t)S * p.mtiles + m0) * WB * 32 + lane;
-        L.sblk = p.tstats + (uint64_t)S * p.groups * p.tstat_words;
+        L.codes = p.tcodes + ((uint64_t)S * p.mtiles + m0) * p.rec_words + lane;
+        L.rec_step = step * p.rec_words;
         L.col = 64 * m0 + 16 * t;
+        const uint32_t gi = (16 * t) >> p.log2beta2; // this lane's group in a tile record
+        L.s2off = (int)(p.rec_s2 + 2 * gi) - (int)lane;
 #pragma unroll
         for (int r = 0; r < 2; r++) {
             const uint32_t rr = g + 8 * r, row = min(16 * S + rr, p.rows - 1);
             L.s2[r] = reinterpret_cast<const uint2 *>(p.stat2) +
                       (uint64_t)(row >> p.log2beta1) * p.groups;
             const uint32_t bit = SK == 2 ? 32 * rr : 2 * p.sbits * rr;
-            L.ew[r] = bit >> 5, L.esh[r] = bit & 31;
+            L.eoff[r] = (int)(WB * 32 + gi * p.tstat_words + (bit >> 5)) - (int)lane;
+            L.esh[r] = bit & 31;
         }
 #pragma unroll
         for (int n = 0; n < NH; n++)
@@ -530,8 +567,8 @@ __global__ void __launch_bounds__(kMmaThreads, NH == 1 ? SPQR_MMA_MINBLOCKS : 2)
 #pragma unroll
         for (int i = 0; i < 2 * WB; i++)
             if ((uint32_t)(i / WB) < ntiles)
-                asm volatile("prefetch.global.L2 [%0];\n" ::"l"(
-                    L.codes + (i / WB) * step * WB * 32 + (i % WB) * 32));
+                asm volatile("prefetch.global.L2 [%0];\n" ::"l"(L.codes + (i / WB) * L.rec_step +
+                                                                (i % WB) * 32));
 #if __CUDA_ARCH__ >= 900
         asm volatile("griddepcontrol.wait;\n" ::: "memory");
 #endif

@@ -48,10 +48,11 @@ struct Params {
     const uint16_t *stat2, *scale16, *zero16;
     const float *delta;
     const void *colidx;
-    const uint32_t *tcodes, *tstats; // tiled layout (mma_kernel.cuh); null: stored layout only
+    const uint32_t *tcodes; // tile records (mma_kernel.cuh); null: stored layout only
     uint32_t rows, cols, wbits, sbits, beta1, beta2, groups;
     uint32_t code_words, stat_words, chunks, sub, log2beta2, log2beta1;
     uint32_t strips, mtiles, tstat_words; // tiled layout: 16-row strips, 64-column macro tiles
+    uint32_t rec_words, rec_s2, tgpt; // words per tile record, its stat2 offset (0: none), groups
     int wide, has_perm, fuse_outliers;
 };
 
@@ -448,8 +449,8 @@ struct spqr_gpu_tensor {
     void *sec[SPQR_SEC_COUNT];
     uint64_t size[SPQR_SEC_COUNT];
     float *delta;
-    uint32_t *tcodes, *tstats; // tiled layout for the tensor-core kernel (null: stored layout)
-    uint64_t tcodes_size, tstats_size;
+    uint32_t *tcodes; // tile records for the tensor-core kernel (null: stored layout)
+    uint64_t tcodes_size;
     float *acc32;       // tensor-core kernel: split-K partial sums, rows x 16, zero between calls
     uint32_t *counters; // tensor-core kernel: blocks arrived per strip, zero between calls
     int *colidx32;      // cuSPARSE path (int32 column indices)
@@ -483,7 +484,7 @@ extern "C" spqr_status spqr_gpu_available(spqr_error *err) {
 extern "C" void spqr_gpu_free(spqr_gpu_tensor *t) {
     if (!t) return;
     for (int i = 0; i < SPQR_SEC_COUNT; i++) cudaFree(t->sec[i]);
-    cudaFree(t->tcodes), cudaFree(t->tstats), cudaFree(t->acc32), cudaFree(t->counters);
+    cudaFree(t->tcodes), cudaFree(t->acc32), cudaFree(t->counters);
     cudaFree(t->delta), cudaFree(t->colidx32), cudaFree(t->xbuf), cudaFree(t->ybuf);
     if (t->sp) cusparseDestroy(t->sp);
     delete t;
@@ -505,18 +506,23 @@ static cudaError_t make_tiled(spqr_gpu_tensor *t) {
     cudaFree(dbad);
     if (e != cudaSuccess) return e;
     if (hbad) return cudaSuccess; // stays in the stored layout
-    t->tcodes_size = (uint64_t)p.strips * p.mtiles * 32 * p.wbits * 4;
-    t->tstats_size = (uint64_t)p.strips * p.groups * p.tstat_words * 4;
+    // tile record (mma_kernel.cuh): w·32 code words, the statistics blocks of the tile's groups,
+    // for s-bit statistics with β1 >= 16 their stat2 pairs (8-byte aligned), padded to 32 bytes
+    p.tgpt = p.log2beta2 >= 6 ? 1 : 64u >> p.log2beta2;
+    uint32_t rw = p.wbits * 32 + p.tgpt * p.tstat_words;
+    p.rec_s2 = 0;
+    if (p.sbits != 16 && p.log2beta1 >= 4) rw = (rw + 1) & ~1u, p.rec_s2 = rw, rw += 2 * p.tgpt;
+    p.rec_words = (rw + 7) & ~7u;
+    t->tcodes_size = (uint64_t)p.strips * p.mtiles * p.rec_words * 4;
     e = cudaMalloc(&t->tcodes, t->tcodes_size + 16);
-    if (e == cudaSuccess) e = cudaMalloc(&t->tstats, t->tstats_size + 16);
-    if (e == cudaSuccess) e = cudaMemset(t->tstats, 0, t->tstats_size + 16);
+    if (e == cudaSuccess) e = cudaMemset(t->tcodes, 0, t->tcodes_size + 16);
     if (e == cudaSuccess) e = cudaMalloc(&t->acc32, (uint64_t)p.rows * SPQR_MAX_BATCH * 4);
     if (e == cudaSuccess) e = cudaMemset(t->acc32, 0, (uint64_t)p.rows * SPQR_MAX_BATCH * 4);
     if (e == cudaSuccess) e = cudaMalloc(&t->counters, (uint64_t)p.strips * 4);
     if (e == cudaSuccess) e = cudaMemset(t->counters, 0, (uint64_t)p.strips * 4);
     if (e != cudaSuccess) return e;
     tile_codes_kernel<<<t->sms * 8, 256>>>(p, t->tcodes);
-    tile_stats_kernel<<<t->sms * 4, 128>>>(p, t->tstats);
+    tile_stats_kernel<<<t->sms * 4, 128>>>(p, t->tcodes);
     e = cudaGetLastError();
     if (e == cudaSuccess) e = cudaDeviceSynchronize();
     if (e != cudaSuccess) return e;
@@ -526,7 +532,7 @@ static cudaError_t make_tiled(spqr_gpu_tensor *t) {
     }
     p.codes = p.scale = p.zero = nullptr;
     p.scale16 = p.zero16 = nullptr;
-    p.tcodes = t->tcodes, p.tstats = t->tstats;
+    p.tcodes = t->tcodes;
     return cudaSuccess;
 }
 
@@ -661,11 +667,12 @@ extern "C" uint64_t spqr_gpu_matmul_bytes(const spqr_gpu_tensor *t, int batch) {
     uint64_t b = 0;
     for (int s = 0; s < SPQR_SEC_COUNT; s++) {
         if (s == SPQR_SEC_VALUES) continue; // values are read as fp32 deltas instead
-        if (t->tcodes && (s == SPQR_SEC_CODES || s == SPQR_SEC_SCALE || s == SPQR_SEC_ZERO))
-            continue; // counted in their tiled form below
+        if (t->tcodes && (s == SPQR_SEC_CODES || s == SPQR_SEC_SCALE || s == SPQR_SEC_ZERO ||
+                          (s == SPQR_SEC_STAT2 && t->p.rec_s2)))
+            continue; // read in their tiled form instead (counted below, padding included)
         b += t->size[s];
     }
-    if (t->tcodes) b += t->tcodes_size + t->tstats_size;
+    if (t->tcodes) b += t->tcodes_size;
     b += t->nnz * 4;                                    // deltas
     b += (uint64_t)batch * (t->p.cols + t->p.rows) * 2; // x in, y out (16-bit)
     return b;

@@ -1,0 +1,160 @@
+// read_bw.cu — how fast can an H100 read? A microbenchmark for bench/NOTES.md ("ceilings"): the
+// copy bandwidth that bench_gpu quotes counts read + written bytes; this measures pure reads with
+// the access patterns of the tensor-core kernel (one stream per warp, a tile of 32·WB words read as
+// WB coalesced 4-byte loads per lane, DEPTH tiles in flight per warp) against a plain grid-stride
+// 16-byte-per-lane read. Build: nvcc -O3 -arch=sm_90 -o read_bw read_bw.cu; run: ./read_bw.
+#include <cstdint>
+#include <cstdio>
+#include <cuda_runtime.h>
+
+#define CK(x)                                                                                      \
+    do {                                                                                           \
+        cudaError_t e_ = (x);                                                                      \
+        if (e_ != cudaSuccess) {                                                                   \
+            fprintf(stderr, "%s: %s\n", #x, cudaGetErrorString(e_));                               \
+            return 1;                                                                              \
+        }                                                                                          \
+    } while (0)
+
+// every lane: UNROLL independent 16-byte loads per step, grid-stride
+template <int UNROLL> __global__ void read_flat(const uint4 *a, uint64_t n, uint32_t *sink) {
+    uint32_t h = 0;
+    const uint64_t stride = (uint64_t)gridDim.x * blockDim.x;
+    uint64_t i = blockIdx.x * (uint64_t)blockDim.x + threadIdx.x;
+    for (; i + (UNROLL - 1) * stride < n; i += UNROLL * stride) {
+        uint4 v[UNROLL];
+#pragma unroll
+        for (int u = 0; u < UNROLL; u++) v[u] = __ldg(a + i + u * stride);
+#pragma unroll
+        for (int u = 0; u < UNROLL; u++) h ^= v[u].x ^ v[u].y ^ v[u].z ^ v[u].w;
+    }
+    for (; i < n; i += stride) h ^= __ldg(a + i).x;
+    if (h == 0x12345678u) *sink = h;
+}
+
+// one stream per warp (the tensor-core kernel's strip-major layout): warp w reads tiles
+// w·tiles_per_warp .. +tiles_per_warp − 1, tile = WB·32 words read as WB coalesced loads of one
+// word per lane; DEPTH tiles in flight (a register ring).
+// EXTRA: per tile also the kernel's other loads: four statistics words (of a 12-byte block per
+// lane group of the tile, 48 bytes per tile, a second array) and two 16-byte x loads from a small
+// buffer that stays in L1/L2.
+template <int WB, int DEPTH, bool EXTRA = false>
+__global__ void read_warp_tiles(const uint32_t *a, uint32_t tiles_per_warp, uint32_t *sink,
+                                const uint32_t *stats = nullptr, const uint4 *x = nullptr) {
+    extern __shared__ uint32_t occupancy_limiter[];
+    const uint32_t lane = threadIdx.x & 31;
+    const uint64_t warp = (blockIdx.x * (uint64_t)blockDim.x + threadIdx.x) >> 5;
+    const uint32_t *p = a + warp * tiles_per_warp * WB * 32 + lane;
+    const uint32_t *sp = stats + warp * tiles_per_warp * 12 + 3 * (lane & 3) + (lane >> 2) % 2;
+    uint32_t ring[DEPTH][WB], h = 0;
+#pragma unroll
+    for (int d = 0; d < DEPTH; d++)
+#pragma unroll
+        for (int i = 0; i < WB; i++) ring[d][i] = __ldg(p + (d * WB + i) * 32);
+    uint32_t m = 0;
+    for (; m + DEPTH <= tiles_per_warp; m += DEPTH) {
+#pragma unroll
+        for (int d = 0; d < DEPTH; d++) {
+#pragma unroll
+            for (int i = 0; i < WB; i++) h ^= ring[d][i];
+            if (m + DEPTH + d < tiles_per_warp)
+#pragma unroll
+                for (int i = 0; i < WB; i++)
+                    ring[d][i] = __ldg(p + ((m + DEPTH + d) * WB + i) * 32);
+            if constexpr (EXTRA) {
+                const uint32_t mm = m + d;
+                h ^= __ldg(sp + 12 * mm) ^ __ldg(sp + 12 * mm + 1) ^ __ldg(sp + 12 * mm + 6) ^
+                     __ldg(sp + 12 * mm + 7);
+                const uint4 *xv = x + (mm % 256) * 8 + 2 * (lane & 3);
+                const uint4 x0 = __ldg(xv), x1 = __ldg(xv + 1);
+                h ^= x0.x ^ x1.w;
+            }
+        }
+    }
+    if (h == 0x12345678u) *sink = h + occupancy_limiter[0];
+}
+
+template <typename K, typename... A>
+static double time_kernel(K k, int blocks, int threads, double bytes, A... args) {
+    cudaEvent_t e0, e1;
+    cudaEventCreate(&e0), cudaEventCreate(&e1);
+    k<<<blocks, threads>>>(args...);
+    cudaEventRecord(e0);
+    const int reps = 20;
+    for (int r = 0; r < reps; r++) k<<<blocks, threads>>>(args...);
+    cudaEventRecord(e1);
+    cudaEventSynchronize(e1);
+    float ms;
+    cudaEventElapsedTime(&ms, e0, e1);
+    if (cudaGetLastError() != cudaSuccess) return -1;
+    return bytes * reps / (ms * 1e-3) / 1e9;
+}
+
+int main() {
+    const uint64_t bytes = 1ull << 30;
+    void *a;
+    uint32_t *sink;
+    CK(cudaMalloc(&a, bytes));
+    CK(cudaMalloc(&sink, 4));
+    CK(cudaMemset(a, 1, bytes));
+    cudaDeviceProp prop;
+    CK(cudaGetDeviceProperties(&prop, 0));
+    const int sms = prop.multiProcessorCount;
+    printf("device %s, %d SMs; reading %llu MB\n", prop.name, sms,
+           (unsigned long long)(bytes >> 20));
+    const uint64_t n16 = bytes / 16;
+    printf("| pattern | warps/SM | GB/s |\n|---|---|---|\n");
+    for (int wps : {16, 32, 64})
+        printf("| flat 16 B/lane, 4 loads in flight | %d | %.0f |\n", wps,
+               time_kernel(read_flat<4>, sms * wps / 8, 256, (double)bytes, (const uint4 *)a, n16,
+                           sink));
+        // warp-tile streams: total warps = sms · wps; each reads bytes / warps
+#define WT(WB, D)                                                                                  \
+    for (int wps : {24, 32, 48, 64}) {                                                             \
+        const uint64_t warps = (uint64_t)sms * wps;                                                \
+        const uint32_t tpw = (uint32_t)(bytes / 4 / (WB * 32) / warps);                            \
+        const double b = (double)tpw * warps * WB * 128;                                           \
+        printf("| warp streams, tile %d x 128 B, %d tiles in flight | %d | %.0f |\n", WB, D, wps,  \
+               time_kernel(read_warp_tiles<WB, D>, (int)(warps / 8), 256, b, (const uint32_t *)a,  \
+                           tpw, sink, (const uint32_t *)nullptr, (const uint4 *)nullptr));         \
+    }
+    // the kernel's geometry: 3 blocks of 8 warps per SM (held there by 70 KB of shared memory
+    // each), grids of 1, 2, 2.26 (896 blocks: 28672 rows at 4 warps per strip) and 4.5 waves
+    CK(cudaFuncSetAttribute(read_warp_tiles<4, 2, false>,
+                            cudaFuncAttributeMaxDynamicSharedMemorySize, 70 << 10));
+    CK(cudaFuncSetAttribute(read_warp_tiles<4, 2, true>,
+                            cudaFuncAttributeMaxDynamicSharedMemorySize, 70 << 10));
+    uint32_t *stats;
+    uint4 *xb;
+    CK(cudaMalloc(&stats, bytes / 8));
+    CK(cudaMalloc(&xb, 1 << 16));
+    CK(cudaMemset(stats, 3, bytes / 8));
+    CK(cudaMemset(xb, 5, 1 << 16));
+    for (int extra = 0; extra < 2; extra++)
+        for (int blocks : {sms * 3, sms * 6, 896, 1792}) {
+            const uint64_t warps = (uint64_t)blocks * 8;
+            const uint32_t tpw = (uint32_t)(bytes / 4 / 128 / warps);
+            const double b = (double)tpw * warps * (512 + (extra ? 48 : 0));
+            cudaEvent_t e0, e1;
+            cudaEventCreate(&e0), cudaEventCreate(&e1);
+            auto k = extra ? read_warp_tiles<4, 2, true> : read_warp_tiles<4, 2, false>;
+            k<<<blocks, 256, 70 << 10>>>((const uint32_t *)a, tpw, sink, stats, xb);
+            cudaEventRecord(e0);
+            for (int r = 0; r < 20; r++)
+                k<<<blocks, 256, 70 << 10>>>((const uint32_t *)a, tpw, sink, stats, xb);
+            cudaEventRecord(e1);
+            CK(cudaEventSynchronize(e1));
+            float ms;
+            cudaEventElapsedTime(&ms, e0, e1);
+            printf("| 3 blocks/SM, %d blocks (%.2f waves), tile 4 x 128 B%s | 24 | %.0f |\n",
+                   blocks, blocks / (3.0 * sms), extra ? " + stats + x loads" : "",
+                   b * 20 / (ms * 1e-3) / 1e9);
+        }
+    WT(3, 2)
+    WT(4, 2)
+    WT(4, 3)
+    WT(4, 4)
+    WT(8, 2)
+    CK(cudaDeviceSynchronize());
+    return 0;
+}
