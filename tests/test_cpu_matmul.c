@@ -89,6 +89,21 @@ static void check_path(const spqr_file *f, const char *label, uint64_t seed) {
     free(W);
 }
 
+/* Builds the random tensor `in` (seed build_seed) in a file at path and checks it. */
+static void check_sample(const char *path, const spqr_tensor_info *in, uint64_t build_seed,
+                         uint64_t check_seed) {
+    spqr_error err = {0};
+    char label[160];
+    spqr_sample_describe(in, label, sizeof label);
+    spqr_file *f = spqr_sample_open_tensor(path, in, build_seed, &err);
+    if (!f) {
+        CHECK(0, "%s: building tensor: %s", label, err.msg);
+        return;
+    }
+    check_tensor(f, label, check_seed);
+    spqr_file_close(f);
+}
+
 int main(void) {
     static const uint32_t betas[][2] = {{16, 16}, {8, 8},  {32, 64}, {128, 128},
                                         {16, 2},  {2, 32}, {8, 4}};
@@ -110,16 +125,7 @@ int main(void) {
                                    .beta2 = betas[bi][1],
                                    .nnz = (uint64_t)(dens[k % 3] * (double)(sh[0] * sh[1])),
                                    .flags = (k % 2) ? SPQR_FLAG_PERM : 0};
-            spqr_error err = {0};
-            char label[160];
-            spqr_sample_describe(&in, label, sizeof label);
-            spqr_file *f = spqr_sample_open_tensor(path, &in, 2000 + (uint64_t)k, &err);
-            if (!f) {
-                CHECK(0, "%s: building tensor: %s", label, err.msg);
-                continue;
-            }
-            check_tensor(f, label, (uint64_t)k);
-            spqr_file_close(f);
+            check_sample(path, &in, 2000 + (uint64_t)k, (uint64_t)k);
         }
     /* the vector paths' edges: u32 outlier columns (cols > 65536), row tiles of 16 with a
      * remainder, column blocks (batch 16 splits 4097 columns into blocks), beta2 > 16 halves,
@@ -142,16 +148,7 @@ int main(void) {
             .beta2 = edges[e].b2,
             .nnz = (uint64_t)(edges[e].dens * (double)(edges[e].rows * edges[e].cols)),
             .flags = (e % 2) ? SPQR_FLAG_PERM : 0};
-        spqr_error err = {0};
-        char label[160];
-        spqr_sample_describe(&in, label, sizeof label);
-        spqr_file *f = spqr_sample_open_tensor(path, &in, 7000 + (uint64_t)e, &err);
-        if (!f) {
-            CHECK(0, "%s: building tensor: %s", label, err.msg);
-            continue;
-        }
-        check_tensor(f, label, 100 + (uint64_t)e);
-        spqr_file_close(f);
+        check_sample(path, &in, 7000 + (uint64_t)e, 100 + (uint64_t)e);
     }
     unlink(path);
     if (!spqr_cpu_have_avx512())
