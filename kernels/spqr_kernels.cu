@@ -793,13 +793,17 @@ static cudaError_t launch_sub(spqr_gpu_tensor *t, const Act *x, Act *y, float *y
 #ifndef SPQR_MMA_WARPS_PER_SM
 #define SPQR_MMA_WARPS_PER_SM 32 // split a strip's columns until this many warps per SM exist
 #endif
+#ifndef SPQR_MMA_WAVE_FILL
+#define SPQR_MMA_WAVE_FILL 20 // tenths of a wave: grids of 1 wave to this many get half the warps
+#endif
 #ifndef SPQR_MMA_MIN_TILES
 #define SPQR_MMA_MIN_TILES 16 // fewest macro tiles per warp before blocks split a strip
 #endif
 // v6: x permuted once into the tensor's scratch (activation type), then the tensor-core kernel.
 // Geometry (bench/NOTES.md v6): kw warps per strip, the smallest of 1, 2, 4, 8 giving
 // SPQR_MMA_WARPS_PER_SM warps per SM; if 8 do not, ksplit blocks per strip (while each warp keeps
-// >= SPQR_MMA_MIN_TILES macro tiles: short warps spend their time filling the pipeline).
+// >= SPQR_MMA_MIN_TILES macro tiles: short warps spend their time filling the pipeline); then
+// half that kw where the grid would be 1 to SPQR_MMA_WAVE_FILL / 10 waves (v6n).
 template <int WB, int NH, int SK, typename Act>
 static cudaError_t launch_mma_t(spqr_gpu_tensor *t, const Act *x, Act *y, float *y32, int nb,
                                 cudaStream_t s) {
@@ -823,6 +827,15 @@ static cudaError_t launch_mma_t(spqr_gpu_tensor *t, const Act *x, Act *y, float 
         while ((uint64_t)p.strips * 8 * ksplit < target &&
                p.mtiles / (8 * (ksplit + 1)) >= SPQR_MMA_MIN_TILES)
             ksplit++;
+    // wave fill (bench/NOTES.md v6n): a grid of 1 to 2 waves of resident warps ends with a
+    // partial last wave, so half the warps per strip (one wave or less, twice the tiles each) is
+    // faster there (batch 1 8192² w3 1 %: 30.1 → 27.4 µs, 11008x4096 22.2 → 20.6; batch 16 8192²
+    // 46.8 → 44.5); 2.26 waves → 1.13 is slower (28672 rows: 75.6 → 91.2 µs), so not past 2
+    const uint64_t resident =
+        (uint64_t)t->sms * kMmaWarps * (NH == 1 ? SPQR_MMA_MINBLOCKS : 2); // warps at a time
+    const uint64_t warps = (uint64_t)p.strips << kwl;
+    if (ksplit == 1 && kwl > 0 && warps > resident && 10 * warps < SPQR_MMA_WAVE_FILL * resident)
+        kwl--;
     const uint32_t sets = (uint32_t)kMmaWarps >> kwl;
     // programmatic dependent launch: the kernel may start while prep_xh_kernel runs (it waits
     // with griddepcontrol.wait before reading xh)
@@ -834,9 +847,11 @@ static cudaError_t launch_mma_t(spqr_gpu_tensor *t, const Act *x, Act *y, float 
     attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     attr[0].val.programmaticStreamSerializationAllowed = 1;
     cfg.attrs = attr, cfg.numAttrs = 1;
-    return cudaLaunchKernelEx(&cfg, mma_kernel<WB, NH, SK, Act>, p, (const Act *)xh,
-                              (const Act *)xt, stride, y, y32, nb, kwl, ksplit, t->acc32,
-                              t->counters, kMagic2);
+    const cudaError_t e =
+        cudaLaunchKernelEx(&cfg, mma_kernel<WB, NH, SK, Act>, p, (const Act *)xh, (const Act *)xt,
+                           stride, y, y32, nb, kwl, ksplit, t->acc32, t->counters, kMagic2);
+    if (e != cudaSuccess) (void)cudaGetLastError(); // returned here: not left for a later check
+    return e;
 }
 template <int WB, typename Act>
 static cudaError_t launch_mma_w(spqr_gpu_tensor *t, const Act *x, Act *y, float *y32, int nb,

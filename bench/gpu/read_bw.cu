@@ -2,7 +2,9 @@
 // copy bandwidth that bench_gpu quotes counts read + written bytes; this measures pure reads with
 // the access patterns of the tensor-core kernel (one stream per warp, a tile of 32·WB words read as
 // WB coalesced 4-byte loads per lane, DEPTH tiles in flight per warp) against a plain grid-stride
-// 16-byte-per-lane read. Build: nvcc -O3 -arch=sm_90 -o read_bw read_bw.cu; run: ./read_bw.
+// 16-byte-per-lane read, and the same warp streams fed by the copy engine (TMA bulk copies into a
+// shared-memory ring, bench/NOTES.md v6n). Build: nvcc -O3 -arch=sm_90 -std=c++17 -o read_bw
+// read_bw.cu; run: ./read_bw.
 #include <cstdint>
 #include <cstdio>
 #include <cuda_runtime.h>
@@ -72,6 +74,58 @@ __global__ void read_warp_tiles(const uint32_t *a, uint32_t tiles_per_warp, uint
         }
     }
     if (h == 0x12345678u) *sink = h + occupancy_limiter[0];
+}
+
+// one stream per warp read by the copy engine: lane 0 keeps STAGES bulk copies (cp.async.bulk,
+// CHUNK bytes each, consecutive chunks of the warp's range) in flight into a shared-memory ring,
+// one mbarrier per slot; the warp waits for each slot, reads one word per lane and refills it.
+template <int STAGES>
+__global__ void read_warp_bulk(const uint8_t *a, uint32_t chunk, uint32_t chunks_per_warp,
+                               uint32_t *sink) {
+#if __CUDA_ARCH__ >= 900
+    extern __shared__ __align__(128) uint8_t ring_all[];
+    __shared__ __align__(8) uint64_t bars[32][STAGES];
+    const uint32_t lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const uint64_t gwarp = (blockIdx.x * (uint64_t)blockDim.x + threadIdx.x) >> 5;
+    const uint8_t *src = a + gwarp * chunks_per_warp * chunk;
+    uint8_t *ring = ring_all + (uint64_t)warp * STAGES * chunk;
+    const uint32_t ring_s = (uint32_t)__cvta_generic_to_shared(ring);
+    const uint32_t bar0 = (uint32_t)__cvta_generic_to_shared(&bars[warp][0]);
+    if (lane == 0) {
+        for (int k = 0; k < STAGES; k++)
+            asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;\n" ::"r"(bar0 + 8 * k));
+        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+    }
+    __syncwarp();
+    auto issue = [&](uint32_t c, int k) {
+        if (lane == 0 && c < chunks_per_warp) {
+            asm volatile(
+                "mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar0 + 8 * k),
+                "r"(chunk)
+                : "memory");
+            asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], "
+                         "[%1], %2, [%3];\n" ::"r"(ring_s + k * chunk),
+                         "l"(src + (uint64_t)c * chunk), "r"(chunk), "r"(bar0 + 8 * k)
+                         : "memory");
+        }
+    };
+    for (int k = 0; k < STAGES; k++) issue(k, k);
+    uint32_t h = 0;
+    for (uint32_t c = 0; c < chunks_per_warp; c++) {
+        const int k = c % STAGES;
+        const uint32_t parity = (c / STAGES) & 1;
+        asm volatile("{\n\t.reg .pred P1;\n\tLAB_WAIT:\n\t"
+                     "mbarrier.try_wait.parity.shared::cta.b64 P1, [%0], %1;\n\t"
+                     "@P1 bra DONE;\n\tbra LAB_WAIT;\n\tDONE:\n\t}\n" ::"r"(bar0 + 8 * k),
+                     "r"(parity)
+                     : "memory");
+        for (uint32_t o = 4 * lane; o < chunk; o += 128)
+            h ^= *reinterpret_cast<const uint32_t *>(ring + k * chunk + o);
+        __syncwarp();
+        issue(c + STAGES, k);
+    }
+    if (h == 0x12345678u) *sink = h;
+#endif
 }
 
 template <typename K, typename... A>
@@ -150,6 +204,33 @@ int main() {
                    blocks, blocks / (3.0 * sms), extra ? " + stats + x loads" : "",
                    b * 20 / (ms * 1e-3) / 1e9);
         }
+    // the copy engine instead of loads: per-warp rings of bulk copies (3 blocks of 8 warps per SM)
+    for (int stages : {2, 4, 8}) {
+        auto k = stages == 2   ? read_warp_bulk<2>
+                 : stages == 4 ? read_warp_bulk<4>
+                               : read_warp_bulk<8>;
+        for (uint32_t chunk : {512u, 1024u, 2048u, 4096u, 8192u}) {
+            const size_t smem = (size_t)8 * stages * chunk;
+            if (smem > 70u << 10) continue;
+            CK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, 70 << 10));
+            const int blocks = sms * 3;
+            const uint64_t warps = (uint64_t)blocks * 8;
+            const uint32_t cpw = (uint32_t)(bytes / chunk / warps);
+            const double b = (double)cpw * warps * chunk;
+            cudaEvent_t e0, e1;
+            cudaEventCreate(&e0), cudaEventCreate(&e1);
+            k<<<blocks, 256, smem>>>((const uint8_t *)a, chunk, cpw, sink);
+            cudaEventRecord(e0);
+            for (int r = 0; r < 20; r++)
+                k<<<blocks, 256, smem>>>((const uint8_t *)a, chunk, cpw, sink);
+            cudaEventRecord(e1);
+            CK(cudaEventSynchronize(e1));
+            float ms;
+            cudaEventElapsedTime(&ms, e0, e1);
+            printf("| warp bulk copies (TMA), %u B each, %d in flight | 24 | %.0f |\n", chunk,
+                   stages, b * 20 / (ms * 1e-3) / 1e9);
+        }
+    }
     WT(3, 2)
     WT(4, 2)
     WT(4, 3)

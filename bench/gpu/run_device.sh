@@ -2,7 +2,8 @@
 # The GPU job for the device machine (a bare box with nvcc and cmake): builds the minimal
 # configuration with the carried zstd/xxhash packages, runs the GPU tests (and once under
 # compute-sanitizer), then the benchmark. Logs go to $OUT.
-# Usage: bench/gpu/run_device.sh [test|bench|all|profile|tune|probe]
+# Usage: bench/gpu/run_device.sh [test|bench|all|profile|tune|probe|check]
+#   check: the quick subset of the GPU tests (SPQR_GPU_QUICK, 2-minute timeout) and nothing else.
 #   profile: ncu on one batch-1 kernel (KERNEL regex, SHAPE, SKIP launches) and the SASS; tune: the
 #   tensor-core kernel's compile-time variants (SPQR_MMA_WARPS_PER_SM, SPQR_MMA_MINBLOCKS).
 set -euo pipefail
@@ -17,6 +18,11 @@ nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,temperature.gpu 
 cmake -S . -B build-gpu -DSPQR_MINIMAL=ON -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 \
   -DCMAKE_PREFIX_PATH=$DEPS/usr -DPKG_CONFIG_EXECUTABLE=/nonexistent > "$OUT/configure.log" 2>&1 || { cat "$OUT/configure.log"; exit 1; }
 cmake --build build-gpu -j16 2>&1 | grep -E "error|warning" || true
+if [ "$what" = check ]; then
+  rc=0; SPQR_GPU_QUICK=1 timeout 120 ./build-gpu/tests/gpu/test_gpu > "$OUT/check.log" 2>&1 || rc=$?
+  echo "test_gpu (quick subset) exit $rc"; grep -E "FAIL|passed" "$OUT/check.log" | tail -15
+  exit $rc
+fi
 if [ "$what" = tune ]; then
   # compile-time variants of the tensor-core kernel, built side by side; batch 1 (and TUNE_BATCH)
   # on three shapes. VARIANTS: space-separated WARPS:MINBLOCKS pairs (SPQR_MMA_WARPS_PER_SM,
@@ -42,8 +48,10 @@ fi
 if [ "$what" = probe ]; then
   # the library's kernel against builds with other compile-time flags, batch 1 (and PROBE_BATCH).
   # PROBES: ';'-separated CUDA flag sets; default: the access-pattern ceilings of mma_kernel.cuh
-  # (SPQR_MMA_PROBE 1 = loads only, 2 = no statistics decode: wrong results, timing only)
+  # (SPQR_MMA_PROBE 1 = loads only, 2 = no statistics decode: wrong results, timing only);
+  # PROBE_SHAPES: space-separated ROWSxCOLS (default the four large ones)
   IFS=';' read -r -a probes <<< "${PROBES:--DSPQR_MMA_PROBE=1;-DSPQR_MMA_PROBE=2}"
+  shapes=""; for sh in ${PROBE_SHAPES:-4096x4096 8192x8192 28672x8192 8192x28672}; do shapes="$shapes --shape $sh"; done
   for i in "${!probes[@]}"; do
     ( cmake -S . -B build-probe-$i -DSPQR_MINIMAL=ON -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 \
         -DCMAKE_CUDA_FLAGS="${probes[$i]}" \
@@ -55,7 +63,7 @@ if [ "$what" = probe ]; then
     if [ "$i" = lib ]; then dir=build-gpu; echo "== the library's kernel =="
     else dir=build-probe-$i; echo "== ${probes[$i]} =="; fi
     for b in 1 ${PROBE_BATCH:-}; do
-      ./$dir/bench/gpu/bench_gpu --batch $b --shape 4096x4096 --shape 8192x8192 --shape 28672x8192 --shape 8192x28672 | grep "^| [0-9]"
+      ./$dir/bench/gpu/bench_gpu --batch $b $shapes | grep "^| [0-9]"
     done
   done
   exit 0
@@ -63,17 +71,26 @@ fi
 real=""
 [ -f .carry/real_layer0.spqr ] && real=.carry/real_layer0.spqr
 if [ "$what" = profile ]; then
-  # batch 1, 28672x8192 w3 1% outliers: one launch of the stream kernel after warm-up
-  ncu --section SpeedOfLight --section MemoryWorkloadAnalysis --section WarpStateStats --section Occupancy \
-    --section LaunchStats --section InstructionStats --section SchedulerStats \
-    --kernel-name regex:${KERNEL:-mma_kernel} --launch-skip ${SKIP:-10} --launch-count 1 \
-    ./build-gpu/bench/gpu/bench_gpu --batch 1 --config ${CONFIG:-0} --shape ${SHAPE:-28672x8192} > "$OUT/ncu.txt" 2>&1 || true
-  # SASS of the batch-1 fp16 kernels (instruction mix of the main loop)
-  obj=$(find build-gpu -name 'spqr_kernels.cu.o' | head -1)
-  if command -v cuobjdump > /dev/null && [ -n "$obj" ]; then
-    cuobjdump -sass "$obj" > "$OUT/sass.txt" 2>&1 || true
+  # batch 1, SHAPE (28672x8192), CONFIG (0 = w3 1% outliers): one launch of KERNEL after SKIP
+  # warm-up launches, ncu at the card's own clocks; PROFILE_FLAGS: also a build with these CUDA
+  # flags, profiled the same way (ncu-1.txt)
+  dirs=(build-gpu)
+  if [ -n "${PROFILE_FLAGS:-}" ]; then
+    cmake -S . -B build-prof -DSPQR_MINIMAL=ON -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 \
+      -DCMAKE_CUDA_FLAGS="$PROFILE_FLAGS" -DCMAKE_PREFIX_PATH=$DEPS/usr -DPKG_CONFIG_EXECUTABLE=/nonexistent > /dev/null 2>&1
+    cmake --build build-prof -j16 --target bench_gpu > "$OUT/build-prof.log" 2>&1
+    dirs+=(build-prof)
   fi
-  grep -E "Duration|DRAM Throughput|Memory Throughput|Compute \(SM\)|Achieved Occupancy|Registers|Stall|Warp Cycles|Theoretical Occupancy|Block Limit|L1/TEX Hit|L2 Hit|Mem Busy|Max Bandwidth|Issued|Executed Ipc|stalled|Eligible|No Eligible|Active Warps" "$OUT/ncu.txt" | head -60
+  for i in "${!dirs[@]}"; do
+    echo "== ${dirs[$i]} =="
+    ncu --clock-control none --section SpeedOfLight --section MemoryWorkloadAnalysis --section WarpStateStats --section Occupancy \
+      --section LaunchStats --section InstructionStats --section SchedulerStats \
+      --metrics "regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio" \
+      --kernel-name regex:${KERNEL:-mma_kernel} --launch-skip ${SKIP:-10} --launch-count 1 \
+      ./${dirs[$i]}/bench/gpu/bench_gpu --batch 1 --config ${CONFIG:-0} --shape ${SHAPE:-28672x8192} > "$OUT/ncu-$i.txt" 2>&1 || true
+    grep -E "Duration|DRAM Throughput|Memory Throughput|Compute \(SM\)|Achieved Occupancy|Registers|Stall|Warp Cycles|Theoretical Occupancy|Block Limit|L1/TEX Hit|L2 Hit|Mem Busy|Max Bandwidth|Issued|Executed Ipc|stalled|Eligible|No Eligible|Active Warps|Shared Memory" "$OUT/ncu-$i.txt" | head -40
+    grep -E "issue_stalled" "$OUT/ncu-$i.txt" | awk '$NF+0 > 0.05' | sed -E 's/smsp__average_warps_issue_stalled_//; s/_per_issue_active.ratio//' 
+  done
   exit 0
 fi
 if [ "$what" != bench ]; then
