@@ -284,6 +284,23 @@ template <int WB> constexpr int mma_l2_prefetch() {
     return WB == 4 ? SPQR_MMA_L2PF : 0;
 }
 
+// Tile-record loads bypass L1 (ld.global.nc.L1::no_allocate) for batch 9-16 (NH = 2), so the
+// streamed codes do not evict the 16 vectors' x from it: batch 16 w4 28672x8192 95.5 → 79.7 µs;
+// for batch 1-8 it measured within ±2 % (w3 a little faster, w4 a little slower), so off there.
+// SPQR_MMA_CODES_NA (a measurement switch): 0 never, 1 always, 2 batch 9-16 (bench/NOTES.md v6n).
+#ifndef SPQR_MMA_CODES_NA
+#define SPQR_MMA_CODES_NA 2
+#endif
+template <int NH> __device__ __forceinline__ uint32_t ld_rec(const uint32_t *p) {
+    if constexpr (SPQR_MMA_CODES_NA == 1 || (SPQR_MMA_CODES_NA == 2 && NH == 2)) {
+        uint32_t v;
+        asm("ld.global.nc.L1::no_allocate.b32 %0, [%1];" : "=r"(v) : "l"(p));
+        return v;
+    } else {
+        return __ldg(p);
+    }
+}
+
 template <int WB, int NH, int SK> struct MmaRaw {
     uint32_t c[WB];
     uint32_t e[SK == 2 ? 2 : 4];
@@ -315,7 +332,7 @@ __device__ __forceinline__ void mma_load(const Params &p, LaneCtx &L, MmaRaw<WB,
     } else
 #endif
 #pragma unroll
-        for (int i = 0; i < WB; i++) o.c[i] = __ldg(L.codes + i * 32);
+        for (int i = 0; i < WB; i++) o.c[i] = ld_rec<NH>(L.codes + i * 32);
     if constexpr (mma_l2_prefetch<WB>() > 0)
         if (L.pf_left-- > 0 && 32 * (threadIdx.x & 31) < p.rec_words)
             asm volatile("prefetch.global.L2 [%0];\n" ::"l"(
@@ -327,10 +344,10 @@ __device__ __forceinline__ void mma_load(const Params &p, LaneCtx &L, MmaRaw<WB,
     } else
 #endif
         if constexpr (SK == 2) {
-        o.e[0] = __ldg(L.codes + L.eoff[0]), o.e[1] = __ldg(L.codes + L.eoff[1]);
+        o.e[0] = ld_rec<NH>(L.codes + L.eoff[0]), o.e[1] = ld_rec<NH>(L.codes + L.eoff[1]);
     } else {
-        o.e[0] = __ldg(L.codes + L.eoff[0]), o.e[1] = __ldg(L.codes + L.eoff[0] + 1);
-        o.e[2] = __ldg(L.codes + L.eoff[1]), o.e[3] = __ldg(L.codes + L.eoff[1] + 1);
+        o.e[0] = ld_rec<NH>(L.codes + L.eoff[0]), o.e[1] = ld_rec<NH>(L.codes + L.eoff[0] + 1);
+        o.e[2] = ld_rec<NH>(L.codes + L.eoff[1]), o.e[3] = ld_rec<NH>(L.codes + L.eoff[1] + 1);
         if constexpr (SK == 0) {
             o.s2[0] = __ldg(reinterpret_cast<const uint2 *>(L.codes + L.s2off));
         } else {
