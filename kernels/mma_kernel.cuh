@@ -464,11 +464,14 @@ __device__ __forceinline__ void mma_compute(const Params &p, const LaneCtx &L, u
 #endif
 
 // Outliers, pipelined with the macro tiles: lane (g, t) adds CSR entries of its rows g and g+8;
-// the entries of a row are dealt to the strip's kw·ksplit warps. For nb <= 2 (only lane t = 0
-// holds those vectors' C fragment) the four lanes of a row split its entries further and sum
-// them in o[][] (folded into lane t = 0 at the end); for nb > 2 each lane takes all the entries of
-// its share for its own C-fragment vectors 2t, 2t+1 (+8) and adds straight into acc. Each step
-// consumes the entry loaded by the previous step (its x lookup hits L1/L2) and loads the next.
+// the entries of a row are dealt to the strip's kw·ksplit warps. For nb <= OS (OS = 2, or 4 in
+// the kernels launched for batch 3-4 of tensors with outliers: only lanes t < OS/2 hold those
+// vectors' C fragment) the four lanes of a row split its entries further and sum them in o[][]
+// (folded into the lanes holding the vectors at the end); otherwise each lane takes all the
+// entries of its share for its own C-fragment vectors 2t, 2t+1 (+8) and adds straight into acc.
+// Each step consumes the entry loaded by the previous step (its x lookup hits L1/L2) and loads
+// the next. (OS = 4 has its own kernels: its 8 sums cost registers that batch 1 should not pay,
+// bench/NOTES.md v6g/v6n.)
 __device__ __forceinline__ float2 pair_to_f2(const __half *v) {
     return __half22float2(*reinterpret_cast<const __half2 *>(v));
 }
@@ -476,23 +479,23 @@ __device__ __forceinline__ float2 pair_to_f2(const __nv_bfloat16 *v) {
     return __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(v));
 }
 
-struct OutlierState {
+template <int OS> struct OutlierState {
     uint32_t k[2], end[2], col[2];
     float d[2];
-    float o[2][2]; // nb <= 2: this lane's sums for rows g, g+8, vectors 0, 1
+    float o[2][OS]; // nb <= OS: this lane's sums for rows g, g+8, vectors 0 .. OS − 1
 };
 
-template <int NH, typename Act>
+template <int NH, int OS, typename Act>
 __device__ __forceinline__ void outlier_step(const Params &p, const Act *__restrict__ xh,
                                              const Act *__restrict__ xt, uint32_t xstride, int nb,
-                                             uint32_t t, uint32_t step, OutlierState &o,
+                                             uint32_t t, uint32_t step, OutlierState<OS> &o,
                                              float (&acc)[NH][4]) {
 #pragma unroll
     for (int r = 0; r < 2; r++) {
         if (o.k[r] >= o.end[r]) continue;
-        if (nb <= 2) {
+        if (nb <= OS) {
 #pragma unroll
-            for (int h = 0; h < 2; h++)
+            for (int h = 0; h < OS; h++)
                 if (h < nb)
                     o.o[r][h] =
                         fmaf(o.d[r], to_f<Act>(xh[(uint64_t)h * xstride + o.col[r]]), o.o[r][h]);
@@ -526,7 +529,7 @@ __device__ __forceinline__ void outlier_step(const Params &p, const Act *__restr
 // few rows and many columns) ksplit blocks share a strip. Partial sums meet in shared memory; with
 // ksplit > 1 the blocks add theirs into acc32 (fp32, zero between calls) and the last block of the
 // strip to arrive (a counter per strip) writes y and re-zeroes acc32 and the counter.
-template <int WB, int NH, int SK, typename Act>
+template <int WB, int NH, int SK, typename Act, int OS>
 __global__ void __launch_bounds__(kMmaThreads, NH == 1 ? SPQR_MMA_MINBLOCKS : 2)
     mma_kernel(Params p, const Act *__restrict__ xh, const Act *__restrict__ xt, uint32_t xstride,
                Act *__restrict__ y, float *__restrict__ y32, int nb, int kw_log2, uint32_t ksplit,
@@ -542,14 +545,16 @@ __global__ void __launch_bounds__(kMmaThreads, NH == 1 ? SPQR_MMA_MINBLOCKS : 2)
 #pragma unroll
     for (int n = 0; n < NH; n++) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.f;
 
-    OutlierState os;
-    const bool spread = nb <= 2;
+    OutlierState<OS> os;
+    const bool spread = nb <= OS;
     const uint32_t ostep = kw * ksplit * (spread ? 4 : 1);
     const uint32_t ofirst = spread ? t + 4 * (kwi + kw * q) : kwi + kw * q;
 #pragma unroll
     for (int r = 0; r < 2; r++) {
         const uint32_t row = 16 * S + g + 8 * r;
-        os.k[r] = os.end[r] = 0, os.col[r] = 0, os.d[r] = 0.f, os.o[r][0] = os.o[r][1] = 0.f;
+        os.k[r] = os.end[r] = 0, os.col[r] = 0, os.d[r] = 0.f;
+#pragma unroll
+        for (int h = 0; h < OS; h++) os.o[r][h] = 0.f;
         if (p.fuse_outliers && S < p.strips && row < p.rows && (spread || 2 * (int)t < nb)) {
             os.k[r] = __ldg(p.rowptr + row) + ofirst;
             os.end[r] = __ldg(p.rowptr + row + 1);
@@ -608,11 +613,11 @@ __global__ void __launch_bounds__(kMmaThreads, NH == 1 ? SPQR_MMA_MINBLOCKS : 2)
         while (m < ntiles) {
             if (m + 1 < ntiles) mma_load<WB, NH, SK>(p, L, rb);
             mma_compute<WB, NH, SK, Act>(p, L, magic, ra, acc);
-            outlier_step<NH, Act>(p, xh, xt, xstride, nb, t, ostep, os, acc);
+            outlier_step<NH, OS, Act>(p, xh, xt, xstride, nb, t, ostep, os, acc);
             if (++m >= ntiles) break;
             if (m + 1 < ntiles) mma_load<WB, NH, SK>(p, L, ra);
             mma_compute<WB, NH, SK, Act>(p, L, magic, rb, acc);
-            outlier_step<NH, Act>(p, xh, xt, xstride, nb, t, ostep, os, acc);
+            outlier_step<NH, OS, Act>(p, xh, xt, xstride, nb, t, ostep, os, acc);
             ++m;
         }
     }
@@ -620,16 +625,16 @@ __global__ void __launch_bounds__(kMmaThreads, NH == 1 ? SPQR_MMA_MINBLOCKS : 2)
     asm volatile("griddepcontrol.wait;\n" ::: "memory"); // (no-op when already waited)
 #endif
     while (os.k[0] < os.end[0] || os.k[1] < os.end[1]) // rows with more entries than tiles
-        outlier_step<NH, Act>(p, xh, xt, xstride, nb, t, ostep, os, acc);
-    if (spread) // fold the four lanes' outlier sums into lane t = 0 (vectors 0, 1)
+        outlier_step<NH, OS, Act>(p, xh, xt, xstride, nb, t, ostep, os, acc);
+    if (spread) // fold the four lanes' outlier sums into the lane holding vector h (t = h / 2)
 #pragma unroll
         for (int r = 0; r < 2; r++)
 #pragma unroll
-            for (int h = 0; h < 2; h++) {
+            for (int h = 0; h < OS; h++) {
                 float v = os.o[r][h];
                 v += __shfl_xor_sync(0xffffffffu, v, 1);
                 v += __shfl_xor_sync(0xffffffffu, v, 2);
-                if (t == 0) acc[0][2 * r + h] += v;
+                if (t == (uint32_t)(h >> 1)) acc[0][2 * r + (h & 1)] += v;
             }
 
             // C fragment: acc[n][0..1] = (row g, vectors 8n + 2t, +1), acc[n][2..3] = row g + 8

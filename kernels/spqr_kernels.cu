@@ -793,6 +793,9 @@ static cudaError_t launch_sub(spqr_gpu_tensor *t, const Act *x, Act *y, float *y
 #ifndef SPQR_MMA_WARPS_PER_SM
 #define SPQR_MMA_WARPS_PER_SM 32 // split a strip's columns until this many warps per SM exist
 #endif
+#ifndef SPQR_MMA_SPREAD4
+#define SPQR_MMA_SPREAD4 1 // 0: batch 3-4 take the direct outlier path (a measurement build)
+#endif
 #ifndef SPQR_MMA_WAVE_FILL
 #define SPQR_MMA_WAVE_FILL 20 // tenths of a wave: grids of 1 wave to this many get half the warps
 #endif
@@ -804,7 +807,7 @@ static cudaError_t launch_sub(spqr_gpu_tensor *t, const Act *x, Act *y, float *y
 // SPQR_MMA_WARPS_PER_SM warps per SM; if 8 do not, ksplit blocks per strip (while each warp keeps
 // >= SPQR_MMA_MIN_TILES macro tiles: short warps spend their time filling the pipeline); then
 // half that kw where the grid would be 1 to SPQR_MMA_WAVE_FILL / 10 waves (v6n).
-template <int WB, int NH, int SK, typename Act>
+template <int WB, int NH, int SK, typename Act, int OS = 2>
 static cudaError_t launch_mma_t(spqr_gpu_tensor *t, const Act *x, Act *y, float *y32, int nb,
                                 cudaStream_t s) {
     const Params &p = t->p;
@@ -847,9 +850,9 @@ static cudaError_t launch_mma_t(spqr_gpu_tensor *t, const Act *x, Act *y, float 
     attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     attr[0].val.programmaticStreamSerializationAllowed = 1;
     cfg.attrs = attr, cfg.numAttrs = 1;
-    const cudaError_t e =
-        cudaLaunchKernelEx(&cfg, mma_kernel<WB, NH, SK, Act>, p, (const Act *)xh, (const Act *)xt,
-                           stride, y, y32, nb, kwl, ksplit, t->acc32, t->counters, kMagic2);
+    const cudaError_t e = cudaLaunchKernelEx(&cfg, mma_kernel<WB, NH, SK, Act, OS>, p,
+                                             (const Act *)xh, (const Act *)xt, stride, y, y32, nb,
+                                             kwl, ksplit, t->acc32, t->counters, kMagic2);
     if (e != cudaSuccess) (void)cudaGetLastError(); // returned here: not left for a later check
     return e;
 }
@@ -857,6 +860,12 @@ template <int WB, typename Act>
 static cudaError_t launch_mma_w(spqr_gpu_tensor *t, const Act *x, Act *y, float *y32, int nb,
                                 cudaStream_t s) {
     const int sk = t->p.sbits == 16 ? 2 : (t->p.log2beta1 >= 4 ? 0 : 1);
+    // batch 3-4 with fused outliers: kernels whose four lanes of a row split the outliers for all
+    // four vectors (SPQR_MMA_SPREAD4; bench/NOTES.md v6n)
+    if (SPQR_MMA_SPREAD4 && nb >= 3 && nb <= 4 && t->nnz && t->p.fuse_outliers)
+        return sk == 0   ? launch_mma_t<WB, 1, 0, Act, 4>(t, x, y, y32, nb, s)
+               : sk == 1 ? launch_mma_t<WB, 1, 1, Act, 4>(t, x, y, y32, nb, s)
+                         : launch_mma_t<WB, 1, 2, Act, 4>(t, x, y, y32, nb, s);
     if (nb <= 8)
         return sk == 0   ? launch_mma_t<WB, 1, 0, Act>(t, x, y, y32, nb, s)
                : sk == 1 ? launch_mma_t<WB, 1, 1, Act>(t, x, y, y32, nb, s)
