@@ -23,14 +23,17 @@ static int cmpd(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-/* t[0..9): the durations of 9 calls of spqr_cpu_matmul on tensor 0 (all cores) */
-static void time_spqr(const spqr_file *f, const float *X, int batch, float *Y, double t[9]) {
-    spqr_error err = {0};
+/* t[0..9): the durations of 9 calls of spqr_cpu_matmul on tensor 0 (all cores); the first
+ * failing call's status (its message in *err) */
+static spqr_status time_spqr(const spqr_file *f, const float *X, int batch, float *Y, double t[9],
+                             spqr_error *err) {
     for (int r = 0; r < 9; r++) {
         const double t0 = now_s();
-        spqr_cpu_matmul(f, 0, X, batch, Y, 0, &err);
+        const spqr_status st = spqr_cpu_matmul(f, 0, X, batch, Y, 0, err);
         t[r] = now_s() - t0;
+        if (st) return st;
     }
+    return SPQR_OK;
 }
 
 int cmd_bench(int argc, char **argv) {
@@ -79,11 +82,18 @@ int cmd_bench(int argc, char **argv) {
             spqr_file *f = spqr_file_open(path, 0, &err);
             float *W = malloc(rows * cols * sizeof *W), *X = malloc(16 * cols * sizeof *X),
                   *Y = malloc(16 * rows * sizeof *Y);
-            if (!f || !W || !X || !Y) {
+            if (!f) {
+                fprintf(stderr, "spqr bench: %s\n", err.msg);
+                return 1;
+            }
+            if (!W || !X || !Y) {
                 fprintf(stderr, "spqr bench: out of memory\n");
                 return 1;
             }
-            spqr_file_dequantize(f, 0, W, &err);
+            if (spqr_file_dequantize(f, 0, W, &err)) {
+                fprintf(stderr, "spqr bench: %s\n", err.msg);
+                return 1;
+            }
             uint64_t rng = 9;
             for (uint64_t i = 0; i < 16 * cols; i++) X[i] = spqr_rng_uniform(&rng) - 0.5f;
             static const int batches[] = {1, 4, 16};
@@ -93,14 +103,18 @@ int cmd_bench(int argc, char **argv) {
                 /* separate phases: OpenBLAS worker threads spin-yield for a while after each call
                  * and would steal the cores from spqr's threads if the two were interleaved */
                 nanosleep(&(struct timespec){0, 300000000L}, NULL);
-                time_spqr(f, X, b, Y, ts);
+                spqr_status st = time_spqr(f, X, b, Y, ts, &err);
                 /* the AVX2 path for comparison (the default where the CPU lacks AVX-512) */
                 setenv("SPQR_CPU_ISA", "avx2", 1);
-                time_spqr(f, X, b, Y, ta);
+                if (!st) st = time_spqr(f, X, b, Y, ta, &err);
                 if (isa_cap)
                     setenv("SPQR_CPU_ISA", isa_cap, 1);
                 else
                     unsetenv("SPQR_CPU_ISA");
+                if (st) {
+                    fprintf(stderr, "spqr bench: %s\n", err.msg);
+                    return 1;
+                }
                 for (int r = 0; r < 9; r++) {
                     double t0 = now_s();
                     if (b == 1)
