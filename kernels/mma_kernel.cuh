@@ -23,7 +23,8 @@
 //   16·w bits; bit k of stream A is bit (k mod 16) of word k / 16, stream B the same bit + 16.
 //   Pair p sits at bit p·w of both streams, so (word >> p·w mod 16) & (mask | mask << 16) | 0x6400
 //   6400 is the fp16 pair (1024 + qA, 1024 + qB) — one SHF + one LOP3 (two more where a pair
-//   straddles two words: w = 3, 5, 6, 7). Exactly w words per lane.
+//   straddles two words: w = 3, 5, 6, 7; w = 4 shifts once per word for four pairs, with the odd
+//   pairs read as 64 + q: code_pair). Exactly w words per lane.
 //   Tile record: everything a warp reads for macro tile (S, M) is one contiguous run of R words
 //   (rec_words, a multiple of 8) at (S·mtiles + M)·R, a strip's records contiguous:
 //   - words [0, 32·w): code word i of lane l at 32·i + l, so each of the lane's w loads is one
@@ -71,10 +72,26 @@ __host__ __device__ __forceinline__ uint32_t tile_col(uint32_t t, uint32_t p, ui
     return 16 * t + 4 * (p >> 2) + 2 * ((p >> 1) & 1) + h;
 }
 
-// Pair P of a lane's WB code words as the fp16 pair (1024 + qA, 1024 + qB); magic = kMagic2 in a
-// register (so (v & M) | magic is one LOP3).
+#ifndef SPQR_MMA_NIBBLE // 0: w = 4 decodes every pair at bits 0..3 (a measurement build)
+#define SPQR_MMA_NIBBLE 1
+#endif
+// The fp16 offset of a pair's codes: 1024, except w = 4 row g + 8 (odd pairs): 64 (below).
+template <int WB> constexpr float pair_offset(int row_half) {
+    return (WB == 4 && SPQR_MMA_NIBBLE && row_half == 1) ? 64.f : 1024.f;
+}
+// Pair P of a lane's WB code words as the fp16 pair (off + qA, off + qB), off = pair_offset:
+// magic.x = (1024, 1024), magic.y = (64, 64), in registers (so (v & M) | magic is one LOP3).
+// A w-bit field at mantissa bits b.. under the exponent of 2^(10 − b) reads as 2^(10 − b) + q:
+// w = 4 takes b = 0 (offset 1024) for even pairs (row g) and b = 4 (offset 64) for odd pairs
+// (row g + 8), so a word's four pairs (bits 0, 4, 8, 12) cost one shift (by 8) instead of
+// three; the ALU pipe is the kernel's busiest (bench/NOTES.md v6o).
 template <int WB, int P>
-__device__ __forceinline__ uint32_t code_pair(const uint32_t (&w)[WB], uint32_t magic) {
+__device__ __forceinline__ uint32_t code_pair(const uint32_t (&w)[WB], uint2 magic) {
+    if constexpr (WB == 4 && SPQR_MMA_NIBBLE) {
+        constexpr int i = P >> 2, r = P & 3;
+        const uint32_t v = r >= 2 ? (w[i] >> 8) : w[i];
+        return (r & 1) ? ((v & 0x00F000F0u) | magic.y) : ((v & 0x000F000Fu) | magic.x);
+    }
     constexpr int o = P * WB, i = o >> 4, sh = o & 15;
     constexpr uint32_t M2 = ((1u << WB) - 1u) * 0x10001u;
     uint32_t v;
@@ -84,7 +101,7 @@ __device__ __forceinline__ uint32_t code_pair(const uint32_t (&w)[WB], uint32_t 
         constexpr uint32_t SEL = (0xFFFFu >> sh) * 0x10001u;
         v = ((w[i] >> sh) & SEL) | ((w[i + 1] << (16 - sh)) & ~SEL);
     }
-    return (v & M2) | magic;
+    return (v & M2) | magic.x;
 }
 
 // Code (pair p, half h) of one lane's words, any w (upload-time and dequantize use).
@@ -374,7 +391,7 @@ __device__ __forceinline__ __half2 bits_h2(uint32_t u) {
 // Tile J (0..3) of a macro tile: A = the lane's pairs 4J..4J+3 decoded to fp16 weights
 // (ŵ = scale·(q − zi) − scale·zf: HSUB2 makes q − zi exactly, one HFMA2), B = x words 2J, 2J+1.
 template <int WB, int NH, int SK, typename Act, int J>
-__device__ __forceinline__ void mma_tile(const MmaRaw<WB, NH, SK> &o, uint32_t magic,
+__device__ __forceinline__ void mma_tile(const MmaRaw<WB, NH, SK> &o, uint2 magic,
                                          const __half2 (&zq)[2], const __half2 (&sc)[2],
                                          const __half2 (&bi)[2], float (&acc)[NH][4]) {
     const uint32_t q[4] = {
@@ -405,7 +422,7 @@ __device__ __forceinline__ void mma_tile(const MmaRaw<WB, NH, SK> &o, uint32_t m
 // 5 = loads only without the statistics loads.
 
 template <int WB, int NH, int SK, typename Act>
-__device__ __forceinline__ void mma_compute(const Params &p, const LaneCtx &L, uint32_t magic,
+__device__ __forceinline__ void mma_compute(const Params &p, const LaneCtx &L, uint2 magic,
                                             const MmaRaw<WB, NH, SK> &o, float (&acc)[NH][4]) {
 #if SPQR_MMA_PROBE == 1 || SPQR_MMA_PROBE == 3 || SPQR_MMA_PROBE == 5
     uint32_t h = 0;
@@ -442,14 +459,14 @@ __device__ __forceinline__ void mma_compute(const Params &p, const LaneCtx &L, u
             scale = s01.x * ((float)(e & m) - s01.y); // spec §7.2 (no FMA: separate roundings)
             zero = s23.x * ((float)((e >> p.sbits) & m) - s23.y);
         }
-        // zero = zi + zf with zi an integer (|zero| <= 512 checked at upload): (1024 + q) −
-        // (1024 + zi) = q − zi is exact in fp16, so the only roundings are of scale (relative to
-        // |q − zi|·scale ≈ |ŵ|), of scale·zf (|zf| <= 1/2) and of the result; decoding
-        // q·scale − scale·zero instead would cancel two terms of size |scale·zero| (1e-3
+        // zero = zi + zf with zi an integer (|zero| <= 512 checked at upload): (off + q) −
+        // (off + zi) = q − zi is exact in fp16 (off = 1024 or 64), so the only roundings are of
+        // scale (relative to |q − zi|·scale ≈ |ŵ|), of scale·zf (|zf| <= 1/2) and of the result;
+        // decoding q·scale − scale·zero instead would cancel two terms of size |scale·zero| (1e-3
         // relative error at w = 8).
         const float zi = rintf(zero);
         sc[r] = __float2half2_rn(scale);
-        zq[r] = __float2half2_rn(1024.f + zi);
+        zq[r] = __float2half2_rn(pair_offset<WB>(r) + zi); // off + zi: an exact fp16
         bi[r] = __float2half2_rn(-scale * (zero - zi));
     }
     mma_tile<WB, NH, SK, Act, 0>(o, magic, zq, sc, bi, acc);
@@ -608,15 +625,16 @@ __global__ void __launch_bounds__(kMmaThreads, NH == 1 ? SPQR_MMA_MINBLOCKS : 2)
         asm volatile("griddepcontrol.wait;\n" ::: "memory");
 #endif
         MmaRaw<WB, NH, SK> ra, rb;
-        uint32_t m = 0; // tiles done
+        const uint2 mg = make_uint2(magic, magic - 0x10001000u); // (1024, 1024), (64, 64)
+        uint32_t m = 0;                                          // tiles done
         if (m < ntiles) mma_load<WB, NH, SK>(p, L, ra);
         while (m < ntiles) {
             if (m + 1 < ntiles) mma_load<WB, NH, SK>(p, L, rb);
-            mma_compute<WB, NH, SK, Act>(p, L, magic, ra, acc);
+            mma_compute<WB, NH, SK, Act>(p, L, mg, ra, acc);
             outlier_step<NH, OS, Act>(p, xh, xt, xstride, nb, t, ostep, os, acc);
             if (++m >= ntiles) break;
             if (m + 1 < ntiles) mma_load<WB, NH, SK>(p, L, ra);
-            mma_compute<WB, NH, SK, Act>(p, L, magic, rb, acc);
+            mma_compute<WB, NH, SK, Act>(p, L, mg, rb, acc);
             outlier_step<NH, OS, Act>(p, xh, xt, xstride, nb, t, ostep, os, acc);
             ++m;
         }

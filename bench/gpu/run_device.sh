@@ -84,12 +84,13 @@ if [ "$what" = profile ]; then
   for i in "${!dirs[@]}"; do
     echo "== ${dirs[$i]} =="
     ncu --clock-control none --section SpeedOfLight --section MemoryWorkloadAnalysis --section WarpStateStats --section Occupancy \
-      --section LaunchStats --section InstructionStats --section SchedulerStats \
-      --metrics "regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio" \
+      --section LaunchStats --section InstructionStats --section SchedulerStats --section ComputeWorkloadAnalysis \
+      --metrics "regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio,regex:sm__inst_executed_pipe_.*\.avg\.pct_of_peak_sustained_active,regex:sm__pipe_.*_cycles_active\.avg\.pct_of_peak_sustained_active" \
       --kernel-name regex:${KERNEL:-mma_kernel} --launch-skip ${SKIP:-10} --launch-count 1 \
-      ./${dirs[$i]}/bench/gpu/bench_gpu --batch 1 --config ${CONFIG:-0} --shape ${SHAPE:-28672x8192} > "$OUT/ncu-$i.txt" 2>&1 || true
-    grep -E "Duration|DRAM Throughput|Memory Throughput|Compute \(SM\)|Achieved Occupancy|Registers|Stall|Warp Cycles|Theoretical Occupancy|Block Limit|L1/TEX Hit|L2 Hit|Mem Busy|Max Bandwidth|Issued|Executed Ipc|stalled|Eligible|No Eligible|Active Warps|Shared Memory" "$OUT/ncu-$i.txt" | head -40
-    grep -E "issue_stalled" "$OUT/ncu-$i.txt" | awk '$NF+0 > 0.05' | sed -E 's/smsp__average_warps_issue_stalled_//; s/_per_issue_active.ratio//' 
+      ./${dirs[$i]}/bench/gpu/bench_gpu --batch 1 --config ${CONFIG:-0} --shape ${SHAPE:-28672x8192} > "$OUT/ncu-$i${NCU_TAG:-}.txt" 2>&1 || true
+    grep -E "Duration|DRAM Throughput|Memory Throughput|Compute \(SM\)|Achieved Occupancy|Registers|Stall|Warp Cycles|Theoretical Occupancy|Block Limit|L1/TEX Hit|L2 Hit|Mem Busy|Max Bandwidth|Issued|Executed Ipc|stalled|Eligible|No Eligible|Active Warps|Shared Memory" "$OUT/ncu-$i${NCU_TAG:-}.txt" | sed -n 1,40p
+    grep -E "issue_stalled" "$OUT/ncu-$i${NCU_TAG:-}.txt" | awk '$NF+0 > 0.05' | sed -E 's/smsp__average_warps_issue_stalled_//; s/_per_issue_active.ratio//' 
+    grep -E "pipe_" "$OUT/ncu-$i${NCU_TAG:-}.txt" | awk '$NF+0 > 2' 
   done
   exit 0
 fi
