@@ -47,7 +47,8 @@
 
 constexpr int kMmaWarps = 8;
 constexpr int kMmaThreads = kMmaWarps * 32;
-constexpr uint32_t kMagic2 = 0x64006400u; // fp16 pair (1024, 1024)
+constexpr uint32_t kMagic2 = 0x64006400u;    // fp16 pair (1024, 1024)
+constexpr uint32_t kMagic2_64 = 0x54005400u; // fp16 pair (64, 64): w = 4 odd pairs (code_pair)
 
 __device__ __forceinline__ void mma_16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
                                           uint32_t b1, __half) {
@@ -625,8 +626,9 @@ __global__ void __launch_bounds__(kMmaThreads, NH == 1 ? SPQR_MMA_MINBLOCKS : 2)
         asm volatile("griddepcontrol.wait;\n" ::: "memory");
 #endif
         MmaRaw<WB, NH, SK> ra, rb;
-        const uint2 mg = make_uint2(magic, magic - 0x10001000u); // (1024, 1024), (64, 64)
-        uint32_t m = 0;                                          // tiles done
+        // both magics derived from the argument, so they stay registers (see code_pair)
+        const uint2 mg = make_uint2(magic, magic - (kMagic2 - kMagic2_64));
+        uint32_t m = 0; // tiles done
         if (m < ntiles) mma_load<WB, NH, SK>(p, L, ra);
         while (m < ntiles) {
             if (m + 1 < ntiles) mma_load<WB, NH, SK>(p, L, rb);

@@ -73,7 +73,7 @@ real=""
 if [ "$what" = profile ]; then
   # batch 1, SHAPE (28672x8192), CONFIG (0 = w3 1% outliers): one launch of KERNEL after SKIP
   # warm-up launches, ncu at the card's own clocks; PROFILE_FLAGS: also a build with these CUDA
-  # flags, profiled the same way (ncu-1.txt)
+  # flags, profiled the same way (ncu-1.txt); NCU_TAG: a suffix for the report files
   dirs=(build-gpu)
   if [ -n "${PROFILE_FLAGS:-}" ]; then
     cmake -S . -B build-prof -DSPQR_MINIMAL=ON -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 \
