@@ -23,9 +23,8 @@
 //   16·w bits; bit k of stream A is bit (k mod 16) of word k / 16, stream B the same bit + 16.
 //   Pair p sits at bit p·w of both streams, so (word >> p·w mod 16) & (mask | mask << 16) | 0x6400
 //   6400 is the fp16 pair (1024 + qA, 1024 + qB) — one SHF + one LOP3 (two more where a pair
-//   straddles two words: w = 5, 6, 7; w = 4 shifts once per word for four pairs, with the odd
-//   pairs read as 64 + q; w = 3 has its own field order, W3X: code_bit_pos, code_pair). Exactly
-//   w words per lane.
+//   straddles two words: w = 3, 5, 6, 7; w = 4 shifts once per word for four pairs, with the odd
+//   pairs read as 64 + q: code_pair). Exactly w words per lane.
 //   Tile record: everything a warp reads for macro tile (S, M) is one contiguous run of R words
 //   (rec_words, a multiple of 8) at (S·mtiles + M)·R, a strip's records contiguous:
 //   - words [0, 32·w): code word i of lane l at 32·i + l, so each of the lane's w loads is one
@@ -78,81 +77,22 @@ __host__ __device__ __forceinline__ uint32_t tile_col(uint32_t t, uint32_t p, ui
 #ifndef SPQR_MMA_NIBBLE // 0: w = 4 decodes every pair at bits 0..3 (a measurement build)
 #define SPQR_MMA_NIBBLE 1
 #endif
-#ifndef SPQR_MMA_W3X // 1: w = 3 in the W3X layout below (a measurement build, bench/NOTES.md v6p)
-#define SPQR_MMA_W3X 0
-#endif
-// An fp16 mantissa field at bits b.. (b + w <= 10) under the exponent of 2^(10 − b) reads as
-// 2^(10 − b) + q, so (v & field) | magic is the pair (off + qA, off + qB) in one LOP3 wherever the
-// field sits below bit 10 of each half; only fields higher up need a shift. The ALU pipe is the
-// kernel's busiest (bench/NOTES.md v6o), so the layouts below put as many fields as possible low:
-// - w = 4 (plain layout: pair p at bit 4·(p mod 4) of word p / 4): the pairs at bits 4..7 (odd p,
-//   row g + 8) read as 64 + q, one shift by 8 serves the pairs at bits 8..15 (one SHF + four
-//   LOP3 per word, was three SHF);
-// - w = 3 (W3X layout): each half of each of the three words holds five fields at bits 0, 3, 6,
-//   9, 12 (offsets 1024, 128, 16, and after one shift by 9 again 1024, 128) and bit 15, the three
-//   bits 15 being pair 12's code (bit i in word i). Pairs 0..11 take word p / 4, fields 0, 3, 9,
-//   12 by p mod 4; pairs 13, 14, 15 the field at 6 of words 1, 0, 2. So row g (even p) has
-//   offset 1024 except pair 14 (16), row g + 8 (odd p) 128 except pairs 13 and 15 (16): one SHF
-//   + five LOP3 per word and six instructions for pair 12 (24 per lane-tile, was 35).
-// A lane's zero registers: one per (row, offset), slot zq_slot<WB>(P) of pair P.
-template <int WB> constexpr bool w3x() {
-    return WB == 3 && SPQR_MMA_W3X;
+// The fp16 offset of a pair's codes: 1024, except w = 4 row g + 8 (odd pairs): 64 (below).
+template <int WB> constexpr float pair_offset(int row_half) {
+    return (WB == 4 && SPQR_MMA_NIBBLE && row_half == 1) ? 64.f : 1024.f;
 }
-constexpr int w3x_word(int p) {
-    return p < 12 ? p >> 2 : p == 13 ? 1 : p == 14 ? 0 : 2; // (p = 12: bit 15 of every word)
-}
-constexpr int w3x_bit(int p) {
-    return p < 12 ? ((p & 3) == 0 ? 0 : (p & 3) == 1 ? 3 : (p & 3) == 2 ? 9 : 12) : 6;
-}
-template <int WB> constexpr int zq_slots() {
-    return w3x<WB>() ? 4 : 2;
-}
-// slot 0: row g, 1: row g + 8 (offsets: 1024 / 1024, w = 4: 1024 / 64, w = 3: 1024 / 128);
-// w = 3 also 2: row g at 16, 3: row g + 8 at 16
-template <int WB> constexpr int zq_slot(int P) {
-    if constexpr (w3x<WB>()) return P == 12 ? 0 : P < 12 ? (P & 1) : P == 14 ? 2 : 3;
-    return P & 1;
-}
-template <int WB> constexpr float slot_offset(int slot) {
-    if constexpr (w3x<WB>()) return slot == 0 ? 1024.f : slot == 1 ? 128.f : 16.f;
-    return (WB == 4 && SPQR_MMA_NIBBLE && slot == 1) ? 64.f : 1024.f;
-}
-// The fp16 magic pairs, in registers (so (v & M) | magic is one LOP3): x = (1024, 1024),
-// y = slot 1's offset (w = 4: 64, w = 3: 128), z = (16, 16) (w = 3).
-struct Magics {
-    uint32_t x, y, z;
-};
-constexpr uint32_t kMagic2_128 = 0x58005800u, kMagic2_16 = 0x4C004C00u;
-
-// Where bit b of the code of a lane's pair p (half h adds 16) sits in its w code words.
-__host__ __device__ __forceinline__ void code_bit_pos(uint32_t wb, uint32_t p, uint32_t b,
-                                                      uint32_t &word, uint32_t &bit) {
-    if (wb == 3 && SPQR_MMA_W3X) {
-        word = p == 12 ? b : (uint32_t)w3x_word((int)p);
-        bit = p == 12 ? 15 : (uint32_t)w3x_bit((int)p) + b;
-        return;
-    }
-    const uint32_t k = p * wb + b;
-    word = k >> 4, bit = k & 15;
-}
-
-// Pair P of a lane's WB code words as the fp16 pair (off + qA, off + qB), off =
-// slot_offset<WB>(zq_slot<WB>(P)).
+// Pair P of a lane's WB code words as the fp16 pair (off + qA, off + qB), off = pair_offset:
+// magic.x = (1024, 1024), magic.y = (64, 64), in registers (so (v & M) | magic is one LOP3).
+// A w-bit field at mantissa bits b.. under the exponent of 2^(10 − b) reads as 2^(10 − b) + q:
+// w = 4 takes b = 0 (offset 1024) for even pairs (row g) and b = 4 (offset 64) for odd pairs
+// (row g + 8), so a word's four pairs (bits 0, 4, 8, 12) cost one shift (by 8) instead of
+// three; the ALU pipe is the kernel's busiest (bench/NOTES.md v6o).
 template <int WB, int P>
-__device__ __forceinline__ uint32_t code_pair(const uint32_t (&w)[WB], const Magics &magic) {
+__device__ __forceinline__ uint32_t code_pair(const uint32_t (&w)[WB], uint2 magic) {
     if constexpr (WB == 4 && SPQR_MMA_NIBBLE) {
         constexpr int i = P >> 2, r = P & 3;
         const uint32_t v = r >= 2 ? (w[i] >> 8) : w[i];
         return (r & 1) ? ((v & 0x00F000F0u) | magic.y) : ((v & 0x000F000Fu) | magic.x);
-    }
-    if constexpr (w3x<WB>()) {
-        if constexpr (P == 12)
-            return ((w[0] >> 15) & 0x00010001u) | ((w[1] >> 14) & 0x00020002u) |
-                   ((w[2] >> 13) & 0x00040004u) | magic.x;
-        constexpr int i = w3x_word(P), b = w3x_bit(P), lb = b >= 9 ? b - 9 : b;
-        const uint32_t v = b >= 9 ? (w[i] >> 9) : w[i];
-        constexpr uint32_t M2 = (7u << lb) * 0x10001u;
-        return (v & M2) | (lb == 0 ? magic.x : lb == 3 ? magic.y : magic.z);
     }
     constexpr int o = P * WB, i = o >> 4, sh = o & 15;
     constexpr uint32_t M2 = ((1u << WB) - 1u) * 0x10001u;
@@ -171,9 +111,8 @@ __device__ __forceinline__ uint32_t tiled_code(const uint32_t *w, uint32_t strid
                                                uint32_t p, uint32_t h) {
     uint32_t q = 0;
     for (uint32_t b = 0; b < wb; b++) {
-        uint32_t word, bit;
-        code_bit_pos(wb, p, b, word, bit);
-        q |= ((w[word * stride] >> (bit + 16 * h)) & 1u) << b;
+        const uint32_t k = p * wb + b;
+        q |= ((w[(k >> 4) * stride] >> ((k & 15) + 16 * h)) & 1u) << b;
     }
     return q;
 }
@@ -205,9 +144,8 @@ __global__ void tile_codes_kernel(Params p, uint32_t *tcodes) {
                                        ? pack_get(p.codes + (uint64_t)r * p.code_words, c, p.wbits)
                                        : 0;
                 for (uint32_t b = 0; b < p.wbits; b++) {
-                    uint32_t word, bit;
-                    code_bit_pos(p.wbits, pr, b, word, bit);
-                    w[word] |= ((q >> b) & 1u) << (bit + 16 * h);
+                    const uint32_t k = pr * p.wbits + b;
+                    w[k >> 4] |= ((q >> b) & 1u) << ((k & 15) + 16 * h);
                 }
             }
         for (uint32_t k = 0; k < p.wbits; k++) tcodes[sm * p.rec_words + k * 32 + lane] = w[k];
@@ -370,14 +308,16 @@ __global__ void prep_xh_kernel(Params p, const Act *__restrict__ x, int nb, Act 
 #ifndef SPQR_MMA_INTERLEAVE
 #define SPQR_MMA_INTERLEAVE 1
 #endif
-#ifndef SPQR_MMA_L2PF   // > 0: for w = 4, each lane < rec_words / 32 pulls one 128-byte line of the
-#define SPQR_MMA_L2PF 2 // warp's tile record this many tiles ahead into L2 (prefetch.global.L2);
-#endif                  // measured (v6m): w4 4-10 % faster at batch 1, w3 1-2 % slower: off there
-#ifndef SPQR_MMA_L2PF_W3 // the same for w = 3 (a measurement switch)
-#define SPQR_MMA_L2PF_W3 0
+// SPQR_MMA_L2PF > 0: for w = 3 and 4, each lane < rec_words / 32 pulls one 128-byte line of the
+// warp's tile record this many tiles ahead into L2 (prefetch.global.L2). Measured (v6m): w4 4-10 %
+// faster at batch 1, w3 1-2 % slower, so w4 only; after the paired statistics (v6p) w3 gains too
+// (batch 1 28672x8192 77.0 → 71.0 µs); distances 1 and 3 are no better than 2 for w4. w2, w5-8
+// not measured: off.
+#ifndef SPQR_MMA_L2PF
+#define SPQR_MMA_L2PF 2
 #endif
 template <int WB> constexpr int mma_l2_prefetch() {
-    return WB == 4 ? SPQR_MMA_L2PF : WB == 3 ? SPQR_MMA_L2PF_W3 : 0;
+    return WB == 3 || WB == 4 ? SPQR_MMA_L2PF : 0;
 }
 
 // Tile-record loads bypass L1 (ld.global.nc.L1::no_allocate) for batch 9-16 (NH = 2), so the
@@ -488,18 +428,16 @@ __device__ __forceinline__ __half2 bits_h2(uint32_t u) {
 // Tile J (0..3) of a macro tile: A = the lane's pairs 4J..4J+3 decoded to fp16 weights
 // (ŵ = scale·(q − zi) − scale·zf: HSUB2 makes q − zi exactly, one HFMA2), B = x words 2J, 2J+1.
 template <int WB, int NH, int SK, typename Act, int J>
-__device__ __forceinline__ void
-mma_tile(const MmaRaw<WB, NH, SK> &o, const Magics &magic, const __half2 (&zq)[zq_slots<WB>()],
-         const __half2 (&sc)[2], const __half2 (&bi)[2], float (&acc)[NH][4]) {
+__device__ __forceinline__ void mma_tile(const MmaRaw<WB, NH, SK> &o, uint2 magic,
+                                         const __half2 (&zq)[2], const __half2 (&sc)[2],
+                                         const __half2 (&bi)[2], float (&acc)[NH][4]) {
     const uint32_t q[4] = {
         code_pair<WB, 4 * J + 0>(o.c, magic), code_pair<WB, 4 * J + 1>(o.c, magic),
         code_pair<WB, 4 * J + 2>(o.c, magic), code_pair<WB, 4 * J + 3>(o.c, magic)};
-    constexpr int slot[4] = {zq_slot<WB>(4 * J), zq_slot<WB>(4 * J + 1), zq_slot<WB>(4 * J + 2),
-                             zq_slot<WB>(4 * J + 3)};
     uint32_t a[4];
 #pragma unroll
     for (int r = 0; r < 4; r++) {
-        const __half2 w = __hfma2(__hsub2(bits_h2(q[r]), zq[slot[r]]), sc[r & 1], bi[r & 1]);
+        const __half2 w = __hfma2(__hsub2(bits_h2(q[r]), zq[r & 1]), sc[r & 1], bi[r & 1]);
         if constexpr (std::is_same<Act, __half>::value) {
             a[r] = h2_bits(w);
         } else {
@@ -521,7 +459,7 @@ mma_tile(const MmaRaw<WB, NH, SK> &o, const Magics &magic, const __half2 (&zq)[z
 // 5 = loads only without the statistics loads.
 
 template <int WB, int NH, int SK, typename Act>
-__device__ __forceinline__ void mma_compute(const Params &p, const LaneCtx &L, const Magics &magic,
+__device__ __forceinline__ void mma_compute(const Params &p, const LaneCtx &L, uint2 magic,
                                             const MmaRaw<WB, NH, SK> &o, float (&acc)[NH][4]) {
 #if SPQR_MMA_PROBE == 1 || SPQR_MMA_PROBE == 3 || SPQR_MMA_PROBE == 5
     uint32_t h = 0;
@@ -535,7 +473,7 @@ __device__ __forceinline__ void mma_compute(const Params &p, const LaneCtx &L, c
     acc[0][0] += __uint_as_float(h & 0x007fffffu); // a denormal: keeps every load live
 #else
     // per row of the lane: scale, 1024 + zi and −scale·zf as fp16x2 (same value in both halves)
-    __half2 sc[2], zq[zq_slots<WB>()], bi[2];
+    __half2 sc[2], zq[2], bi[2];
     float2 s01, s23; // (ss, zs), (sz, zz) of the row's second-order block
     if constexpr (SK == 0)
         s01 = __half22float2(bits_h2(o.s2[0].x)), s23 = __half22float2(bits_h2(o.s2[0].y));
@@ -569,12 +507,8 @@ __device__ __forceinline__ void mma_compute(const Params &p, const LaneCtx &L, c
         // relative error at w = 8).
         const float zi = rintf(zero);
         sc[r] = __float2half2_rn(scale);
-        zq[r] = __float2half2_rn(slot_offset<WB>(r) + zi); // off + zi: an exact fp16
+        zq[r] = __float2half2_rn(pair_offset<WB>(r) + zi); // off + zi: an exact fp16
         bi[r] = __float2half2_rn(-scale * (zero - zi));
-    }
-    if constexpr (zq_slots<WB>() == 4) { // w = 3: 16 + zi for both rows, exact (integers < 2^11)
-        zq[2] = __hadd2(zq[0], __float2half2_rn(16.f - slot_offset<WB>(0)));
-        zq[3] = __hadd2(zq[1], __float2half2_rn(16.f - slot_offset<WB>(1)));
     }
     mma_tile<WB, NH, SK, Act, 0>(o, magic, zq, sc, bi, acc);
     mma_tile<WB, NH, SK, Act, 1>(o, magic, zq, sc, bi, acc);
@@ -733,8 +667,7 @@ __global__ void __launch_bounds__(kMmaThreads, NH == 1 ? SPQR_MMA_MINBLOCKS : 2)
 #endif
         MmaRaw<WB, NH, SK> ra, rb;
         // both magics derived from the argument, so they stay registers (see code_pair)
-        const Magics mg = {magic, magic - (kMagic2 - (WB == 3 ? kMagic2_128 : kMagic2_64)),
-                           magic - (kMagic2 - kMagic2_16)};
+        const uint2 mg = make_uint2(magic, magic - (kMagic2 - kMagic2_64));
         uint32_t m = 0; // tiles done
         if (m < ntiles) mma_load<WB, NH, SK>(p, L, ra);
         while (m < ntiles) {
