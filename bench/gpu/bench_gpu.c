@@ -1,7 +1,8 @@
 /* bench_gpu.c — SpQR GPU matmul vs cuBLAS fp16, same process, same shapes (not a test).
- * Usage: bench_gpu [--quick] [--batch N] [--config 0|1] [--shape ROWSxCOLS]...
+ * Usage: bench_gpu [--quick] [--batch N] [--config 0|1|2] [--shape ROWSxCOLS]...
  *   --quick: the first two shapes; --batch / --config / --shape restrict the table (repeatable
- *   shapes; config 0 = w3 1% outliers, 1 = w4 no outliers).
+ *   shapes; config 0 = w3 1% outliers, 1 = w4 no outliers; 2 = w3 no outliers, only when asked
+ *   for: it splits config 0's time into the codes' and the outliers' share).
  * For each shape (4096², 11008x4096, 4096x11008, 8192², 28672x8192, 8192x28672), configuration
  * (w3 s3 beta16 1% outliers act-order; w4 s3 beta16 no outliers act-order) and batch (1, 4, 16):
  * median µs per call (7 repeats of 50 calls timed with events, buffers rotated so the working set
@@ -125,7 +126,7 @@ int main(int argc, char **argv) {
         else {
             fprintf(
                 stderr,
-                "usage: bench_gpu [--quick] [--batch N] [--config 0|1] [--shape ROWSxCOLS]...\n");
+                "usage: bench_gpu [--quick] [--batch N] [--config 0|1|2] [--shape ROWSxCOLS]...\n");
             return 2;
         }
     }
@@ -148,21 +149,21 @@ int main(int argc, char **argv) {
            "cuSPARSE-path µs | cuBLAS fp16 µs | speedup |\n");
     printf("|---|---|---|---|---|---|---|---|---|\n");
     for (int si = 0; si < (quick ? 2 : 6); si++)
-        for (int cfg = 0; cfg < 2; cfg++) {
+        for (int cfg = 0; cfg < 3; cfg++) {
             const int rows = shapes[si][0], cols = shapes[si][1];
-            int wanted = nsel == 0 && (only_cfg < 0 || only_cfg == cfg);
+            const int cfg_wanted = only_cfg < 0 ? cfg < 2 : only_cfg == cfg;
+            int wanted = nsel == 0 && cfg_wanted;
             for (int k = 0; k < nsel; k++)
-                wanted |=
-                    sel[k][0] == rows && sel[k][1] == cols && (only_cfg < 0 || only_cfg == cfg);
+                wanted |= sel[k][0] == rows && sel[k][1] == cols && cfg_wanted;
             if (!wanted) continue;
             spqr_tensor_info in = {.kind = SPQR_KIND_SPQR,
                                    .ndim = 2,
                                    .dims = {(uint64_t)rows, (uint64_t)cols},
-                                   .wbits = cfg ? 4 : 3,
+                                   .wbits = cfg == 1 ? 4 : 3,
                                    .stat_bits = 3,
                                    .beta1 = 16,
                                    .beta2 = 16,
-                                   .nnz = cfg ? 0 : (uint64_t)rows * (uint64_t)cols / 100,
+                                   .nnz = cfg == 0 ? (uint64_t)rows * (uint64_t)cols / 100 : 0,
                                    .flags = SPQR_FLAG_PERM};
             char path[128];
             snprintf(path, sizeof path, "/tmp/bench_gpu_%d_%d_%d.spqr", rows, cols, cfg);
@@ -226,7 +227,7 @@ int main(int argc, char **argv) {
                 if (tsp > 0) snprintf(spbuf, sizeof spbuf, "%.1f", tsp);
                 printf(
                     "| %dx%d | w%d s3 b16 %s | %d | %.1f | %.0f | %.0f%% | %s | %.1f | %.2fx |\n",
-                    rows, cols, cfg ? 4 : 3, in.nnz ? "1% outl" : "0 outl", c.batch, ts,
+                    rows, cols, cfg == 1 ? 4 : 3, in.nnz ? "1% outl" : "0 outl", c.batch, ts,
                     bytes / (ts * 1e-6) / 1e9, 100.0 * bytes / (ts * 1e-6) / bw, spbuf, tc,
                     tc / ts);
                 fflush(stdout);
