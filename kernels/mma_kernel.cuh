@@ -582,6 +582,56 @@ __device__ __forceinline__ void outlier_step(const Params &p, const Act *__restr
     }
 }
 
+// Batch 9-16 outliers in their own pass (SPQR_MMA_OUTL_ROWS; bench/NOTES.md v6p): one warp per
+// row, its entries dealt to the 32 lanes, each entry multiplied into all 16 vectors at once from
+// xt (x transposed: 16 values per column, zero past nb; two 16-byte loads), then a reduce-scatter
+// over the warp (8 + 4 + 2 + 1 + 1 shuffles) leaves vector (lane >> 1)'s sum in the even lanes:
+// o32[b][row] = Σ_k delta_k · x[b][col_k] (fp32). Inside the tensor-core kernel each lane of a
+// row walked all of its share of the row's entries for its own four vectors, one entry per tile
+// behind a dependent load: w3 1 % batch 16 took 1.6-1.8x the time of the same tensor without
+// outliers. The tensor-core kernel then adds o32 in its epilogue.
+template <typename Act>
+__global__ void __launch_bounds__(256)
+    outlier_rows_kernel(Params p, const Act *__restrict__ xt, int nb, float *__restrict__ o32) {
+#if __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;\n" ::); // the matmul may start streaming
+    asm volatile("griddepcontrol.wait;\n" ::: "memory");    // xt comes from prep_xh_kernel
+#endif
+    const uint32_t lane = threadIdx.x & 31;
+    const uint32_t row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    if (row >= p.rows) return;
+    float o[16];
+#pragma unroll
+    for (int i = 0; i < 16; i++) o[i] = 0.f;
+    const uint32_t k1 = __ldg(p.rowptr + row + 1);
+    for (uint32_t k = __ldg(p.rowptr + row) + lane; k < k1; k += 32) {
+        const uint32_t c = outlier_col(p, k);
+        const float d = __ldg(p.delta + k);
+        const uint4 *xv = reinterpret_cast<const uint4 *>(xt + 16ull * c);
+        const uint4 v[2] = {__ldg(xv), __ldg(xv + 1)};
+        const Act *a = reinterpret_cast<const Act *>(v);
+#pragma unroll
+        for (int i = 0; i < 16; i += 2) {
+            const float2 xf = pair_to_f2(a + i);
+            o[i] = fmaf(d, xf.x, o[i]), o[i + 1] = fmaf(d, xf.y, o[i + 1]);
+        }
+    }
+    // reduce-scatter: at each step a lane keeps the half of its values its lane bit selects and
+    // adds the partner's copy of that half (vector index bits 3..0 = lane bits 4..1)
+#pragma unroll
+    for (int w = 8, bit = 16; w >= 1; w >>= 1, bit >>= 1) {
+        const bool upper = lane & bit;
+#pragma unroll
+        for (int i = 0; i < w; i++) {
+            const float send = upper ? o[i] : o[i + w], keep = upper ? o[i + w] : o[i];
+            o[i] = keep + __shfl_xor_sync(0xffffffffu, send, bit);
+        }
+    }
+    o[0] += __shfl_xor_sync(0xffffffffu, o[0], 1);
+    const int b = (int)(lane >> 1);
+    if (!(lane & 1) && b < nb) o32[(uint64_t)b * p.rows + row] = o[0];
+}
+
 // Grid: a block of 8 warps owns 8/kw strips (kw = 1, 2, 4 or 8 warps per strip, each over a
 // contiguous range of the strip's macro tiles); with ksplit > 1 (only with kw = 8, for layers with
 // few rows and many columns) ksplit blocks share a strip. Partial sums meet in shared memory; with
@@ -591,7 +641,8 @@ template <int WB, int NH, int SK, typename Act, int OS>
 __global__ void __launch_bounds__(kMmaThreads, NH == 1 ? SPQR_MMA_MINBLOCKS : 2)
     mma_kernel(Params p, const Act *__restrict__ xh, const Act *__restrict__ xt, uint32_t xstride,
                Act *__restrict__ y, float *__restrict__ y32, int nb, int kw_log2, uint32_t ksplit,
-               float *__restrict__ acc32, uint32_t *__restrict__ counters, uint32_t magic) {
+               float *__restrict__ acc32, uint32_t *__restrict__ counters, uint32_t magic,
+               const float *__restrict__ o32) {
     __shared__ float red[kMmaWarps][16][8 * NH + 1];
     __shared__ uint32_t last_block;
     const uint32_t lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -712,6 +763,7 @@ __global__ void __launch_bounds__(kMmaThreads, NH == 1 ? SPQR_MMA_MINBLOCKS : 2)
         if (row >= p.rows) continue;
         float v = 0.f;
         for (uint32_t j = 0; j < kw; j++) v += red[st * kw + j][rr][b];
+        if (o32 && ksplit == 1) v += o32[(uint64_t)b * p.rows + row]; // outlier_rows_kernel's
         if (ksplit > 1)
             atomicAdd(acc32 + (uint64_t)b * p.rows + row, v);
         else if (y32)
@@ -731,7 +783,7 @@ __global__ void __launch_bounds__(kMmaThreads, NH == 1 ? SPQR_MMA_MINBLOCKS : 2)
         const uint32_t rr = i / nb, b = i % nb, row = 16 * S + rr;
         if (row >= p.rows) continue;
         float *a = acc32 + (uint64_t)b * p.rows + row;
-        const float v = __ldcg(a);
+        const float v = __ldcg(a) + (o32 ? o32[(uint64_t)b * p.rows + row] : 0.f);
         __stcg(a, 0.f);
         if (y32)
             y32[(uint64_t)b * p.rows + row] = v;

@@ -454,7 +454,8 @@ struct spqr_gpu_tensor {
     float *acc32;       // tensor-core kernel: split-K partial sums, rows x 16, zero between calls
     uint32_t *counters; // tensor-core kernel: blocks arrived per strip, zero between calls
     int *colidx32;      // cuSPARSE path (int32 column indices)
-    float *xbuf, *ybuf; // cuSPARSE path scratch: permuted x, fp32 y (SPQR_MAX_BATCH wide)
+    float *xbuf, *ybuf; // scratch: permuted x; fp32 y of the cuSPARSE path, or o32 of the
+                        // tensor-core path's batch 9-16 outliers (SPQR_MAX_BATCH wide)
     uint64_t nnz;
     int sms;
     size_t smem_optin;
@@ -793,6 +794,16 @@ static cudaError_t launch_sub(spqr_gpu_tensor *t, const Act *x, Act *y, float *y
 #ifndef SPQR_MMA_WARPS_PER_SM
 #define SPQR_MMA_WARPS_PER_SM 32 // split a strip's columns until this many warps per SM exist
 #endif
+// Batch 9-16 outliers in their own pass (outlier_rows_kernel) for tensors with at least
+// SPQR_MMA_OUTL_ROWS_MIN_NNZ of them (bench/NOTES.md v6p; same call, w3 1 % batch 16, µs fused /
+// own pass: 4096² (168 k outliers) 15.9 / 17.5, 11008x4096 (451 k) 36.4 / 35.0, 8192² 42.0 / 39.0,
+// 28672x8192 140.8 / 108.1). SPQR_MMA_OUTL_ROWS 0: never (a measurement build).
+#ifndef SPQR_MMA_OUTL_ROWS
+#define SPQR_MMA_OUTL_ROWS 1
+#endif
+#ifndef SPQR_MMA_OUTL_ROWS_MIN_NNZ
+#define SPQR_MMA_OUTL_ROWS_MIN_NNZ (1u << 18)
+#endif
 #ifndef SPQR_MMA_SPREAD4
 #define SPQR_MMA_SPREAD4 1 // 0: batch 3-4 take the direct outlier path (a measurement build)
 #endif
@@ -822,6 +833,27 @@ static cudaError_t launch_mma_t(spqr_gpu_tensor *t, const Act *x, Act *y, float 
     Act *xt =
         nb > 8 && p.fuse_outliers && t->nnz ? xh + (uint64_t)SPQR_MAX_BATCH * stride : nullptr;
     prep_xh_kernel<Act><<<(uint32_t)pb, 256, 0, s>>>(p, x, nb, xh, stride, xt);
+    // programmatic dependent launch: each next kernel may start while its predecessor runs (it
+    // waits with griddepcontrol.wait before reading what the predecessor writes)
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    // batch 9-16, many outliers: their own pass into o32 (t->ybuf, the cuSPARSE path's scratch),
+    // added by the tensor-core kernel's epilogue (mma_kernel.cuh, outlier_rows_kernel)
+    Params pk = p;
+    const float *o32 = nullptr;
+    if (SPQR_MMA_OUTL_ROWS && xt && t->nnz >= SPQR_MMA_OUTL_ROWS_MIN_NNZ) {
+        cudaLaunchConfig_t oc = {};
+        oc.gridDim = dim3((p.rows + 7) / 8), oc.blockDim = dim3(256), oc.stream = s;
+        oc.attrs = attr, oc.numAttrs = 1;
+        const cudaError_t e =
+            cudaLaunchKernelEx(&oc, outlier_rows_kernel<Act>, p, (const Act *)xt, nb, t->ybuf);
+        if (e != cudaSuccess) {
+            (void)cudaGetLastError();
+            return e;
+        }
+        pk.fuse_outliers = 0, o32 = t->ybuf;
+    }
     const uint64_t target = (uint64_t)t->sms * SPQR_MMA_WARPS_PER_SM;
     int kwl = 0;
     while (kwl < 3 && ((uint64_t)p.strips << kwl) < target && (2u << kwl) <= p.mtiles) kwl++;
@@ -840,19 +872,14 @@ static cudaError_t launch_mma_t(spqr_gpu_tensor *t, const Act *x, Act *y, float 
     if (ksplit == 1 && kwl > 0 && warps > resident && 10 * warps < SPQR_MMA_WAVE_FILL * resident)
         kwl--;
     const uint32_t sets = (uint32_t)kMmaWarps >> kwl;
-    // programmatic dependent launch: the kernel may start while prep_xh_kernel runs (it waits
-    // with griddepcontrol.wait before reading xh)
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = dim3((p.strips + sets - 1) / sets * ksplit);
     cfg.blockDim = dim3(kMmaThreads);
     cfg.stream = s;
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[0].val.programmaticStreamSerializationAllowed = 1;
     cfg.attrs = attr, cfg.numAttrs = 1;
-    const cudaError_t e = cudaLaunchKernelEx(&cfg, mma_kernel<WB, NH, SK, Act, OS>, p,
+    const cudaError_t e = cudaLaunchKernelEx(&cfg, mma_kernel<WB, NH, SK, Act, OS>, pk,
                                              (const Act *)xh, (const Act *)xt, stride, y, y32, nb,
-                                             kwl, ksplit, t->acc32, t->counters, kMagic2);
+                                             kwl, ksplit, t->acc32, t->counters, kMagic2, o32);
     if (e != cudaSuccess) (void)cudaGetLastError(); // returned here: not left for a later check
     return e;
 }
