@@ -53,8 +53,9 @@ void spqr_gpu_free(spqr_gpu_tensor *t);
 /* Default SPQR_OUTLIERS_FUSED (measured faster; see bench/NOTES.md). */
 spqr_status spqr_gpu_set_outlier_path(spqr_gpu_tensor *t, spqr_outlier_path path, spqr_error *err);
 /* y = W x for batch 1..16: x device pointer batch x cols, y batch x rows, both of type act.
- * stream: a cudaStream_t or NULL. Calls on one tensor use its device scratch (the permuted x), so
- * they must be ordered (one stream, or synchronised); different tensors are independent. */
+ * stream: a cudaStream_t or NULL. Calls on one tensor use its device scratch (the permuted x,
+ * partial sums), so they must be ordered (one stream, or synchronised); different tensors are
+ * independent. */
 spqr_status spqr_gpu_matmul(spqr_gpu_tensor *t, const void *x, void *y, int batch,
                             spqr_act_type act, void *stream, spqr_error *err);
 /* Dequantizes into w (device, rows x cols fp16, original column order) for cuBLAS GEMM. */

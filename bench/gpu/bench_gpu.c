@@ -1,14 +1,14 @@
 /* bench_gpu.c — SpQR GPU matmul vs cuBLAS fp16, same process, same shapes (not a test).
  * Usage: bench_gpu [--quick] [--batch N] [--config 0|1|2] [--shape ROWSxCOLS]...
- *   --quick: the first two shapes; --batch / --config / --shape restrict the table (repeatable
- *   shapes; config 0 = w3 1% outliers, 1 = w4 no outliers; 2 = w3 no outliers, only when asked
- *   for: it splits config 0's time into the codes' and the outliers' share).
+ *   --quick: the first two shapes; --batch (any of 1..16), --config, --shape (repeatable)
+ *   restrict the table. Config 0 = w3 1% outliers, 1 = w4 no outliers, 2 = w3 no outliers (only
+ *   when asked for: it splits config 0's time between the codes and the outliers).
  * For each shape (4096², 11008x4096, 4096x11008, 8192², 28672x8192, 8192x28672), configuration
  * (w3 s3 beta16 1% outliers act-order; w4 s3 beta16 no outliers act-order) and batch (1, 4, 16):
  * median µs per call (7 repeats of 50 calls timed with events, buffers rotated so the working set
  * exceeds L2), effective bandwidth = bytes the kernel must read and write / time, as % of the
- * measured device-to-device copy bandwidth (bytes read + written), and speedup vs cuBLAS
- * GemmEx fp16 (fp32 accumulate) on the same shape and batch. */
+ * measured device-to-device copy bandwidth (bytes read + written), and speedup vs cuBLAS GemmEx
+ * fp16 (fp32 accumulate) on the same shape and batch. */
 #define _POSIX_C_SOURCE 200809L
 #include "sample.h"
 #include "spqr.h"
@@ -116,7 +116,8 @@ int main(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick"))
             quick = 1;
-        else if (!strcmp(argv[i], "--batch") && i + 1 < argc)
+        else if (!strcmp(argv[i], "--batch") && i + 1 < argc && atoi(argv[i + 1]) >= 1 &&
+                 atoi(argv[i + 1]) <= 16)
             only_batch = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--config") && i + 1 < argc)
             only_cfg = atoi(argv[++i]);
@@ -207,9 +208,8 @@ int main(int argc, char **argv) {
                 CK(cudaMalloc(&c.y[i], 16ull * rows * 2));
                 cudaMemset(c.x[i], 0x22, 16ull * cols * 2);
             }
-            for (int bi = 0; bi < 3; bi++) {
-                c.batch = batches[bi];
-                if (only_batch && c.batch != only_batch) continue;
+            for (int bi = 0; bi < (only_batch ? 1 : 3); bi++) {
+                c.batch = only_batch ? only_batch : batches[bi]; /* --batch: any of 1..16 */
                 for (int i = 0; i < c.nt; i++)
                     spqr_gpu_set_outlier_path(c.t[i], SPQR_OUTLIERS_FUSED, &err);
                 float ts = time_calls(call_spqr, &c, 50);
