@@ -582,7 +582,7 @@ __device__ __forceinline__ void outlier_step(const Params &p, const Act *__restr
     }
 }
 
-// Batch 5-16 outliers in their own pass (SPQR_MMA_OUTL_ROWS; bench/NOTES.md v6p): one warp per
+// Batch 9-16 outliers in their own pass (SPQR_MMA_OUTL_ROWS; bench/NOTES.md v6p): one warp per
 // row, its entries dealt to the 32 lanes, each entry multiplied into all 16 vectors at once from
 // xt (x transposed: 16 values per column, zero past nb; two 16-byte loads), then a reduce-scatter
 // over the warp (8 + 4 + 2 + 1 + 1 shuffles) leaves vector (lane >> 1)'s sum in the even lanes:

@@ -455,7 +455,7 @@ struct spqr_gpu_tensor {
     uint32_t *counters; // tensor-core kernel: blocks arrived per strip, zero between calls
     int *colidx32;      // cuSPARSE path (int32 column indices)
     float *xbuf, *ybuf; // scratch: permuted x; fp32 y of the cuSPARSE path, or o32 of the
-                        // tensor-core path's batch 5-16 outliers (SPQR_MAX_BATCH wide)
+                        // tensor-core path's batch 9-16 outliers (SPQR_MAX_BATCH wide)
     uint64_t nnz;
     int sms;
     size_t smem_optin;
@@ -794,17 +794,17 @@ static cudaError_t launch_sub(spqr_gpu_tensor *t, const Act *x, Act *y, float *y
 #ifndef SPQR_MMA_WARPS_PER_SM
 #define SPQR_MMA_WARPS_PER_SM 32 // split a strip's columns until this many warps per SM exist
 #endif
-// Batch 5-16 (> SPQR_MMA_OUTL_ROWS_MIN_BATCH) outliers in their own pass (outlier_rows_kernel)
-// for tensors with at least SPQR_MMA_OUTL_ROWS_MIN_NNZ of them (bench/NOTES.md v6p; same call,
-// w3 1 % batch 16, µs fused / own pass: 4096² (168 k outliers) 15.9 / 17.5, 11008x4096 (451 k)
-// 36.4 / 35.0, 8192² 42.0 / 39.0, 28672x8192 140.8 / 108.1). Batch 3-4 have their four-lane
-// split (SPREAD4), which costs less than the pass. SPQR_MMA_OUTL_ROWS 0: never (a measurement
-// build).
+// Batch > SPQR_MMA_OUTL_ROWS_MIN_BATCH outliers in their own pass (outlier_rows_kernel) for
+// tensors with at least SPQR_MMA_OUTL_ROWS_MIN_NNZ of them (bench/NOTES.md v6p; same call, w3 1 %
+// batch 16, µs fused / own pass: 4096² (168 k outliers) 15.9 / 17.5, 11008x4096 (451 k) 36.4 /
+// 35.0, 8192² 42.0 / 39.0, 28672x8192 140.8 / 108.1). At batch 5-8 it is mixed (batch 8: 8192²
+// 36.3 / 43.0, 28672x8192 104.1 / 92.0, 8192x28672 135.4 / 106.2), so from batch 9.
+// SPQR_MMA_OUTL_ROWS 0: never (a measurement build).
 #ifndef SPQR_MMA_OUTL_ROWS
 #define SPQR_MMA_OUTL_ROWS 1
 #endif
 #ifndef SPQR_MMA_OUTL_ROWS_MIN_BATCH
-#define SPQR_MMA_OUTL_ROWS_MIN_BATCH 4
+#define SPQR_MMA_OUTL_ROWS_MIN_BATCH 8
 #endif
 #ifndef SPQR_MMA_OUTL_ROWS_MIN_NNZ
 #define SPQR_MMA_OUTL_ROWS_MIN_NNZ (1u << 18)
@@ -835,7 +835,7 @@ static cudaError_t launch_mma_t(spqr_gpu_tensor *t, const Act *x, Act *y, float 
     // upload); each lane then reads its four vectors' x of an outlier column in two 4-byte loads
     // that a row's four lanes share in one sector (batch 3-8 keep the direct lookups: the
     // transposed copy cost more there than it saved, bench/NOTES.md v6k)
-    // batch 5-16 with many outliers: the outlier pass below reads xt too
+    // the outlier pass below reads xt too (with SPQR_MMA_OUTL_ROWS_MIN_BATCH < 8)
     const bool outl_pass = SPQR_MMA_OUTL_ROWS && nb > SPQR_MMA_OUTL_ROWS_MIN_BATCH &&
                            p.fuse_outliers && t->nnz >= SPQR_MMA_OUTL_ROWS_MIN_NNZ;
     Act *xt = (nb > 8 && p.fuse_outliers && t->nnz) || outl_pass
@@ -847,7 +847,7 @@ static cudaError_t launch_mma_t(spqr_gpu_tensor *t, const Act *x, Act *y, float 
     cudaLaunchAttribute attr[1];
     attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     attr[0].val.programmaticStreamSerializationAllowed = 1;
-    // batch 5-16, many outliers: their own pass into o32 (t->ybuf, the cuSPARSE path's scratch),
+    // batch 9-16, many outliers: their own pass into o32 (t->ybuf, the cuSPARSE path's scratch),
     // added by the tensor-core kernel's epilogue (mma_kernel.cuh, outlier_rows_kernel)
     Params pk = p;
     const float *o32 = nullptr;

@@ -187,8 +187,9 @@ static void fp16_fallback(void) {
 }
 
 /* Tensors with many outliers (at least SPQR_MMA_OUTL_ROWS_MIN_NNZ = 2^18) take the separate
- * outlier pass at batch 5-16 (kernels/mma_kernel.cuh, outlier_rows_kernel); ragged rows (1001:
- * the pass's last block of 8 rows is partial). */
+ * outlier pass at batch 9-16 (5-16 in a SPQR_MMA_OUTL_ROWS_MIN_BATCH=4 build)
+ * (kernels/mma_kernel.cuh, outlier_rows_kernel); ragged rows (1001: the pass's last block of 8 rows
+ * is partial). */
 static void outlier_pass(void) {
     char path[256];
     snprintf(path, sizeof path, "/tmp/spqr_gpu_op_%d.spqr", (int)getpid());
