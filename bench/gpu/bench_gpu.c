@@ -1,8 +1,9 @@
 /* bench_gpu.c — SpQR GPU matmul vs cuBLAS fp16, same process, same shapes (not a test).
  * Usage: bench_gpu [--quick] [--batch N] [--config 0|1|2] [--shape ROWSxCOLS]...
- *   --quick: the first two shapes; --batch (any of 1..16), --config, --shape (repeatable)
- *   restrict the table. Config 0 = w3 1% outliers, 1 = w4 no outliers, 2 = w3 no outliers (only
- *   when asked for: it splits config 0's time between the codes and the outliers).
+ *   --quick: the first two shapes; --batch: any of 1..16; --config: one configuration; --shape
+ *   (repeatable): these shapes, any ROWSxCOLS, instead of the default six. Config 0 = w3 1%
+ *   outliers, 1 = w4 no outliers, 2 = w3 no outliers (only when asked for: it splits config 0's
+ *   time between the codes and the outliers).
  * For each shape (4096², 11008x4096, 4096x11008, 8192², 28672x8192, 8192x28672), configuration
  * (w3 s3 beta16 1% outliers act-order; w4 s3 beta16 no outliers act-order) and batch (1, 4, 16):
  * median µs per call (7 repeats of 50 calls timed with events, buffers rotated so the working set
@@ -122,7 +123,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--config") && i + 1 < argc)
             only_cfg = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--shape") && i + 1 < argc && nsel < 16 &&
-                 sscanf(argv[++i], "%dx%d", &sel[nsel][0], &sel[nsel][1]) == 2)
+                 sscanf(argv[++i], "%dx%d", &sel[nsel][0], &sel[nsel][1]) == 2 &&
+                 sel[nsel][0] > 0 && sel[nsel][1] > 0)
             nsel++;
         else {
             fprintf(
@@ -149,14 +151,13 @@ int main(int argc, char **argv) {
     printf("\n| shape (rows x cols) | config | batch | spqr µs | eff. GB/s | %% of copy bw | "
            "cuSPARSE-path µs | cuBLAS fp16 µs | speedup |\n");
     printf("|---|---|---|---|---|---|---|---|---|\n");
-    for (int si = 0; si < (quick ? 2 : 6); si++)
+    /* --shape: these shapes (any, e.g. row counts that fill a whole number of waves), in order */
+    const int nshapes = nsel ? nsel : quick ? 2 : 6;
+    for (int si = 0; si < nshapes; si++)
         for (int cfg = 0; cfg < 3; cfg++) {
-            const int rows = shapes[si][0], cols = shapes[si][1];
-            const int cfg_wanted = only_cfg < 0 ? cfg < 2 : only_cfg == cfg;
-            int wanted = nsel == 0 && cfg_wanted;
-            for (int k = 0; k < nsel; k++)
-                wanted |= sel[k][0] == rows && sel[k][1] == cols && cfg_wanted;
-            if (!wanted) continue;
+            const int rows = nsel ? sel[si][0] : shapes[si][0];
+            const int cols = nsel ? sel[si][1] : shapes[si][1];
+            if (only_cfg < 0 ? cfg == 2 : only_cfg != cfg) continue;
             spqr_tensor_info in = {.kind = SPQR_KIND_SPQR,
                                    .ndim = 2,
                                    .dims = {(uint64_t)rows, (uint64_t)cols},

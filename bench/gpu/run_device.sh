@@ -2,7 +2,7 @@
 # The GPU job for the device machine (a bare box with nvcc and cmake): builds the minimal
 # configuration with the carried zstd/xxhash packages, runs the GPU tests (and once under
 # compute-sanitizer), then the benchmark. Logs go to $OUT.
-# Usage: bench/gpu/run_device.sh [test|bench|all|profile|tune|probe|check]
+# Usage: bench/gpu/run_device.sh [test|bench|all|profile|tune|probe|check|build]
 #   check: the quick subset of the GPU tests (SPQR_GPU_QUICK, 2-minute timeout) and nothing else.
 #   profile: ncu on one batch-1 kernel (KERNEL regex, SHAPE, SKIP launches) and the SASS; tune: the
 #   tensor-core kernel's compile-time variants (SPQR_MMA_WARPS_PER_SM, SPQR_MMA_MINBLOCKS).
@@ -18,6 +18,9 @@ nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,temperature.gpu 
 cmake -S . -B build-gpu -DSPQR_MINIMAL=ON -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 \
   -DCMAKE_PREFIX_PATH=$DEPS/usr -DPKG_CONFIG_EXECUTABLE=/nonexistent > "$OUT/configure.log" 2>&1 || { cat "$OUT/configure.log"; exit 1; }
 cmake --build build-gpu -j16 2>&1 | grep -E "error|warning" || true
+if [ "$what" = build ]; then # only the build (for a command line that runs its own measurements)
+  exit 0
+fi
 if [ "$what" = check ]; then
   rc=0; SPQR_GPU_QUICK=1 timeout 120 ./build-gpu/tests/gpu/test_gpu > "$OUT/check.log" 2>&1 || rc=$?
   echo "test_gpu (quick subset) exit $rc"; grep -E "FAIL|passed" "$OUT/check.log" | tail -15
@@ -25,9 +28,10 @@ if [ "$what" = check ]; then
 fi
 if [ "$what" = tune ]; then
   # compile-time variants of the tensor-core kernel, built side by side; batch 1 (and TUNE_BATCH)
-  # on three shapes. VARIANTS: space-separated WARPS:MINBLOCKS pairs (SPQR_MMA_WARPS_PER_SM,
-  # SPQR_MMA_MINBLOCKS).
+  # on three shapes (TUNE_SHAPES: others). VARIANTS: space-separated WARPS:MINBLOCKS pairs
+  # (SPQR_MMA_WARPS_PER_SM, SPQR_MMA_MINBLOCKS).
   variants=${VARIANTS:-"32:3 16:3 64:3 32:2"}
+  shapes=""; for sh in ${TUNE_SHAPES:-4096x4096 8192x8192 28672x8192}; do shapes="$shapes --shape $sh"; done
   for v in $variants; do
     IFS=: read -r st mb <<< "$v"
     ( cmake -S . -B build-tune-$st-$mb -DSPQR_MINIMAL=ON -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 \
@@ -40,7 +44,7 @@ if [ "$what" = tune ]; then
     IFS=: read -r st mb <<< "$v"
     echo "== warps per SM $st, min blocks $mb =="
     for b in 1 ${TUNE_BATCH:-}; do
-      ./build-tune-$st-$mb/bench/gpu/bench_gpu --batch $b --shape 4096x4096 --shape 8192x8192 --shape 28672x8192 | grep "^| [0-9]"
+      ./build-tune-$st-$mb/bench/gpu/bench_gpu --batch $b $shapes | grep "^| [0-9]"
     done
   done
   exit 0
