@@ -792,10 +792,11 @@ static cudaError_t launch_sub(spqr_gpu_tensor *t, const Act *x, Act *y, float *y
 }
 
 // Split a strip's columns until this many warps per SM exist. 48 (was 32, bench/NOTES.md v6q):
-// with 32, row counts just past a multiple of 132·32/4 strips took kw = 2, then the wave-fill
-// rule kw = 1 (one partial wave, 128 tiles a warp): batch 1 w4 34848x8192 99.9 µs, 19008x8192
-// 53.1; with 48 they take kw = 4 and 8: 75.4 and 42.6 µs (same call, H200); the six benchmark
-// shapes keep their geometry. 64 makes 28672x8192 and 8192x28672 3 % slower (kw = 8 / ksplit 3).
+// with 32, 19008x8192 took kw = 4 (1.5 waves), which the wave-fill rule below halved to 0.75 of a
+// wave, and 34848x8192 kw = 2, halved to kw = 1 (0.69 of a wave, 128 tiles a warp): batch 1 w4
+// 52.0 and 97.5 µs; with 48 they take kw = 8 (3.0 waves) and kw = 4 (2.75): 43.1 and 75.4 µs
+// (same call, H100). The six benchmark shapes keep their geometry; 64 makes 28672x8192 and
+// 8192x28672 3 % slower (kw = 8, ksplit 3).
 #ifndef SPQR_MMA_WARPS_PER_SM
 #define SPQR_MMA_WARPS_PER_SM 48
 #endif
