@@ -351,11 +351,35 @@ template <int NH> __device__ __forceinline__ uint2 ld_rec2(const uint32_t *p) { 
 template <int SK> constexpr int stat_entry_words() {
     return SK == 2 || SPQR_MMA_PAIRSTATS ? 2 : 4;
 }
-template <int WB, int NH, int SK> struct MmaRaw {
+// The kernels without fused outliers (OS = 0, bench/NOTES.md v6r) differ in two ways, each a
+// switch (0: no kernel, 1: the OS = 0 kernels, 2: every kernel; measurement builds):
+// - SPQR_MMA_LATE_X: a tile's x is loaded by mma_compute, where it is used (an L1 hit under the
+//   statistics decode), instead of with the tile's records one tile ahead: 16 fewer registers
+//   across the loop (two buffers of 8). With the outlier state gone too, ptxas fits 64 registers
+//   (four blocks per SM instead of three). The OS = 2 kernels, still at three blocks, lose 5 %.
+// - SPQR_MMA_LANEPTR: the statistics, stat2 and prefetch addresses are pointers of their own,
+//   advanced by one IMAD.WIDE per tile each; otherwise they are offsets from the code pointer,
+//   which ptxas rebuilt from the thread index in every tile to save registers (~25 instructions
+//   per tile). The OS = 2 kernels gain nothing from it at 80 registers.
+#ifndef SPQR_MMA_LATE_X
+#define SPQR_MMA_LATE_X 1
+#endif
+#ifndef SPQR_MMA_LANEPTR
+#define SPQR_MMA_LANEPTR 1
+#endif
+template <int OS> constexpr bool mma_late_x() {
+    return SPQR_MMA_LATE_X == 2 || (SPQR_MMA_LATE_X == 1 && OS == 0);
+}
+template <int OS> constexpr bool mma_lane_ptr() {
+    return SPQR_MMA_PAIRSTATS && (SPQR_MMA_LANEPTR == 2 || (SPQR_MMA_LANEPTR == 1 && OS == 0));
+}
+template <int NH, bool HasX> struct MmaRawX { uint4 x[NH][2]; };
+template <int NH> struct MmaRawX<NH, false> {};
+// One macro tile's loads for one lane (x only where mma_late_x is false).
+template <int WB, int NH, int SK, int OS> struct MmaRaw : MmaRawX<NH, !mma_late_x<OS>()> {
     uint32_t c[WB];
     uint32_t e[stat_entry_words<SK>()];
     uint2 s2[SK == 1 ? 2 : 1];
-    uint4 x[NH][2];
 };
 
 // A lane's running position: pointers advance by one macro tile per mma_load.
@@ -370,10 +394,24 @@ struct LaneCtx {
     uint32_t step;         // tiles between this warp's consecutive tiles (SPQR_MMA_INTERLEAVE)
     uint32_t rec_step;     // words between them (step · rec_words)
     int pf_left;           // SPQR_MMA_L2PF: tiles whose L2 prefetch is still to be issued
+    // mma_lane_ptr: pointers advanced with codes (codes + eoff[0], codes + s2off, the line
+    // this lane prefetches), so a tile's loads need no address arithmetic
+    const uint32_t *stat, *s2w, *pf;
 };
 
-template <int WB, int NH, int SK>
-__device__ __forceinline__ void mma_load(const Params &p, LaneCtx &L, MmaRaw<WB, NH, SK> &o) {
+// x of the lane's chunk for vectors g (and 8 + g), then on to the warp's next tile.
+template <int NH> __device__ __forceinline__ void mma_load_x(LaneCtx &L, uint4 (&x)[NH][2]) {
+#pragma unroll
+    for (int n = 0; n < NH; n++) {
+        const uint4 *xv = reinterpret_cast<const uint4 *>(L.x[n]);
+        x[n][0] = __ldg(xv), x[n][1] = __ldg(xv + 1);
+        L.x[n] += 64 * 2 * L.step;
+    }
+}
+
+template <int WB, int NH, int SK, int OS>
+__device__ __forceinline__ void mma_load(const Params &p, LaneCtx &L, MmaRaw<WB, NH, SK, OS> &o) {
+    constexpr bool kLanePtr = mma_lane_ptr<OS>();
 #if SPQR_MMA_PROBE >=                                                                              \
     3 // timing probe: w = 4 codes as one 16-byte load per lane (a lane-major layout)
     if constexpr (WB == 4) {
@@ -383,10 +421,14 @@ __device__ __forceinline__ void mma_load(const Params &p, LaneCtx &L, MmaRaw<WB,
 #endif
 #pragma unroll
         for (int i = 0; i < WB; i++) o.c[i] = ld_rec<NH>(L.codes + i * 32);
-    if constexpr (mma_l2_prefetch<WB>() > 0)
-        if (L.pf_left-- > 0 && 32 * (threadIdx.x & 31) < p.rec_words)
+    if constexpr (mma_l2_prefetch<WB>() > 0) {
+        if constexpr (kLanePtr) {
+            if (L.pf_left-- > 0) asm volatile("prefetch.global.L2 [%0];\n" ::"l"(L.pf));
+        } else if (L.pf_left-- > 0 && 32 * (threadIdx.x & 31) < p.rec_words) {
             asm volatile("prefetch.global.L2 [%0];\n" ::"l"(
                 L.codes + mma_l2_prefetch<WB>() * L.rec_step + 31 * (threadIdx.x & 31)));
+        }
+    }
 #if SPQR_MMA_PROBE == 5 // timing probe: no statistics loads
     if (true) {
         o.e[0] = o.e[1] = L.col;
@@ -394,28 +436,30 @@ __device__ __forceinline__ void mma_load(const Params &p, LaneCtx &L, MmaRaw<WB,
     } else
 #endif
         if constexpr (SK == 2 && SPQR_MMA_PAIRSTATS) {
-        const uint2 v = ld_rec2<NH>(L.codes + L.eoff[0]); // words stat_slot(g), stat_slot(g + 8)
+        // words stat_slot(g), stat_slot(g + 8)
+        const uint2 v = ld_rec2<NH>(kLanePtr ? L.stat : L.codes + L.eoff[0]);
         o.e[0] = v.x, o.e[1] = v.y;
     } else if constexpr (SK == 2) {
         o.e[0] = ld_rec<NH>(L.codes + L.eoff[0]), o.e[1] = ld_rec<NH>(L.codes + L.eoff[1]);
     } else {
-        o.e[0] = ld_rec<NH>(L.codes + L.eoff[0]), o.e[1] = ld_rec<NH>(L.codes + L.eoff[0] + 1);
+        const uint32_t *e = kLanePtr ? L.stat : L.codes + L.eoff[0];
+        o.e[0] = ld_rec<NH>(e), o.e[1] = ld_rec<NH>(e + 1);
         if constexpr (!SPQR_MMA_PAIRSTATS)
             o.e[2] = ld_rec<NH>(L.codes + L.eoff[1]), o.e[3] = ld_rec<NH>(L.codes + L.eoff[1] + 1);
         if constexpr (SK == 0) {
-            o.s2[0] = __ldg(reinterpret_cast<const uint2 *>(L.codes + L.s2off));
+            o.s2[0] = __ldg(reinterpret_cast<const uint2 *>(kLanePtr ? L.s2w : L.codes + L.s2off));
         } else {
             const uint32_t G = min(L.col >> p.log2beta2, p.groups - 1);
             o.s2[0] = __ldg(L.s2[0] + G), o.s2[1] = __ldg(L.s2[1] + G);
         }
     }
-#pragma unroll
-    for (int n = 0; n < NH; n++) {
-        const uint4 *xv = reinterpret_cast<const uint4 *>(L.x[n]);
-        o.x[n][0] = __ldg(xv), o.x[n][1] = __ldg(xv + 1);
-        L.x[n] += 64 * 2 * L.step;
-    }
+    if constexpr (!mma_late_x<OS>()) mma_load_x<NH>(L, o.x);
     L.codes += L.rec_step, L.col += 64 * L.step;
+    if constexpr (kLanePtr) {
+        L.stat += L.rec_step;
+        if constexpr (SK == 0) L.s2w += L.rec_step;
+        if constexpr (mma_l2_prefetch<WB>() > 0) L.pf += L.rec_step;
+    }
 }
 
 __device__ __forceinline__ uint32_t h2_bits(__half2 h) {
@@ -427,10 +471,11 @@ __device__ __forceinline__ __half2 bits_h2(uint32_t u) {
 
 // Tile J (0..3) of a macro tile: A = the lane's pairs 4J..4J+3 decoded to fp16 weights
 // (ŵ = scale·(q − zi) − scale·zf: HSUB2 makes q − zi exactly, one HFMA2), B = x words 2J, 2J+1.
-template <int WB, int NH, int SK, typename Act, int J>
-__device__ __forceinline__ void mma_tile(const MmaRaw<WB, NH, SK> &o, uint2 magic,
-                                         const __half2 (&zq)[2], const __half2 (&sc)[2],
-                                         const __half2 (&bi)[2], float (&acc)[NH][4]) {
+template <int WB, int NH, int SK, typename Act, int OS, int J>
+__device__ __forceinline__ void mma_tile(const MmaRaw<WB, NH, SK, OS> &o, const uint4 (&x)[NH][2],
+                                         uint2 magic, const __half2 (&zq)[2],
+                                         const __half2 (&sc)[2], const __half2 (&bi)[2],
+                                         float (&acc)[NH][4]) {
     const uint32_t q[4] = {
         code_pair<WB, 4 * J + 0>(o.c, magic), code_pair<WB, 4 * J + 1>(o.c, magic),
         code_pair<WB, 4 * J + 2>(o.c, magic), code_pair<WB, 4 * J + 3>(o.c, magic)};
@@ -447,7 +492,7 @@ __device__ __forceinline__ void mma_tile(const MmaRaw<WB, NH, SK> &o, uint2 magi
     }
 #pragma unroll
     for (int n = 0; n < NH; n++) {
-        const uint4 &xv = o.x[n][J >> 1];
+        const uint4 &xv = x[n][J >> 1];
         mma_16816(acc[n], a, (J & 1) ? xv.z : xv.x, (J & 1) ? xv.w : xv.y, Act());
     }
 }
@@ -458,9 +503,16 @@ __device__ __forceinline__ void mma_tile(const MmaRaw<WB, NH, SK> &o, uint2 magi
 // 3 = loads only with w = 4 codes read as one 16-byte load per lane, 4 = the full kernel so,
 // 5 = loads only without the statistics loads.
 
-template <int WB, int NH, int SK, typename Act>
-__device__ __forceinline__ void mma_compute(const Params &p, const LaneCtx &L, uint2 magic,
-                                            const MmaRaw<WB, NH, SK> &o, float (&acc)[NH][4]) {
+template <int WB, int NH, int SK, typename Act, int OS>
+__device__ __forceinline__ void mma_compute(const Params &p, LaneCtx &L, uint2 magic,
+                                            const MmaRaw<WB, NH, SK, OS> &o, float (&acc)[NH][4]) {
+    uint4 x[NH][2];
+    if constexpr (mma_late_x<OS>()) {
+        mma_load_x<NH>(L, x);
+    } else {
+#pragma unroll
+        for (int n = 0; n < NH; n++) x[n][0] = o.x[n][0], x[n][1] = o.x[n][1];
+    }
 #if SPQR_MMA_PROBE == 1 || SPQR_MMA_PROBE == 3 || SPQR_MMA_PROBE == 5
     uint32_t h = 0;
 #pragma unroll
@@ -469,7 +521,7 @@ __device__ __forceinline__ void mma_compute(const Params &p, const LaneCtx &L, u
     for (int i = 0; i < stat_entry_words<SK>(); i++) h ^= o.e[i];
     if constexpr (SK != 2) h ^= o.s2[0].x ^ o.s2[0].y;
 #pragma unroll
-    for (int n = 0; n < NH; n++) h ^= o.x[n][0].x ^ o.x[n][1].w;
+    for (int n = 0; n < NH; n++) h ^= x[n][0].x ^ x[n][1].w;
     acc[0][0] += __uint_as_float(h & 0x007fffffu); // a denormal: keeps every load live
 #else
     // per row of the lane: scale, 1024 + zi and −scale·zf as fp16x2 (same value in both halves)
@@ -510,16 +562,22 @@ __device__ __forceinline__ void mma_compute(const Params &p, const LaneCtx &L, u
         zq[r] = __float2half2_rn(pair_offset<WB>(r) + zi); // off + zi: an exact fp16
         bi[r] = __float2half2_rn(-scale * (zero - zi));
     }
-    mma_tile<WB, NH, SK, Act, 0>(o, magic, zq, sc, bi, acc);
-    mma_tile<WB, NH, SK, Act, 1>(o, magic, zq, sc, bi, acc);
-    mma_tile<WB, NH, SK, Act, 2>(o, magic, zq, sc, bi, acc);
-    mma_tile<WB, NH, SK, Act, 3>(o, magic, zq, sc, bi, acc);
+    mma_tile<WB, NH, SK, Act, OS, 0>(o, x, magic, zq, sc, bi, acc);
+    mma_tile<WB, NH, SK, Act, OS, 1>(o, x, magic, zq, sc, bi, acc);
+    mma_tile<WB, NH, SK, Act, OS, 2>(o, x, magic, zq, sc, bi, acc);
+    mma_tile<WB, NH, SK, Act, OS, 3>(o, x, magic, zq, sc, bi, acc);
 #endif
 }
 
 #ifndef SPQR_MMA_MINBLOCKS
 #define SPQR_MMA_MINBLOCKS 3 // resident 8-warp blocks per SM asked of ptxas (bench/NOTES.md v6)
 #endif
+#ifndef SPQR_MMA_MINBLOCKS_OS4 // the same for the batch 3-4 kernels with fused outliers (OS = 4)
+#define SPQR_MMA_MINBLOCKS_OS4 3
+#endif
+template <int NH, int OS> constexpr int mma_min_blocks() {
+    return NH == 2 ? 2 : OS == 4 ? SPQR_MMA_MINBLOCKS_OS4 : SPQR_MMA_MINBLOCKS;
+}
 
 // Outliers, pipelined with the macro tiles: lane (g, t) adds CSR entries of its rows g and g+8;
 // the entries of a row are dealt to the strip's kw·ksplit warps. For nb <= OS (OS = 2, or 4 in
@@ -537,10 +595,12 @@ __device__ __forceinline__ float2 pair_to_f2(const __nv_bfloat16 *v) {
     return __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(v));
 }
 
+// OS = 0: the kernels launched without fused outliers (none in the tensor, or another pass adds
+// them): no state and no per-tile checks (12 registers and ~10 instructions per tile).
 template <int OS> struct OutlierState {
     uint32_t k[2], end[2], col[2];
     float d[2];
-    float o[2][OS]; // nb <= OS: this lane's sums for rows g, g+8, vectors 0 .. OS − 1
+    float o[2][OS > 0 ? OS : 1]; // nb <= OS: this lane's sums for rows g, g+8, vectors 0 .. OS − 1
 };
 
 template <int NH, int OS, typename Act>
@@ -548,37 +608,40 @@ __device__ __forceinline__ void outlier_step(const Params &p, const Act *__restr
                                              const Act *__restrict__ xt, uint32_t xstride, int nb,
                                              uint32_t t, uint32_t step, OutlierState<OS> &o,
                                              float (&acc)[NH][4]) {
+    if constexpr (OS > 0) {
 #pragma unroll
-    for (int r = 0; r < 2; r++) {
-        if (o.k[r] >= o.end[r]) continue;
-        if (nb <= OS) {
+        for (int r = 0; r < 2; r++) {
+            if (o.k[r] >= o.end[r]) continue;
+            if (nb <= OS) {
 #pragma unroll
-            for (int h = 0; h < OS; h++)
-                if (h < nb)
-                    o.o[r][h] =
-                        fmaf(o.d[r], to_f<Act>(xh[(uint64_t)h * xstride + o.col[r]]), o.o[r][h]);
-        } else {
-            if constexpr (NH == 2) {
-                // vectors 8n + 2t, +1 of column col: one 4-byte load from xt (zero past nb)
-#pragma unroll
-                for (int n = 0; n < NH; n++) {
-                    const float2 xv = pair_to_f2(xt + 16ull * o.col[r] + 8 * n + 2 * t);
-                    acc[n][2 * r] = fmaf(o.d[r], xv.x, acc[n][2 * r]);
-                    acc[n][2 * r + 1] = fmaf(o.d[r], xv.y, acc[n][2 * r + 1]);
-                }
+                for (int h = 0; h < OS; h++)
+                    if (h < nb)
+                        o.o[r][h] = fmaf(o.d[r], to_f<Act>(xh[(uint64_t)h * xstride + o.col[r]]),
+                                         o.o[r][h]);
             } else {
+                if constexpr (NH == 2) {
+                    // vectors 8n + 2t, +1 of column col: one 4-byte load from xt (zero past nb)
 #pragma unroll
-                for (int h = 0; h < 2; h++) {
-                    const int b = 2 * (int)t + h;
-                    if (b < nb)
-                        acc[0][2 * r + h] =
-                            fmaf(o.d[r], to_f<Act>(xh[(uint64_t)b * xstride + o.col[r]]),
-                                 acc[0][2 * r + h]);
+                    for (int n = 0; n < NH; n++) {
+                        const float2 xv = pair_to_f2(xt + 16ull * o.col[r] + 8 * n + 2 * t);
+                        acc[n][2 * r] = fmaf(o.d[r], xv.x, acc[n][2 * r]);
+                        acc[n][2 * r + 1] = fmaf(o.d[r], xv.y, acc[n][2 * r + 1]);
+                    }
+                } else {
+#pragma unroll
+                    for (int h = 0; h < 2; h++) {
+                        const int b = 2 * (int)t + h;
+                        if (b < nb)
+                            acc[0][2 * r + h] =
+                                fmaf(o.d[r], to_f<Act>(xh[(uint64_t)b * xstride + o.col[r]]),
+                                     acc[0][2 * r + h]);
+                    }
                 }
             }
+            o.k[r] += step;
+            if (o.k[r] < o.end[r])
+                o.col[r] = outlier_col(p, o.k[r]), o.d[r] = __ldg(p.delta + o.k[r]);
         }
-        o.k[r] += step;
-        if (o.k[r] < o.end[r]) o.col[r] = outlier_col(p, o.k[r]), o.d[r] = __ldg(p.delta + o.k[r]);
     }
 }
 
@@ -638,7 +701,7 @@ __global__ void __launch_bounds__(256)
 // ksplit > 1 the blocks add theirs into acc32 (fp32, zero between calls) and the last block of the
 // strip to arrive (a counter per strip) writes y and re-zeroes acc32 and the counter.
 template <int WB, int NH, int SK, typename Act, int OS>
-__global__ void __launch_bounds__(kMmaThreads, NH == 1 ? SPQR_MMA_MINBLOCKS : 2)
+__global__ void __launch_bounds__(kMmaThreads, mma_min_blocks<NH, OS>())
     mma_kernel(Params p, const Act *__restrict__ xh, const Act *__restrict__ xt, uint32_t xstride,
                Act *__restrict__ y, float *__restrict__ y32, int nb, int kw_log2, uint32_t ksplit,
                float *__restrict__ acc32, uint32_t *__restrict__ counters, uint32_t magic,
@@ -664,7 +727,8 @@ __global__ void __launch_bounds__(kMmaThreads, NH == 1 ? SPQR_MMA_MINBLOCKS : 2)
         os.k[r] = os.end[r] = 0, os.col[r] = 0, os.d[r] = 0.f;
 #pragma unroll
         for (int h = 0; h < OS; h++) os.o[r][h] = 0.f;
-        if (p.fuse_outliers && S < p.strips && row < p.rows && (spread || 2 * (int)t < nb)) {
+        if (OS > 0 && p.fuse_outliers && S < p.strips && row < p.rows &&
+            (spread || 2 * (int)t < nb)) {
             os.k[r] = __ldg(p.rowptr + row) + ofirst;
             os.end[r] = __ldg(p.rowptr + row + 1);
             if (os.k[r] < os.end[r])
@@ -702,6 +766,11 @@ __global__ void __launch_bounds__(kMmaThreads, NH == 1 ? SPQR_MMA_MINBLOCKS : 2)
             L.eoff[r] = (int)(WB * 32 + gi * p.tstat_words + (bit >> 5)) - (int)lane;
             L.esh[r] = bit & 31;
         }
+        L.stat = L.codes + L.eoff[0], L.s2w = L.codes + L.s2off;
+        // lane l prefetches line l of the record mma_l2_prefetch tiles ahead (lanes past the
+        // record's lines repeat one: every lane issues the instruction anyway)
+        L.pf = L.codes - lane + mma_l2_prefetch<WB>() * L.rec_step +
+               32 * (lane % ((p.rec_words + 31) / 32));
 #pragma unroll
         for (int n = 0; n < NH; n++)
             L.x[n] = reinterpret_cast<const uint8_t *>(
@@ -716,18 +785,18 @@ __global__ void __launch_bounds__(kMmaThreads, NH == 1 ? SPQR_MMA_MINBLOCKS : 2)
 #if __CUDA_ARCH__ >= 900
         asm volatile("griddepcontrol.wait;\n" ::: "memory");
 #endif
-        MmaRaw<WB, NH, SK> ra, rb;
+        MmaRaw<WB, NH, SK, OS> ra, rb;
         // both magics derived from the argument, so they stay registers (see code_pair)
         const uint2 mg = make_uint2(magic, magic - (kMagic2 - kMagic2_64));
         uint32_t m = 0; // tiles done
-        if (m < ntiles) mma_load<WB, NH, SK>(p, L, ra);
+        if (m < ntiles) mma_load<WB, NH, SK, OS>(p, L, ra);
         while (m < ntiles) {
-            if (m + 1 < ntiles) mma_load<WB, NH, SK>(p, L, rb);
-            mma_compute<WB, NH, SK, Act>(p, L, mg, ra, acc);
+            if (m + 1 < ntiles) mma_load<WB, NH, SK, OS>(p, L, rb);
+            mma_compute<WB, NH, SK, Act, OS>(p, L, mg, ra, acc);
             outlier_step<NH, OS, Act>(p, xh, xt, xstride, nb, t, ostep, os, acc);
             if (++m >= ntiles) break;
-            if (m + 1 < ntiles) mma_load<WB, NH, SK>(p, L, ra);
-            mma_compute<WB, NH, SK, Act>(p, L, mg, rb, acc);
+            if (m + 1 < ntiles) mma_load<WB, NH, SK, OS>(p, L, ra);
+            mma_compute<WB, NH, SK, Act, OS>(p, L, mg, rb, acc);
             outlier_step<NH, OS, Act>(p, xh, xt, xstride, nb, t, ostep, os, acc);
             ++m;
         }
@@ -735,9 +804,10 @@ __global__ void __launch_bounds__(kMmaThreads, NH == 1 ? SPQR_MMA_MINBLOCKS : 2)
 #if __CUDA_ARCH__ >= 900
     asm volatile("griddepcontrol.wait;\n" ::: "memory"); // (no-op when already waited)
 #endif
-    while (os.k[0] < os.end[0] || os.k[1] < os.end[1]) // rows with more entries than tiles
+    while (OS > 0 && (os.k[0] < os.end[0] || os.k[1] < os.end[1])) // more entries than tiles
         outlier_step<NH, OS, Act>(p, xh, xt, xstride, nb, t, ostep, os, acc);
-    if (spread) // fold the four lanes' outlier sums into the lane holding vector h (t = h / 2)
+    if (OS > 0 &&
+        spread) // fold the four lanes' outlier sums into the lane holding vector h (t = h / 2)
 #pragma unroll
         for (int r = 0; r < 2; r++)
 #pragma unroll

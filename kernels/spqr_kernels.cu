@@ -815,8 +815,14 @@ static cudaError_t launch_sub(spqr_gpu_tensor *t, const Act *x, Act *y, float *y
 #ifndef SPQR_MMA_OUTL_ROWS_MIN_NNZ
 #define SPQR_MMA_OUTL_ROWS_MIN_NNZ (1u << 18)
 #endif
+#ifndef SPQR_MMA_NOOUTL
+#define SPQR_MMA_NOOUTL 1 // 0: tensors without fused outliers run the OS = 2 kernels (measurement)
+#endif
 #ifndef SPQR_MMA_SPREAD4
 #define SPQR_MMA_SPREAD4 1 // 0: batch 3-4 take the direct outlier path (a measurement build)
+#endif
+#ifndef SPQR_MMA_RESIDENT_FIXED // > 0: blocks per SM the geometry counts on (a measurement switch)
+#define SPQR_MMA_RESIDENT_FIXED 0
 #endif
 #ifndef SPQR_MMA_WAVE_FILL
 #define SPQR_MMA_WAVE_FILL 20 // tenths of a wave: grids of 1 wave to this many get half the warps
@@ -882,7 +888,8 @@ static cudaError_t launch_mma_t(spqr_gpu_tensor *t, const Act *x, Act *y, float 
     // faster there (batch 1 8192² w3 1 %: 30.1 → 27.4 µs, 11008x4096 22.2 → 20.6; batch 16 8192²
     // 46.8 → 44.5); 2.26 waves → 1.13 is slower (28672 rows: 75.6 → 91.2 µs), so not past 2
     const uint64_t resident =
-        (uint64_t)t->sms * kMmaWarps * (NH == 1 ? SPQR_MMA_MINBLOCKS : 2); // warps at a time
+        (uint64_t)t->sms * kMmaWarps *
+        (SPQR_MMA_RESIDENT_FIXED ? SPQR_MMA_RESIDENT_FIXED : mma_min_blocks<NH, OS>());
     const uint64_t warps = (uint64_t)p.strips << kwl;
     if (ksplit == 1 && kwl > 0 && warps > resident && 10 * warps < SPQR_MMA_WAVE_FILL * resident)
         kwl--;
@@ -908,6 +915,10 @@ static cudaError_t launch_mma_w(spqr_gpu_tensor *t, const Act *x, Act *y, float 
         return sk == 0   ? launch_mma_t<WB, 1, 0, Act, 4>(t, x, y, y32, nb, s)
                : sk == 1 ? launch_mma_t<WB, 1, 1, Act, 4>(t, x, y, y32, nb, s)
                          : launch_mma_t<WB, 1, 2, Act, 4>(t, x, y, y32, nb, s);
+    // no fused outliers (none in the tensor, or the cuSPARSE path adds them): kernels without
+    // the outlier state (OS = 0; s-bit statistics with β1 >= 16 only, to bound the kernel count)
+    if (SPQR_MMA_NOOUTL && nb <= 8 && sk == 0 && (t->nnz == 0 || !t->p.fuse_outliers))
+        return launch_mma_t<WB, 1, 0, Act, 0>(t, x, y, y32, nb, s);
     if (nb <= 8)
         return sk == 0   ? launch_mma_t<WB, 1, 0, Act>(t, x, y, y32, nb, s)
                : sk == 1 ? launch_mma_t<WB, 1, 1, Act>(t, x, y, y32, nb, s)
