@@ -804,7 +804,8 @@ static cudaError_t launch_sub(spqr_gpu_tensor *t, const Act *x, Act *y, float *y
 // tensors with at least SPQR_MMA_OUTL_ROWS_MIN_NNZ of them (bench/NOTES.md v6p; same call, w3 1 %
 // batch 16, µs fused / own pass: 4096² (168 k outliers) 15.9 / 17.5, 11008x4096 (451 k) 36.4 /
 // 35.0, 8192² 42.0 / 39.0, 28672x8192 140.8 / 108.1). At batch 5-8 it is mixed (batch 8: 8192²
-// 36.3 / 43.0, 28672x8192 104.1 / 92.0, 8192x28672 135.4 / 106.2), so from batch 9.
+// 36.3 / 43.0, 28672x8192 104.1 / 92.0, 8192x28672 135.4 / 106.2), so from batch 9, and from
+// batch 5 for the largest tensors (SPQR_MMA_OUTL_ROWS_MID_NNZ below).
 // SPQR_MMA_OUTL_ROWS 0: never (a measurement build).
 #ifndef SPQR_MMA_OUTL_ROWS
 #define SPQR_MMA_OUTL_ROWS 1
@@ -817,6 +818,12 @@ static cudaError_t launch_sub(spqr_gpu_tensor *t, const Act *x, Act *y, float *y
 #endif
 #ifndef SPQR_MMA_NOOUTL
 #define SPQR_MMA_NOOUTL 1 // 0: tensors without fused outliers run the OS = 2 kernels (measurement)
+#endif
+// Batch 5-8: the pass from this many outliers, the matmul then running the OS = 0 kernel (bench/
+// NOTES.md v6r; same call, w3 1 % batch 8, µs in-kernel / pass: 28672x8192 (2.35 M outliers)
+// 104.7 / 87.4, 8192x28672 135.9 / 101.2; 8192² (671 k) 36.5 / 46.3, 11008x4096 24.6 / 31.3).
+#ifndef SPQR_MMA_OUTL_ROWS_MID_NNZ
+#define SPQR_MMA_OUTL_ROWS_MID_NNZ (1u << 21)
 #endif
 #ifndef SPQR_MMA_SPREAD4
 #define SPQR_MMA_SPREAD4 1 // 0: batch 3-4 take the direct outlier path (a measurement build)
@@ -835,6 +842,12 @@ static cudaError_t launch_sub(spqr_gpu_tensor *t, const Act *x, Act *y, float *y
 // SPQR_MMA_WARPS_PER_SM warps per SM; if 8 do not, ksplit blocks per strip (while each warp keeps
 // >= SPQR_MMA_MIN_TILES macro tiles: short warps spend their time filling the pipeline); then
 // half that kw where the grid would be 1 to SPQR_MMA_WAVE_FILL / 10 waves (v6n).
+// Whether a call's outliers take their own pass (outlier_rows_kernel) before the matmul.
+static bool mma_outlier_pass(const spqr_gpu_tensor *t, int nb) {
+    return SPQR_MMA_OUTL_ROWS && t->p.fuse_outliers &&
+           ((nb > SPQR_MMA_OUTL_ROWS_MIN_BATCH && t->nnz >= SPQR_MMA_OUTL_ROWS_MIN_NNZ) ||
+            (nb > 4 && t->nnz >= SPQR_MMA_OUTL_ROWS_MID_NNZ));
+}
 template <int WB, int NH, int SK, typename Act, int OS = 2>
 static cudaError_t launch_mma_t(spqr_gpu_tensor *t, const Act *x, Act *y, float *y32, int nb,
                                 cudaStream_t s) {
@@ -848,8 +861,7 @@ static cudaError_t launch_mma_t(spqr_gpu_tensor *t, const Act *x, Act *y, float 
     // that a row's four lanes share in one sector (batch 3-8 keep the direct lookups: the
     // transposed copy cost more there than it saved, bench/NOTES.md v6k)
     // the outlier pass below reads xt too (with SPQR_MMA_OUTL_ROWS_MIN_BATCH < 8)
-    const bool outl_pass = SPQR_MMA_OUTL_ROWS && nb > SPQR_MMA_OUTL_ROWS_MIN_BATCH &&
-                           p.fuse_outliers && t->nnz >= SPQR_MMA_OUTL_ROWS_MIN_NNZ;
+    const bool outl_pass = mma_outlier_pass(t, nb);
     Act *xt = (nb > 8 && p.fuse_outliers && t->nnz) || outl_pass
                   ? xh + (uint64_t)SPQR_MAX_BATCH * stride
                   : nullptr;
@@ -909,16 +921,18 @@ template <int WB, typename Act>
 static cudaError_t launch_mma_w(spqr_gpu_tensor *t, const Act *x, Act *y, float *y32, int nb,
                                 cudaStream_t s) {
     const int sk = t->p.sbits == 16 ? 2 : (t->p.log2beta1 >= 4 ? 0 : 1);
+    // no fused outliers (none in the tensor, or the cuSPARSE path or their own pass adds them):
+    // kernels without the outlier state (OS = 0; s-bit statistics with β1 >= 16 only, to bound the
+    // kernel count)
+    if (SPQR_MMA_NOOUTL && nb <= 8 && sk == 0 &&
+        (t->nnz == 0 || !t->p.fuse_outliers || mma_outlier_pass(t, nb)))
+        return launch_mma_t<WB, 1, 0, Act, 0>(t, x, y, y32, nb, s);
     // batch 3-4 with fused outliers: kernels whose four lanes of a row split the outliers for all
     // four vectors (SPQR_MMA_SPREAD4; bench/NOTES.md v6n)
     if (SPQR_MMA_SPREAD4 && nb >= 3 && nb <= 4 && t->nnz && t->p.fuse_outliers)
         return sk == 0   ? launch_mma_t<WB, 1, 0, Act, 4>(t, x, y, y32, nb, s)
                : sk == 1 ? launch_mma_t<WB, 1, 1, Act, 4>(t, x, y, y32, nb, s)
                          : launch_mma_t<WB, 1, 2, Act, 4>(t, x, y, y32, nb, s);
-    // no fused outliers (none in the tensor, or the cuSPARSE path adds them): kernels without
-    // the outlier state (OS = 0; s-bit statistics with β1 >= 16 only, to bound the kernel count)
-    if (SPQR_MMA_NOOUTL && nb <= 8 && sk == 0 && (t->nnz == 0 || !t->p.fuse_outliers))
-        return launch_mma_t<WB, 1, 0, Act, 0>(t, x, y, y32, nb, s);
     if (nb <= 8)
         return sk == 0   ? launch_mma_t<WB, 1, 0, Act>(t, x, y, y32, nb, s)
                : sk == 1 ? launch_mma_t<WB, 1, 1, Act>(t, x, y, y32, nb, s)
