@@ -368,10 +368,10 @@ template <int SK> constexpr int stat_entry_words() {
 #define SPQR_MMA_LANEPTR 1
 #endif
 template <int OS> constexpr bool mma_late_x() {
-    return SPQR_MMA_LATE_X == 2 || (SPQR_MMA_LATE_X == 1 && OS == 0);
+    return SPQR_MMA_LATE_X == 2 || (SPQR_MMA_LATE_X == 1 && OS <= 1);
 }
 template <int OS> constexpr bool mma_lane_ptr() {
-    return SPQR_MMA_PAIRSTATS && (SPQR_MMA_LANEPTR == 2 || (SPQR_MMA_LANEPTR == 1 && OS == 0));
+    return SPQR_MMA_PAIRSTATS && (SPQR_MMA_LANEPTR == 2 || (SPQR_MMA_LANEPTR == 1 && OS <= 1));
 }
 template <int NH, bool HasX> struct MmaRawX { uint4 x[NH][2]; };
 template <int NH> struct MmaRawX<NH, false> {};
@@ -575,8 +575,14 @@ __device__ __forceinline__ void mma_compute(const Params &p, LaneCtx &L, uint2 m
 #ifndef SPQR_MMA_MINBLOCKS_OS4 // the same for the batch 3-4 kernels with fused outliers (OS = 4)
 #define SPQR_MMA_MINBLOCKS_OS4 3
 #endif
+#ifndef SPQR_MMA_MINBLOCKS_OS1 // the same for the OS = 1 kernels (SPQR_MMA_OS1)
+#define SPQR_MMA_MINBLOCKS_OS1 4
+#endif
 template <int NH, int OS> constexpr int mma_min_blocks() {
-    return NH == 2 ? 2 : OS == 4 ? SPQR_MMA_MINBLOCKS_OS4 : SPQR_MMA_MINBLOCKS;
+    return NH == 2   ? 2
+           : OS == 4 ? SPQR_MMA_MINBLOCKS_OS4
+           : OS == 1 ? SPQR_MMA_MINBLOCKS_OS1
+                     : SPQR_MMA_MINBLOCKS;
 }
 
 // Outliers, pipelined with the macro tiles: lane (g, t) adds CSR entries of its rows g and g+8;
@@ -597,10 +603,14 @@ __device__ __forceinline__ float2 pair_to_f2(const __nv_bfloat16 *v) {
 
 // OS = 0: the kernels launched without fused outliers (none in the tensor, or another pass adds
 // them): no state and no per-tile checks (12 registers and ~10 instructions per tile).
+// OS = 1 (batch 1, SPQR_MMA_OS1; a measurement build, bench/NOTES.md v6r "next"): each lane walks
+// one row, g + 8·(t / 2), its entries split between lanes t and t ^ 1: half the state (5 registers
+// instead of 12) and half the work per step, for twice the steps.
 template <int OS> struct OutlierState {
-    uint32_t k[2], end[2], col[2];
-    float d[2];
-    float o[2][OS > 0 ? OS : 1]; // nb <= OS: this lane's sums for rows g, g+8, vectors 0 .. OS − 1
+    static constexpr int kRows = OS == 1 ? 1 : 2; // rows a lane walks
+    uint32_t k[kRows], end[kRows], col[kRows];
+    float d[kRows];
+    float o[kRows][OS > 0 ? OS : 1]; // nb <= OS: this lane's sums per row, vectors 0 .. OS − 1
 };
 
 template <int NH, int OS, typename Act>
@@ -610,9 +620,9 @@ __device__ __forceinline__ void outlier_step(const Params &p, const Act *__restr
                                              float (&acc)[NH][4]) {
     if constexpr (OS > 0) {
 #pragma unroll
-        for (int r = 0; r < 2; r++) {
+        for (int r = 0; r < OutlierState<OS>::kRows; r++) {
             if (o.k[r] >= o.end[r]) continue;
-            if (nb <= OS) {
+            if (OS == 1 || nb <= OS) { // (the OS = 1 kernels run batch 1 only)
 #pragma unroll
                 for (int h = 0; h < OS; h++)
                     if (h < nb)
@@ -718,12 +728,15 @@ __global__ void __launch_bounds__(kMmaThreads, mma_min_blocks<NH, OS>())
     for (int n = 0; n < NH; n++) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.f;
 
     OutlierState<OS> os;
+    constexpr int orows = OutlierState<OS>::kRows;
     const bool spread = nb <= OS;
-    const uint32_t ostep = kw * ksplit * (spread ? 4 : 1);
-    const uint32_t ofirst = spread ? t + 4 * (kwi + kw * q) : kwi + kw * q;
+    // spread: the lanes of a row split its entries (4 lanes; OS = 1: the 2 lanes t, t ^ 1)
+    const uint32_t olanes = orows == 2 ? 4 : 2, olane = orows == 2 ? t : t & 1;
+    const uint32_t ostep = kw * ksplit * (spread ? olanes : 1);
+    const uint32_t ofirst = spread ? olane + olanes * (kwi + kw * q) : kwi + kw * q;
 #pragma unroll
-    for (int r = 0; r < 2; r++) {
-        const uint32_t row = 16 * S + g + 8 * r;
+    for (int r = 0; r < orows; r++) {
+        const uint32_t row = 16 * S + g + 8 * (orows == 2 ? r : t >> 1);
         os.k[r] = os.end[r] = 0, os.col[r] = 0, os.d[r] = 0.f;
 #pragma unroll
         for (int h = 0; h < OS; h++) os.o[r][h] = 0.f;
@@ -804,10 +817,16 @@ __global__ void __launch_bounds__(kMmaThreads, mma_min_blocks<NH, OS>())
 #if __CUDA_ARCH__ >= 900
     asm volatile("griddepcontrol.wait;\n" ::: "memory"); // (no-op when already waited)
 #endif
-    while (OS > 0 && (os.k[0] < os.end[0] || os.k[1] < os.end[1])) // more entries than tiles
+    // rows with more entries than the warp had tiles
+    while (OS > 0 && (os.k[0] < os.end[0] || (orows == 2 && os.k[orows - 1] < os.end[orows - 1])))
         outlier_step<NH, OS, Act>(p, xh, xt, xstride, nb, t, ostep, os, acc);
-    if (OS > 0 &&
-        spread) // fold the four lanes' outlier sums into the lane holding vector h (t = h / 2)
+    if constexpr (OS == 1) { // lanes t = 0, 1 hold row g's halves, t = 2, 3 row g + 8's: to lane 0
+        float v = os.o[0][0];
+        v += __shfl_xor_sync(0xffffffffu, v, 1);
+        const float v8 = __shfl_down_sync(0xffffffffu, v, 2);
+        if (t == 0) acc[0][0] += v, acc[0][2] += v8;
+    } else if (OS > 0 && spread) {
+        // fold the four lanes' sums into the lane holding vector h (t = h / 2)
 #pragma unroll
         for (int r = 0; r < 2; r++)
 #pragma unroll
@@ -817,8 +836,9 @@ __global__ void __launch_bounds__(kMmaThreads, mma_min_blocks<NH, OS>())
                 v += __shfl_xor_sync(0xffffffffu, v, 2);
                 if (t == (uint32_t)(h >> 1)) acc[0][2 * r + (h & 1)] += v;
             }
+    }
 
-            // C fragment: acc[n][0..1] = (row g, vectors 8n + 2t, +1), acc[n][2..3] = row g + 8
+    // C fragment: acc[n][0..1] = (row g, vectors 8n + 2t, +1), acc[n][2..3] = row g + 8
 #pragma unroll
     for (int n = 0; n < NH; n++) {
         red[warp][g][8 * n + 2 * t] = acc[n][0], red[warp][g][8 * n + 2 * t + 1] = acc[n][1];

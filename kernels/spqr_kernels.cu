@@ -825,6 +825,9 @@ static cudaError_t launch_sub(spqr_gpu_tensor *t, const Act *x, Act *y, float *y
 #ifndef SPQR_MMA_OUTL_ROWS_MID_NNZ
 #define SPQR_MMA_OUTL_ROWS_MID_NNZ (1u << 21)
 #endif
+#ifndef SPQR_MMA_OS1
+#define SPQR_MMA_OS1 0 // 1: batch 1 with fused outliers runs the OS = 1 kernels (not yet measured)
+#endif
 #ifndef SPQR_MMA_SPREAD4
 #define SPQR_MMA_SPREAD4 1 // 0: batch 3-4 take the direct outlier path (a measurement build)
 #endif
@@ -927,6 +930,10 @@ static cudaError_t launch_mma_w(spqr_gpu_tensor *t, const Act *x, Act *y, float 
     if (SPQR_MMA_NOOUTL && nb <= 8 && sk == 0 &&
         (t->nnz == 0 || !t->p.fuse_outliers || mma_outlier_pass(t, nb)))
         return launch_mma_t<WB, 1, 0, Act, 0>(t, x, y, y32, nb, s);
+    // batch 1 with fused outliers: the OS = 1 kernels (one row per lane; a measurement build)
+    if constexpr (SPQR_MMA_OS1 != 0)
+        if (nb == 1 && sk == 0 && t->nnz && t->p.fuse_outliers)
+            return launch_mma_t<WB, 1, 0, Act, 1>(t, x, y, y32, nb, s);
     // batch 3-4 with fused outliers: kernels whose four lanes of a row split the outliers for all
     // four vectors (SPQR_MMA_SPREAD4; bench/NOTES.md v6n)
     if (SPQR_MMA_SPREAD4 && nb >= 3 && nb <= 4 && t->nnz && t->p.fuse_outliers)
