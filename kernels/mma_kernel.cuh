@@ -351,8 +351,9 @@ template <int NH> __device__ __forceinline__ uint2 ld_rec2(const uint32_t *p) { 
 template <int SK> constexpr int stat_entry_words() {
     return SK == 2 || SPQR_MMA_PAIRSTATS ? 2 : 4;
 }
-// The kernels without fused outliers (OS = 0, bench/NOTES.md v6r) differ in two ways, each a
-// switch (0: no kernel, 1: the OS = 0 kernels, 2: every kernel; measurement builds):
+// The kernels without fused outliers (OS = 0) and the batch-1 kernels with one row of outliers per
+// lane (OS = 1) differ in two ways (bench/NOTES.md v6r), each a switch (0: no kernel, 1: the OS = 0
+// and OS = 1 kernels, 2: every kernel; measurement builds):
 // - SPQR_MMA_LATE_X: a tile's x is loaded by mma_compute, where it is used (an L1 hit under the
 //   statistics decode), instead of with the tile's records one tile ahead: 16 fewer registers
 //   across the loop (two buffers of 8). With the outlier state gone too, ptxas fits 64 registers
@@ -603,9 +604,9 @@ __device__ __forceinline__ float2 pair_to_f2(const __nv_bfloat16 *v) {
 
 // OS = 0: the kernels launched without fused outliers (none in the tensor, or another pass adds
 // them): no state and no per-tile checks (12 registers and ~10 instructions per tile).
-// OS = 1 (batch 1, SPQR_MMA_OS1; a measurement build, bench/NOTES.md v6r "next"): each lane walks
-// one row, g + 8·(t / 2), its entries split between lanes t and t ^ 1: half the state (5 registers
-// instead of 12) and half the work per step, for twice the steps.
+// OS = 1 (batch 1, SPQR_MMA_OS1; bench/NOTES.md v6r): each lane walks one row, g + 8·(t / 2), its
+// entries split between lanes t and t ^ 1: half the state (5 registers instead of 12) and half the
+// work per step, for twice the steps; with late x and lane pointers the kernel fits 64 registers.
 template <int OS> struct OutlierState {
     static constexpr int kRows = OS == 1 ? 1 : 2; // rows a lane walks
     uint32_t k[kRows], end[kRows], col[kRows];

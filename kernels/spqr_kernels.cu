@@ -825,8 +825,11 @@ static cudaError_t launch_sub(spqr_gpu_tensor *t, const Act *x, Act *y, float *y
 #ifndef SPQR_MMA_OUTL_ROWS_MID_NNZ
 #define SPQR_MMA_OUTL_ROWS_MID_NNZ (1u << 21)
 #endif
+// Batch 1 with fused outliers (s-bit statistics, β1 >= 16): the OS = 1 kernels, whose lanes walk
+// one row's outliers each (bench/NOTES.md v6r; H100, w3 1 %, µs OS = 2 / OS = 1: 8192² 26.7 /
+// 23.1, 8192x28672 78.1 / 70.9, 28672x8192 71.8 / 69.9). 0: the OS = 2 kernels (measurement).
 #ifndef SPQR_MMA_OS1
-#define SPQR_MMA_OS1 0 // 1: batch 1 with fused outliers runs the OS = 1 kernels (not yet measured)
+#define SPQR_MMA_OS1 1
 #endif
 #ifndef SPQR_MMA_SPREAD4
 #define SPQR_MMA_SPREAD4 1 // 0: batch 3-4 take the direct outlier path (a measurement build)
@@ -930,7 +933,7 @@ static cudaError_t launch_mma_w(spqr_gpu_tensor *t, const Act *x, Act *y, float 
     if (SPQR_MMA_NOOUTL && nb <= 8 && sk == 0 &&
         (t->nnz == 0 || !t->p.fuse_outliers || mma_outlier_pass(t, nb)))
         return launch_mma_t<WB, 1, 0, Act, 0>(t, x, y, y32, nb, s);
-    // batch 1 with fused outliers: the OS = 1 kernels (one row per lane; a measurement build)
+    // batch 1 with fused outliers: the OS = 1 kernels (one row per lane)
     if constexpr (SPQR_MMA_OS1 != 0)
         if (nb == 1 && sk == 0 && t->nnz && t->p.fuse_outliers)
             return launch_mma_t<WB, 1, 0, Act, 1>(t, x, y, y32, nb, s);
