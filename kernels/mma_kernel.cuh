@@ -612,6 +612,12 @@ template <int OS> struct OutlierState {
     uint32_t k[kRows], end[kRows], col[kRows];
     float d[kRows];
     float o[kRows][OS > 0 ? OS : 1]; // nb <= OS: this lane's sums per row, vectors 0 .. OS − 1
+    __device__ bool entries_left() const {
+        bool left = false;
+#pragma unroll
+        for (int r = 0; r < kRows; r++) left |= OS > 0 && k[r] < end[r];
+        return left;
+    }
 };
 
 template <int NH, int OS, typename Act>
@@ -819,8 +825,7 @@ __global__ void __launch_bounds__(kMmaThreads, mma_min_blocks<NH, OS>())
     asm volatile("griddepcontrol.wait;\n" ::: "memory"); // (no-op when already waited)
 #endif
     // rows with more entries than the warp had tiles
-    while (OS > 0 && (os.k[0] < os.end[0] || (orows == 2 && os.k[orows - 1] < os.end[orows - 1])))
-        outlier_step<NH, OS, Act>(p, xh, xt, xstride, nb, t, ostep, os, acc);
+    while (os.entries_left()) outlier_step<NH, OS, Act>(p, xh, xt, xstride, nb, t, ostep, os, acc);
     if constexpr (OS == 1) { // lanes t = 0, 1 hold row g's halves, t = 2, 3 row g + 8's: to lane 0
         float v = os.o[0][0];
         v += __shfl_xor_sync(0xffffffffu, v, 1);

@@ -843,17 +843,17 @@ static cudaError_t launch_sub(spqr_gpu_tensor *t, const Act *x, Act *y, float *y
 #ifndef SPQR_MMA_MIN_TILES
 #define SPQR_MMA_MIN_TILES 16 // fewest macro tiles per warp before blocks split a strip
 #endif
-// v6: x permuted once into the tensor's scratch (activation type), then the tensor-core kernel.
-// Geometry (bench/NOTES.md v6): kw warps per strip, the smallest of 1, 2, 4, 8 giving
-// SPQR_MMA_WARPS_PER_SM warps per SM; if 8 do not, ksplit blocks per strip (while each warp keeps
-// >= SPQR_MMA_MIN_TILES macro tiles: short warps spend their time filling the pipeline); then
-// half that kw where the grid would be 1 to SPQR_MMA_WAVE_FILL / 10 waves (v6n).
 // Whether a call's outliers take their own pass (outlier_rows_kernel) before the matmul.
 static bool mma_outlier_pass(const spqr_gpu_tensor *t, int nb) {
     return SPQR_MMA_OUTL_ROWS && t->p.fuse_outliers &&
            ((nb > SPQR_MMA_OUTL_ROWS_MIN_BATCH && t->nnz >= SPQR_MMA_OUTL_ROWS_MIN_NNZ) ||
             (nb > 4 && t->nnz >= SPQR_MMA_OUTL_ROWS_MID_NNZ));
 }
+// v6: x permuted once into the tensor's scratch (activation type), then the tensor-core kernel.
+// Geometry (bench/NOTES.md v6): kw warps per strip, the smallest of 1, 2, 4, 8 giving
+// SPQR_MMA_WARPS_PER_SM warps per SM; if 8 do not, ksplit blocks per strip (while each warp keeps
+// >= SPQR_MMA_MIN_TILES macro tiles: short warps spend their time filling the pipeline); then
+// half that kw where the grid would be 1 to SPQR_MMA_WAVE_FILL / 10 waves (v6n).
 template <int WB, int NH, int SK, typename Act, int OS = 2>
 static cudaError_t launch_mma_t(spqr_gpu_tensor *t, const Act *x, Act *y, float *y32, int nb,
                                 cudaStream_t s) {
