@@ -1,5 +1,4 @@
-// mma_kernel.cuh — v6, the tensor-core kernel of spqr_kernels.cu for batch 1..16 (included there,
-// inside its anonymous namespace; uses its Params, h2f, pack_get, outlier_col, to_f/from_f). See
+// mma_kernel.cuh — v6, the tensor-core kernel for batch 1..16 (layout: mma_layout.cuh). See
 // bench/NOTES.md "v6".
 //
 // Why: v5 (one FFMA per weight and vector, weights decoded to fp32) issues ~8 instructions per
@@ -7,49 +6,11 @@
 // pairs and multiplied by mma.sync.m16n8k16 (fp32 accumulation): per pair of weights one SHF + one
 // LOP3 (codes → 1024 + q as fp16, exactly), one HSUB2 (→ q − round(zero), exact), one HFMA2
 // (→ ŵ, rounded once to fp16); the multiply itself is 1/8 instruction per weight per lane.
-//
-// Tiled layout (built on the device at upload from the stored sections: the same bytes up to
-// padding to whole tiles and 32-byte records, with each strip's stat2 pairs copied into its
-// records; the stored codes and first-order statistics are then released, stat2 is kept):
-//   strip S = rows 16S..16S+15, macro tile M = stored columns 64M..64M+63. In a warp's 16 x 64
-//   macro tile, lane l = 4g + t owns rows g and g+8 of the strip and the 16 columns
-//   64M + 16t .. +15 ("its chunk"), i.e. 32 codes, held as 16 pairs. mma k-slots are mapped so
-//   that tile j (0..3) of the macro tile gives lane t the columns 16t + 4j .. 16t + 4j + 3 of its
-//   own chunk: A registers of tile j are pairs 4j + (0: row g, cols 4j,4j+1; 1: row g+8, same;
-//   2: row g, cols 4j+2,4j+3; 3: row g+8, same), and the B (x) registers are x[16t + 4j .. +3],
-//   four consecutive values. So one lane's 32 weights share two (scale, zero) pairs (one per row;
-//   β2 >= 16 groups never split a chunk), decoded once.
-//   Codes: the lane's 16 pairs as two bit streams, first codes (A) and second codes (B), each
-//   16·w bits; bit k of stream A is bit (k mod 16) of word k / 16, stream B the same bit + 16.
-//   Pair p sits at bit p·w of both streams, so (word >> p·w mod 16) & (mask | mask << 16) | 0x6400
-//   6400 is the fp16 pair (1024 + qA, 1024 + qB) — one SHF + one LOP3 (two more where a pair
-//   straddles two words: w = 3, 5, 6, 7; w = 4 shifts once per word for four pairs, with the odd
-//   pairs read as 64 + q: code_pair). Exactly w words per lane.
-//   Tile record: everything a warp reads for macro tile (S, M) is one contiguous run of R words
-//   (rec_words, a multiple of 8) at (S·mtiles + M)·R, a strip's records contiguous:
-//   - words [0, 32·w): code word i of lane l at 32·i + l, so each of the lane's w loads is one
-//     coalesced 128-byte warp access;
-//   - then the first-order statistics of the tile's tgpt = max(1, 64/β2) groups (the groups of
-//     columns 64M.., in order; with β2 > 64 a group's block repeats in each of its tiles), one
-//     block of s words each (s <= 8): entry r (row 16S + r) = qs | qz << s at bit
-//     2s·stat_slot(r) of the block (straddling allowed; stat_slot puts rows g and g + 8 side by
-//     side); s = 16: 16 words, word stat_slot(r) = scale_f16 | zero_f16 << 16;
-//   - for s-bit statistics with β1 >= 16 (a strip lies in one second-order block), at word
-//     rec_s2 (even) the tgpt stat2 pairs (ss | zs << 16, sz | zz << 16) of the strip's block.
-//   Before records (session 5, bench/NOTES.md v6l) the statistics and stat2 were read from their
-//   own arrays: the loads alone then reached only 64 % of copy bandwidth, 90 % without them.
-//   Rows past the end are code 0 and entry 0 (finite statistics, never written out); columns past
-//   the end meet x = 0.
-// x: prep_xh_kernel writes xh[b][c] = x[b][perm[c]] (the activation type, zeros up to 64·mtiles)
-// once per call; lane g reads vector min(g, nb − 1) (the mma's n = g column; columns past nb give
-// outputs nobody reads), 32 bytes per tile.
-// fp16 range: weights are decoded in fp16, so upload checks |scale|·(2^w − 1) + |scale·zero| <
-// 60000 for every group and keeps the stored layout (generic kernel) otherwise.
+#pragma once
+#include "mma_layout.cuh"
 
-constexpr int kMmaWarps = 8;
-constexpr int kMmaThreads = kMmaWarps * 32;
-constexpr uint32_t kMagic2 = 0x64006400u;    // fp16 pair (1024, 1024)
-constexpr uint32_t kMagic2_64 = 0x54005400u; // fp16 pair (64, 64): w = 4 odd pairs (code_pair)
+namespace spqr_cu {
+namespace {
 
 __device__ __forceinline__ void mma_16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
                                           uint32_t b1, __half) {
@@ -64,14 +25,6 @@ __device__ __forceinline__ void mma_16816(float (&c)[4], const uint32_t (&a)[4],
         "{%8,%9}, {%0,%1,%2,%3};\n"
         : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-// Position of a lane's pair p (0..15), half h (0 = stream A) in its strip and chunk.
-__host__ __device__ __forceinline__ uint32_t tile_row(uint32_t g, uint32_t p) {
-    return g + 8 * (p & 1);
-}
-__host__ __device__ __forceinline__ uint32_t tile_col(uint32_t t, uint32_t p, uint32_t h) {
-    return 16 * t + 4 * (p >> 2) + 2 * ((p >> 1) & 1) + h;
 }
 
 #ifndef SPQR_MMA_NIBBLE // 0: w = 4 decodes every pair at bits 0..3 (a measurement build)
@@ -104,166 +57,6 @@ __device__ __forceinline__ uint32_t code_pair(const uint32_t (&w)[WB], uint2 mag
         v = ((w[i] >> sh) & SEL) | ((w[i + 1] << (16 - sh)) & ~SEL);
     }
     return (v & M2) | magic.x;
-}
-
-// Code (pair p, half h) of one lane's words, any w (upload-time and dequantize use).
-__device__ __forceinline__ uint32_t tiled_code(const uint32_t *w, uint32_t stride, uint32_t wb,
-                                               uint32_t p, uint32_t h) {
-    uint32_t q = 0;
-    for (uint32_t b = 0; b < wb; b++) {
-        const uint32_t k = p * wb + b;
-        q |= ((w[(k >> 4) * stride] >> ((k & 15) + 16 * h)) & 1u) << b;
-    }
-    return q;
-}
-
-// Stored statistics codes of (row r, group g) (s <= 8) or fp16 bits (s = 16).
-__device__ __forceinline__ void stored_stat_codes(const Params &p, uint32_t r, uint32_t g,
-                                                  uint32_t &qs, uint32_t &qz) {
-    if (p.sbits == 16) {
-        qs = p.scale16[(uint64_t)r * p.groups + g], qz = p.zero16[(uint64_t)r * p.groups + g];
-        return;
-    }
-    qs = pack_get(p.scale + (uint64_t)r * p.stat_words, g, p.sbits);
-    qz = pack_get(p.zero + (uint64_t)r * p.stat_words, g, p.sbits);
-}
-
-// Upload: one thread per (strip, macro tile, lane) writes the lane's w code words.
-__global__ void tile_codes_kernel(Params p, uint32_t *tcodes) {
-    const uint64_t total = (uint64_t)p.strips * p.mtiles * 32;
-    for (uint64_t i = blockIdx.x * (uint64_t)blockDim.x + threadIdx.x; i < total;
-         i += (uint64_t)gridDim.x * blockDim.x) {
-        const uint32_t lane = (uint32_t)(i & 31), g = lane >> 2, t = lane & 3;
-        const uint64_t sm = i >> 5; // S·mtiles + M
-        const uint32_t S = (uint32_t)(sm / p.mtiles), M = (uint32_t)(sm % p.mtiles);
-        uint32_t w[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-        for (uint32_t pr = 0; pr < 16; pr++)
-            for (uint32_t h = 0; h < 2; h++) {
-                const uint32_t r = 16 * S + tile_row(g, pr), c = 64 * M + tile_col(t, pr, h);
-                const uint32_t q = (r < p.rows && c < p.cols)
-                                       ? pack_get(p.codes + (uint64_t)r * p.code_words, c, p.wbits)
-                                       : 0;
-                for (uint32_t b = 0; b < p.wbits; b++) {
-                    const uint32_t k = pr * p.wbits + b;
-                    w[k >> 4] |= ((q >> b) & 1u) << ((k & 15) + 16 * h);
-                }
-            }
-        for (uint32_t k = 0; k < p.wbits; k++) tcodes[sm * p.rec_words + k * 32 + lane] = w[k];
-    }
-}
-
-#ifndef SPQR_MMA_PAIRSTATS // 0: entries in row order (a measurement build)
-#define SPQR_MMA_PAIRSTATS 1
-#endif
-// Entry slot of row r (0..15 in the strip) in a statistics block: rows g and g + 8, the two rows
-// of lane (g, t), side by side (slots 2g, 2g + 1), so a lane's two entries are one 4s-bit field
-// (at most two words, one funnel shift; fp16 statistics: one 8-byte load).
-__host__ __device__ __forceinline__ uint32_t stat_slot(uint32_t r) {
-    return SPQR_MMA_PAIRSTATS ? 2 * (r & 7) + (r >> 3) : r;
-}
-
-// Upload: one thread per (strip, macro tile, group of the tile) writes the statistics block (and
-// stat2 pair) of a tile record.
-__global__ void tile_stats_kernel(Params p, uint32_t *tcodes) {
-    const uint64_t total = (uint64_t)p.strips * p.mtiles * p.tgpt;
-    for (uint64_t i = blockIdx.x * (uint64_t)blockDim.x + threadIdx.x; i < total;
-         i += (uint64_t)gridDim.x * blockDim.x) {
-        const uint64_t sm = i / p.tgpt;
-        const uint32_t gi = (uint32_t)(i % p.tgpt);
-        const uint32_t S = (uint32_t)(sm / p.mtiles), M = (uint32_t)(sm % p.mtiles);
-        const uint32_t G = ((64 * M) >> p.log2beta2) + gi;
-        if (G >= p.groups) continue; // past the last column: stays zero
-        uint32_t *rec = tcodes + sm * p.rec_words;
-        if (p.rec_s2) {
-            const uint32_t row = min(16 * S, p.rows - 1);
-            const uint32_t *s2 = reinterpret_cast<const uint32_t *>(
-                p.stat2 + 4 * ((uint64_t)(row >> p.log2beta1) * p.groups + G));
-            rec[p.rec_s2 + 2 * gi] = s2[0], rec[p.rec_s2 + 2 * gi + 1] = s2[1];
-        }
-        uint32_t *blk = rec + p.wbits * 32 + gi * p.tstat_words;
-        uint32_t w[16] = {0};
-        for (uint32_t r = 0; r < 16; r++) {
-            if (16 * S + r >= p.rows) break;
-            uint32_t qs, qz;
-            stored_stat_codes(p, 16 * S + r, G, qs, qz);
-            if (p.sbits == 16) {
-                w[stat_slot(r)] = qs | qz << 16;
-                continue;
-            }
-            const uint32_t e = qs | qz << p.sbits, bit = 2 * p.sbits * stat_slot(r);
-            w[bit >> 5] |= e << (bit & 31);
-            if ((bit & 31) + 2 * p.sbits > 32) w[(bit >> 5) + 1] |= e >> (32 - (bit & 31));
-        }
-        for (uint32_t k = 0; k < p.tstat_words; k++) blk[k] = w[k];
-    }
-}
-
-// Upload: *bad = 1 when some group's statistics do not suit the fp16 decode of mma_compute:
-// |scale|·(2^w − 1) + |scale·zero| >= 60000 (fp16 overflow), |zero| > 512 (1024 + round(zero)
-// must be an exact fp16 in [512, 1536]), 0 < |scale| < 2^-14 (an fp16 subnormal scale would lose
-// relative precision), or a NaN/inf.
-__global__ void fp16_range_kernel(Params p, unsigned int *bad) {
-    const uint64_t total = (uint64_t)p.rows * p.groups;
-    unsigned int local = 0;
-    for (uint64_t i = blockIdx.x * (uint64_t)blockDim.x + threadIdx.x; i < total;
-         i += (uint64_t)gridDim.x * blockDim.x) {
-        float scale, zero;
-        stats_of(p, (uint32_t)(i / p.groups), (uint32_t)(i % p.groups), scale, zero);
-        const float m = fabsf(scale) * (float)((1u << p.wbits) - 1u) + fabsf(scale * zero);
-        const bool ok = m < 60000.f && fabsf(zero) <= 512.f &&
-                        (scale == 0.f || fabsf(scale) >= 6.103515625e-05f);
-        if (!ok) local = 1; // NaN fails every comparison above
-    }
-    if (__syncthreads_or(local) && threadIdx.x == 0) atomicOr(bad, 1u);
-}
-
-// Decoded statistics of a tiled (row-in-strip r) entry, bit-exact with spec §7.2.
-__device__ __forceinline__ void tiled_stats_of(const Params &p, uint32_t S, uint32_t G, uint32_t r,
-                                               float &scale, float &zero) {
-    // the record of the first tile holding group G
-    const uint32_t M = (G << p.log2beta2) >> 6, gi = G - ((64 * M) >> p.log2beta2);
-    const uint32_t *blk =
-        p.tcodes + ((uint64_t)S * p.mtiles + M) * p.rec_words + p.wbits * 32 + gi * p.tstat_words;
-    if (p.sbits == 16) {
-        const uint32_t v = blk[stat_slot(r)];
-        scale = h2f((uint16_t)(v & 0xffff)), zero = h2f((uint16_t)(v >> 16));
-        return;
-    }
-    const uint32_t bit = 2 * p.sbits * stat_slot(r), m = (1u << p.sbits) - 1u;
-    const uint32_t e = __funnelshift_r(blk[bit >> 5], blk[(bit >> 5) + 1], bit & 31);
-    const uint32_t row = min(16 * S + r, p.rows - 1);
-    const uint2 s2 = *reinterpret_cast<const uint2 *>(
-        p.stat2 + 4 * ((uint64_t)(row >> p.log2beta1) * p.groups + G));
-    scale = __fmul_rn(h2f((uint16_t)(s2.x & 0xffff)),
-                      __fsub_rn((float)(e & m), h2f((uint16_t)(s2.x >> 16))));
-    zero = __fmul_rn(h2f((uint16_t)(s2.y & 0xffff)),
-                     __fsub_rn((float)((e >> p.sbits) & m), h2f((uint16_t)(s2.y >> 16))));
-}
-
-// Dequantize from the tiled layout: one thread per (strip, macro tile, lane), bit-exact.
-__global__ void dequant_tiled_kernel(Params p, __half *out) {
-    const uint64_t total = (uint64_t)p.strips * p.mtiles * 32;
-    for (uint64_t i = blockIdx.x * (uint64_t)blockDim.x + threadIdx.x; i < total;
-         i += (uint64_t)gridDim.x * blockDim.x) {
-        const uint32_t lane = (uint32_t)(i & 31), g = lane >> 2, t = lane & 3;
-        const uint64_t sm = i >> 5;
-        const uint32_t S = (uint32_t)(sm / p.mtiles), M = (uint32_t)(sm % p.mtiles);
-        const uint32_t c0 = 64 * M + 16 * t;
-        if (c0 >= p.cols) continue;
-        const uint32_t G = c0 >> p.log2beta2;
-        float sc[2], ze[2];
-        tiled_stats_of(p, S, G, g, sc[0], ze[0]);
-        tiled_stats_of(p, S, G, g + 8, sc[1], ze[1]);
-        const uint32_t *w = p.tcodes + sm * p.rec_words + lane;
-        for (uint32_t pr = 0; pr < 16; pr++)
-            for (uint32_t h = 0; h < 2; h++) {
-                const uint32_t r = 16 * S + tile_row(g, pr), c = 64 * M + tile_col(t, pr, h);
-                if (r >= p.rows || c >= p.cols) continue;
-                const float q = (float)tiled_code(w, 32, p.wbits, pr, h);
-                const float v = __fmul_rn(sc[pr & 1], __fsub_rn(q, ze[pr & 1]));
-                out[(uint64_t)r * p.cols + (p.has_perm ? p.perm[c] : c)] = __float2half_rn(v);
-            }
-    }
 }
 
 // xh[b][c] = x[b][perm[c]] for b < nb, c < stride = 64·mtiles (zeros past cols).
@@ -888,3 +681,6 @@ __global__ void __launch_bounds__(kMmaThreads, mma_min_blocks<NH, OS>())
     }
     if (threadIdx.x == 0) counters[S] = 0;
 }
+
+} // namespace
+} // namespace spqr_cu

@@ -1,5 +1,5 @@
-// stream_kernel.cuh — v5, the batch 1..4 kernel of spqr_kernels.cu (included there, inside its
-// anonymous namespace; uses its Params, h2f and to_f/from_f). See bench/NOTES.md "v5".
+// stream_kernel.cuh — v5, the batch 1..4 kernel for tensors in the stored layout (w 2..4, β2 16
+// or 32). See bench/NOTES.md "v5".
 //
 // Why a second kernel: v3 ties parallelism to rows (a warp per 2 rows, all columns) and gathers
 // x into shared memory per block, so 4096-row layers launch one wave of 25%-occupied SMs and
@@ -25,6 +25,12 @@
 // fp16/bf16 x; the regrouping cancels at most a factor (2^WB+q)/|q−zero| of the fp32 sum's
 // relative precision — ~1e-6 relative, far below the fp16 rounding of y (tested against a
 // double-precision reference in tests/gpu).
+
+#pragma once
+#include "gpu_common.cuh"
+
+namespace spqr_cu {
+namespace {
 
 constexpr int kStreamWarps = 8;
 constexpr int kStreamThreads = kStreamWarps * 32;
@@ -296,3 +302,6 @@ __global__ void __launch_bounds__(kStreamThreads, BATCH <= 2 ? SPQR_STREAM_MINBL
             y[(uint64_t)b * p.rows + row] = from_f<Act>(v);
     }
 }
+
+} // namespace
+} // namespace spqr_cu

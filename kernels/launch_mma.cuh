@@ -1,0 +1,172 @@
+// launch_mma.cuh — the launcher of the tensor-core kernel (mma_kernel.cuh) for one bit width: x
+// permute, the batch 5-16 outlier pass, grid geometry (warps per strip, split-K, wave fill) and
+// the choice of kernel variant (outlier state OS, statistics kind SK, vectors NH).
+#pragma once
+#include "mma_kernel.cuh"
+
+namespace spqr_cu {
+namespace {
+
+// Split a strip's columns until this many warps per SM exist. 48 (was 32, bench/NOTES.md v6q):
+// with 32, 19008x8192 took kw = 4 (1.5 waves), which the wave-fill rule below halved to 0.75 of a
+// wave, and 34848x8192 kw = 2, halved to kw = 1 (0.69 of a wave, 128 tiles a warp): batch 1 w4
+// 52.0 and 97.5 µs; with 48 they take kw = 8 (3.0 waves) and kw = 4 (2.75): 43.1 and 75.4 µs
+// (same call, H100). The six benchmark shapes keep their geometry; 64 makes 28672x8192 and
+// 8192x28672 3 % slower (kw = 8, ksplit 3).
+#ifndef SPQR_MMA_WARPS_PER_SM
+#define SPQR_MMA_WARPS_PER_SM 48
+#endif
+// Batch > SPQR_MMA_OUTL_ROWS_MIN_BATCH outliers in their own pass (outlier_rows_kernel) for
+// tensors with at least SPQR_MMA_OUTL_ROWS_MIN_NNZ of them (bench/NOTES.md v6p; same call, w3 1 %
+// batch 16, µs fused / own pass: 4096² (168 k outliers) 15.9 / 17.5, 11008x4096 (451 k) 36.4 /
+// 35.0, 8192² 42.0 / 39.0, 28672x8192 140.8 / 108.1). At batch 5-8 it is mixed (batch 8: 8192²
+// 36.3 / 43.0, 28672x8192 104.1 / 92.0, 8192x28672 135.4 / 106.2), so from batch 9, and from
+// batch 5 for the largest tensors (SPQR_MMA_OUTL_ROWS_MID_NNZ below).
+// SPQR_MMA_OUTL_ROWS 0: never (a measurement build).
+#ifndef SPQR_MMA_OUTL_ROWS
+#define SPQR_MMA_OUTL_ROWS 1
+#endif
+#ifndef SPQR_MMA_OUTL_ROWS_MIN_BATCH
+#define SPQR_MMA_OUTL_ROWS_MIN_BATCH 8
+#endif
+#ifndef SPQR_MMA_OUTL_ROWS_MIN_NNZ
+#define SPQR_MMA_OUTL_ROWS_MIN_NNZ (1u << 18)
+#endif
+#ifndef SPQR_MMA_NOOUTL
+#define SPQR_MMA_NOOUTL 1 // 0: tensors without fused outliers run the OS = 2 kernels (measurement)
+#endif
+// Batch 5-8: the pass from this many outliers, the matmul then running the OS = 0 kernel (bench/
+// NOTES.md v6r; same call, w3 1 % batch 8, µs in-kernel / pass: 28672x8192 (2.35 M outliers)
+// 104.7 / 87.4, 8192x28672 135.9 / 101.2; 8192² (671 k) 36.5 / 46.3, 11008x4096 24.6 / 31.3).
+#ifndef SPQR_MMA_OUTL_ROWS_MID_NNZ
+#define SPQR_MMA_OUTL_ROWS_MID_NNZ (1u << 21)
+#endif
+// Batch 1 with fused outliers (s-bit statistics, β1 >= 16): the OS = 1 kernels, whose lanes walk
+// one row's outliers each (bench/NOTES.md v6r; H100, w3 1 %, µs OS = 2 / OS = 1: 8192² 26.7 /
+// 23.1, 8192x28672 78.1 / 70.9, 28672x8192 71.8 / 69.9). 0: the OS = 2 kernels (measurement).
+#ifndef SPQR_MMA_OS1
+#define SPQR_MMA_OS1 1
+#endif
+#ifndef SPQR_MMA_SPREAD4
+#define SPQR_MMA_SPREAD4 1 // 0: batch 3-4 take the direct outlier path (a measurement build)
+#endif
+#ifndef SPQR_MMA_RESIDENT_FIXED // > 0: blocks per SM the geometry counts on (a measurement switch)
+#define SPQR_MMA_RESIDENT_FIXED 0
+#endif
+#ifndef SPQR_MMA_WAVE_FILL
+#define SPQR_MMA_WAVE_FILL 20 // tenths of a wave: grids of 1 wave to this many get half the warps
+#endif
+#ifndef SPQR_MMA_MIN_TILES
+#define SPQR_MMA_MIN_TILES 16 // fewest macro tiles per warp before blocks split a strip
+#endif
+// Whether a call's outliers take their own pass (outlier_rows_kernel) before the matmul.
+static bool mma_outlier_pass(const spqr_gpu_tensor *t, int nb) {
+    return SPQR_MMA_OUTL_ROWS && t->p.fuse_outliers &&
+           ((nb > SPQR_MMA_OUTL_ROWS_MIN_BATCH && t->nnz >= SPQR_MMA_OUTL_ROWS_MIN_NNZ) ||
+            (nb > 4 && t->nnz >= SPQR_MMA_OUTL_ROWS_MID_NNZ));
+}
+// v6: x permuted once into the tensor's scratch (activation type), then the tensor-core kernel.
+// Geometry (bench/NOTES.md v6): kw warps per strip, the smallest of 1, 2, 4, 8 giving
+// SPQR_MMA_WARPS_PER_SM warps per SM; if 8 do not, ksplit blocks per strip (while each warp keeps
+// >= SPQR_MMA_MIN_TILES macro tiles: short warps spend their time filling the pipeline); then
+// half that kw where the grid would be 1 to SPQR_MMA_WAVE_FILL / 10 waves (v6n).
+template <int WB, int NH, int SK, typename Act, int OS = 2>
+static cudaError_t launch_mma_t(spqr_gpu_tensor *t, const Act *x, Act *y, float *y32, int nb,
+                                cudaStream_t s) {
+    const Params &p = t->p;
+    const uint32_t stride = p.mtiles * 64;
+    Act *xh = reinterpret_cast<Act *>(t->xbuf);
+    uint64_t pb = ((uint64_t)nb * stride + 255) / 256;
+    if (pb > (uint64_t)t->sms * 8) pb = (uint64_t)t->sms * 8;
+    // batch > 8 (NH = 2) with fused outliers: x also transposed, after xh (xbuf has room: see
+    // upload); each lane then reads its four vectors' x of an outlier column in two 4-byte loads
+    // that a row's four lanes share in one sector (batch 3-8 keep the direct lookups: the
+    // transposed copy cost more there than it saved, bench/NOTES.md v6k)
+    // the outlier pass below reads xt too (with SPQR_MMA_OUTL_ROWS_MIN_BATCH < 8)
+    const bool outl_pass = mma_outlier_pass(t, nb);
+    Act *xt = (nb > 8 && p.fuse_outliers && t->nnz) || outl_pass
+                  ? xh + (uint64_t)SPQR_MAX_BATCH * stride
+                  : nullptr;
+    prep_xh_kernel<Act><<<(uint32_t)pb, 256, 0, s>>>(p, x, nb, xh, stride, xt);
+    // programmatic dependent launch: each next kernel may start while its predecessor runs (it
+    // waits with griddepcontrol.wait before reading what the predecessor writes)
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    // batch 9-16, many outliers: their own pass into o32 (t->ybuf, the cuSPARSE path's scratch),
+    // added by the tensor-core kernel's epilogue (mma_kernel.cuh, outlier_rows_kernel)
+    Params pk = p;
+    const float *o32 = nullptr;
+    if (outl_pass) {
+        cudaLaunchConfig_t oc = {};
+        oc.gridDim = dim3((p.rows + 7) / 8), oc.blockDim = dim3(256), oc.stream = s;
+        oc.attrs = attr, oc.numAttrs = 1;
+        const cudaError_t e =
+            cudaLaunchKernelEx(&oc, outlier_rows_kernel<Act>, p, (const Act *)xt, nb, t->ybuf);
+        if (e != cudaSuccess) {
+            (void)cudaGetLastError();
+            return e;
+        }
+        pk.fuse_outliers = 0, o32 = t->ybuf;
+    }
+    const uint64_t target = (uint64_t)t->sms * SPQR_MMA_WARPS_PER_SM;
+    int kwl = 0;
+    while (kwl < 3 && ((uint64_t)p.strips << kwl) < target && (2u << kwl) <= p.mtiles) kwl++;
+    uint32_t ksplit = 1;
+    if (kwl == 3)
+        while ((uint64_t)p.strips * 8 * ksplit < target &&
+               p.mtiles / (8 * (ksplit + 1)) >= SPQR_MMA_MIN_TILES)
+            ksplit++;
+    // wave fill (bench/NOTES.md v6n): a grid of 1 to 2 waves of resident warps ends with a
+    // partial last wave, so half the warps per strip (one wave or less, twice the tiles each) is
+    // faster there (batch 1 8192² w3 1 %: 30.1 → 27.4 µs, 11008x4096 22.2 → 20.6; batch 16 8192²
+    // 46.8 → 44.5); 2.26 waves → 1.13 is slower (28672 rows: 75.6 → 91.2 µs), so not past 2
+    const uint64_t resident =
+        (uint64_t)t->sms * kMmaWarps *
+        (SPQR_MMA_RESIDENT_FIXED ? SPQR_MMA_RESIDENT_FIXED : mma_min_blocks<NH, OS>());
+    const uint64_t warps = (uint64_t)p.strips << kwl;
+    if (ksplit == 1 && kwl > 0 && warps > resident && 10 * warps < SPQR_MMA_WAVE_FILL * resident)
+        kwl--;
+    const uint32_t sets = (uint32_t)kMmaWarps >> kwl;
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3((p.strips + sets - 1) / sets * ksplit);
+    cfg.blockDim = dim3(kMmaThreads);
+    cfg.stream = s;
+    cfg.attrs = attr, cfg.numAttrs = 1;
+    const cudaError_t e = cudaLaunchKernelEx(&cfg, mma_kernel<WB, NH, SK, Act, OS>, pk,
+                                             (const Act *)xh, (const Act *)xt, stride, y, y32, nb,
+                                             kwl, ksplit, t->acc32, t->counters, kMagic2, o32);
+    if (e != cudaSuccess) (void)cudaGetLastError(); // returned here: not left for a later check
+    return e;
+}
+template <int WB, typename Act>
+static cudaError_t launch_mma_w(spqr_gpu_tensor *t, const Act *x, Act *y, float *y32, int nb,
+                                cudaStream_t s) {
+    const int sk = t->p.sbits == 16 ? 2 : (t->p.log2beta1 >= 4 ? 0 : 1);
+    // no fused outliers (none in the tensor, or the cuSPARSE path or their own pass adds them):
+    // kernels without the outlier state (OS = 0; s-bit statistics with β1 >= 16 only, to bound the
+    // kernel count)
+    if (SPQR_MMA_NOOUTL && nb <= 8 && sk == 0 &&
+        (t->nnz == 0 || !t->p.fuse_outliers || mma_outlier_pass(t, nb)))
+        return launch_mma_t<WB, 1, 0, Act, 0>(t, x, y, y32, nb, s);
+    // batch 1 with fused outliers: the OS = 1 kernels (one row per lane)
+    if constexpr (SPQR_MMA_OS1 != 0)
+        if (nb == 1 && sk == 0 && t->nnz && t->p.fuse_outliers)
+            return launch_mma_t<WB, 1, 0, Act, 1>(t, x, y, y32, nb, s);
+    // batch 3-4 with fused outliers: kernels whose four lanes of a row split the outliers for all
+    // four vectors (SPQR_MMA_SPREAD4; bench/NOTES.md v6n)
+    if (SPQR_MMA_SPREAD4 && nb >= 3 && nb <= 4 && t->nnz && t->p.fuse_outliers)
+        return sk == 0   ? launch_mma_t<WB, 1, 0, Act, 4>(t, x, y, y32, nb, s)
+               : sk == 1 ? launch_mma_t<WB, 1, 1, Act, 4>(t, x, y, y32, nb, s)
+                         : launch_mma_t<WB, 1, 2, Act, 4>(t, x, y, y32, nb, s);
+    if (nb <= 8)
+        return sk == 0   ? launch_mma_t<WB, 1, 0, Act>(t, x, y, y32, nb, s)
+               : sk == 1 ? launch_mma_t<WB, 1, 1, Act>(t, x, y, y32, nb, s)
+                         : launch_mma_t<WB, 1, 2, Act>(t, x, y, y32, nb, s);
+    return sk == 0   ? launch_mma_t<WB, 2, 0, Act>(t, x, y, y32, nb, s)
+           : sk == 1 ? launch_mma_t<WB, 2, 1, Act>(t, x, y, y32, nb, s)
+                     : launch_mma_t<WB, 2, 2, Act>(t, x, y, y32, nb, s);
+}
+
+} // namespace
+} // namespace spqr_cu

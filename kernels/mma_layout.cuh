@@ -1,0 +1,70 @@
+// mma_layout.cuh — the tiled layout of the tensor-core kernel (v6, mma_kernel.cuh): where a
+// lane's codes and statistics sit in a tile record. Shared by the kernel and the upload kernels
+// that build the layout (mma_upload.cuh). See bench/NOTES.md "v6".
+//
+// Tiled layout (built on the device at upload from the stored sections: the same bytes up to
+// padding to whole tiles and 32-byte records, with each strip's stat2 pairs copied into its
+// records; the stored codes and first-order statistics are then released, stat2 is kept):
+//   strip S = rows 16S..16S+15, macro tile M = stored columns 64M..64M+63. In a warp's 16 x 64
+//   macro tile, lane l = 4g + t owns rows g and g+8 of the strip and the 16 columns
+//   64M + 16t .. +15 ("its chunk"), i.e. 32 codes, held as 16 pairs. mma k-slots are mapped so
+//   that tile j (0..3) of the macro tile gives lane t the columns 16t + 4j .. 16t + 4j + 3 of its
+//   own chunk: A registers of tile j are pairs 4j + (0: row g, cols 4j,4j+1; 1: row g+8, same;
+//   2: row g, cols 4j+2,4j+3; 3: row g+8, same), and the B (x) registers are x[16t + 4j .. +3],
+//   four consecutive values. So one lane's 32 weights share two (scale, zero) pairs (one per row;
+//   β2 >= 16 groups never split a chunk), decoded once.
+//   Codes: the lane's 16 pairs as two bit streams, first codes (A) and second codes (B), each
+//   16·w bits; bit k of stream A is bit (k mod 16) of word k / 16, stream B the same bit + 16.
+//   Pair p sits at bit p·w of both streams, so (word >> p·w mod 16) & (mask | mask << 16) | 0x6400
+//   6400 is the fp16 pair (1024 + qA, 1024 + qB) — one SHF + one LOP3 (two more where a pair
+//   straddles two words: w = 3, 5, 6, 7; w = 4 shifts once per word for four pairs, with the odd
+//   pairs read as 64 + q: code_pair). Exactly w words per lane.
+//   Tile record: everything a warp reads for macro tile (S, M) is one contiguous run of R words
+//   (rec_words, a multiple of 8) at (S·mtiles + M)·R, a strip's records contiguous:
+//   - words [0, 32·w): code word i of lane l at 32·i + l, so each of the lane's w loads is one
+//     coalesced 128-byte warp access;
+//   - then the first-order statistics of the tile's tgpt = max(1, 64/β2) groups (the groups of
+//     columns 64M.., in order; with β2 > 64 a group's block repeats in each of its tiles), one
+//     block of s words each (s <= 8): entry r (row 16S + r) = qs | qz << s at bit
+//     2s·stat_slot(r) of the block (straddling allowed; stat_slot puts rows g and g + 8 side by
+//     side); s = 16: 16 words, word stat_slot(r) = scale_f16 | zero_f16 << 16;
+//   - for s-bit statistics with β1 >= 16 (a strip lies in one second-order block), at word
+//     rec_s2 (even) the tgpt stat2 pairs (ss | zs << 16, sz | zz << 16) of the strip's block.
+//   Before records (session 5, bench/NOTES.md v6l) the statistics and stat2 were read from their
+//   own arrays: the loads alone then reached only 64 % of copy bandwidth, 90 % without them.
+//   Rows past the end are code 0 and entry 0 (finite statistics, never written out); columns past
+//   the end meet x = 0.
+// x: prep_xh_kernel writes xh[b][c] = x[b][perm[c]] (the activation type, zeros up to 64·mtiles)
+// once per call; lane g reads vector min(g, nb − 1) (the mma's n = g column; columns past nb give
+// outputs nobody reads), 32 bytes per tile.
+// fp16 range: weights are decoded in fp16, so upload checks |scale|·(2^w − 1) + |scale·zero| <
+// 60000 for every group and keeps the stored layout (generic kernel) otherwise.
+#pragma once
+#include "gpu_common.cuh"
+
+namespace spqr_cu {
+
+constexpr int kMmaWarps = 8;
+constexpr int kMmaThreads = kMmaWarps * 32;
+constexpr uint32_t kMagic2 = 0x64006400u;    // fp16 pair (1024, 1024)
+constexpr uint32_t kMagic2_64 = 0x54005400u; // fp16 pair (64, 64): w = 4 odd pairs (code_pair)
+
+// Position of a lane's pair p (0..15), half h (0 = stream A) in its strip and chunk.
+__host__ __device__ __forceinline__ uint32_t tile_row(uint32_t g, uint32_t p) {
+    return g + 8 * (p & 1);
+}
+__host__ __device__ __forceinline__ uint32_t tile_col(uint32_t t, uint32_t p, uint32_t h) {
+    return 16 * t + 4 * (p >> 2) + 2 * ((p >> 1) & 1) + h;
+}
+
+#ifndef SPQR_MMA_PAIRSTATS // 0: entries in row order (a measurement build)
+#define SPQR_MMA_PAIRSTATS 1
+#endif
+// Entry slot of row r (0..15 in the strip) in a statistics block: rows g and g + 8, the two rows
+// of lane (g, t), side by side (slots 2g, 2g + 1), so a lane's two entries are one 4s-bit field
+// (at most two words, one funnel shift; fp16 statistics: one 8-byte load).
+__host__ __device__ __forceinline__ uint32_t stat_slot(uint32_t r) {
+    return SPQR_MMA_PAIRSTATS ? 2 * (r & 7) + (r >> 3) : r;
+}
+
+} // namespace spqr_cu
