@@ -135,6 +135,7 @@ struct spqr_gpu_tensor {
     size_t smem_optin;
     spqr_outlier_path path;
     cusparseHandle_t sp;
+    uint8_t mma_blocks[16]; // tensor-core kernel variants' resident blocks per SM (0: not asked)
 };
 
 namespace spqr_cu {

@@ -53,6 +53,18 @@ namespace {
 #ifndef SPQR_MMA_RESIDENT_FIXED // > 0: blocks per SM the geometry counts on (a measurement switch)
 #define SPQR_MMA_RESIDENT_FIXED 0
 #endif
+// Geometry by the kernel's measured residency (bench/NOTES.md v6s): 1 counts the blocks the
+// occupancy calculator finds resident (ptxas gives the variants 56-80 registers, so 3 or 4 blocks
+// of 8 warps), splits a strip's columns over blocks only while the grid would fill less than
+// SPQR_MMA_KSPLIT_FILL tenths of one wave, and halves kw for wave fill only for warps of fewer
+// than 2·SPQR_MMA_MIN_TILES macro tiles. 0: v6r's rule (counts mma_min_blocks; splits below
+// SPQR_MMA_WARPS_PER_SM warps per SM; a measurement build).
+#ifndef SPQR_MMA_GEOM
+#define SPQR_MMA_GEOM 1
+#endif
+#ifndef SPQR_MMA_KSPLIT_FILL
+#define SPQR_MMA_KSPLIT_FILL 9
+#endif
 #ifndef SPQR_MMA_WAVE_FILL
 #define SPQR_MMA_WAVE_FILL 20 // tenths of a wave: grids of 1 wave to this many get half the warps
 #endif
@@ -65,11 +77,36 @@ static bool mma_outlier_pass(const spqr_gpu_tensor *t, int nb) {
            ((nb > SPQR_MMA_OUTL_ROWS_MIN_BATCH && t->nnz >= SPQR_MMA_OUTL_ROWS_MIN_NNZ) ||
             (nb > 4 && t->nnz >= SPQR_MMA_OUTL_ROWS_MID_NNZ));
 }
+// Index of a kernel variant in spqr_gpu_tensor::mma_blocks (the tensor fixes WB and SK).
+template <int NH, typename Act, int OS> constexpr int mma_variant() {
+    return (std::is_same<Act, __half>::value ? 0 : 8) + (NH - 1) * 4 +
+           (OS == 0   ? 0
+            : OS == 1 ? 1
+            : OS == 2 ? 2
+                      : 3);
+}
+// Blocks of a kernel variant resident per SM, from the occupancy calculator (registers and
+// shared memory as compiled), asked once per tensor and variant; mma_min_blocks if it fails.
+template <int NH, int OS, typename K>
+static uint32_t mma_resident_blocks(spqr_gpu_tensor *t, K kern, int variant) {
+    if (!t->mma_blocks[variant]) {
+        int n = 0;
+        if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kern, kMmaThreads, 0) !=
+                cudaSuccess ||
+            n < 1) {
+            (void)cudaGetLastError();
+            n = mma_min_blocks<NH, OS>();
+        }
+        t->mma_blocks[variant] = (uint8_t)(n < 255 ? n : 255);
+    }
+    return t->mma_blocks[variant];
+}
 // v6: x permuted once into the tensor's scratch (activation type), then the tensor-core kernel.
-// Geometry (bench/NOTES.md v6): kw warps per strip, the smallest of 1, 2, 4, 8 giving
-// SPQR_MMA_WARPS_PER_SM warps per SM; if 8 do not, ksplit blocks per strip (while each warp keeps
-// >= SPQR_MMA_MIN_TILES macro tiles: short warps spend their time filling the pipeline); then
-// half that kw where the grid would be 1 to SPQR_MMA_WAVE_FILL / 10 waves (v6n).
+// Geometry (bench/NOTES.md v6, v6n, v6s): kw warps per strip, the smallest of 1, 2, 4, 8 giving
+// SPQR_MMA_WARPS_PER_SM warps per SM; if 8 leave the grid under 0.9 of a wave of resident warps,
+// ksplit blocks per strip (while each warp keeps >= SPQR_MMA_MIN_TILES macro tiles: short warps
+// spend their time filling the pipeline); then half that kw where the grid would be 1 to
+// SPQR_MMA_WAVE_FILL / 10 waves and its warps have fewer than 32 tiles.
 template <int WB, int NH, int SK, typename Act, int OS = 2>
 static cudaError_t launch_mma_t(spqr_gpu_tensor *t, const Act *x, Act *y, float *y32, int nb,
                                 cudaStream_t s) {
@@ -109,23 +146,35 @@ static cudaError_t launch_mma_t(spqr_gpu_tensor *t, const Act *x, Act *y, float 
         }
         pk.fuse_outliers = 0, o32 = t->ybuf;
     }
+    const auto kern = mma_kernel<WB, NH, SK, Act, OS>;
+    const uint64_t resident =
+        (uint64_t)t->sms * kMmaWarps *
+        (SPQR_MMA_RESIDENT_FIXED ? SPQR_MMA_RESIDENT_FIXED
+         : SPQR_MMA_GEOM         ? mma_resident_blocks<NH, OS>(t, kern, mma_variant<NH, Act, OS>())
+                                 : mma_min_blocks<NH, OS>());
     const uint64_t target = (uint64_t)t->sms * SPQR_MMA_WARPS_PER_SM;
     int kwl = 0;
     while (kwl < 3 && ((uint64_t)p.strips << kwl) < target && (2u << kwl) <= p.mtiles) kwl++;
+    // split-K: v6r split while the grid had fewer than SPQR_MMA_WARPS_PER_SM warps per SM, which
+    // split 8192x28672 (4096 warps, 0.97 of a wave of the 4-block kernels) in two: batch 1 w4 61.4
+    // µs split, 55.8 not (same call, H100); now only grids under 0.9 of a wave are split
     uint32_t ksplit = 1;
     if (kwl == 3)
-        while ((uint64_t)p.strips * 8 * ksplit < target &&
+        while ((SPQR_MMA_GEOM
+                    ? 10 * (uint64_t)p.strips * 8 * ksplit < SPQR_MMA_KSPLIT_FILL * resident
+                    : (uint64_t)p.strips * 8 * ksplit < target) &&
                p.mtiles / (8 * (ksplit + 1)) >= SPQR_MMA_MIN_TILES)
             ksplit++;
     // wave fill (bench/NOTES.md v6n): a grid of 1 to 2 waves of resident warps ends with a
     // partial last wave, so half the warps per strip (one wave or less, twice the tiles each) is
     // faster there (batch 1 8192² w3 1 %: 30.1 → 27.4 µs, 11008x4096 22.2 → 20.6; batch 16 8192²
-    // 46.8 → 44.5); 2.26 waves → 1.13 is slower (28672 rows: 75.6 → 91.2 µs), so not past 2
-    const uint64_t resident =
-        (uint64_t)t->sms * kMmaWarps *
-        (SPQR_MMA_RESIDENT_FIXED ? SPQR_MMA_RESIDENT_FIXED : mma_min_blocks<NH, OS>());
+    // 46.8 → 44.5); 2.26 waves → 1.13 is slower (28672 rows: 75.6 → 91.2 µs), so not past 2; and
+    // for warps of 32 tiles or more it is slower at 1.7 waves as well (28672x8192, 4-block
+    // kernels, w4 65.3 vs 58.4 µs, w3 1 % 69.8 vs 63.2): the tail costs less than the latency that
+    // half the warps fail to hide (v6s)
     const uint64_t warps = (uint64_t)p.strips << kwl;
-    if (ksplit == 1 && kwl > 0 && warps > resident && 10 * warps < SPQR_MMA_WAVE_FILL * resident)
+    if (ksplit == 1 && kwl > 0 && warps > resident && 10 * warps < SPQR_MMA_WAVE_FILL * resident &&
+        (!SPQR_MMA_GEOM || (p.mtiles >> kwl) < 2 * SPQR_MMA_MIN_TILES))
         kwl--;
     const uint32_t sets = (uint32_t)kMmaWarps >> kwl;
     cudaLaunchConfig_t cfg = {};
@@ -133,9 +182,9 @@ static cudaError_t launch_mma_t(spqr_gpu_tensor *t, const Act *x, Act *y, float 
     cfg.blockDim = dim3(kMmaThreads);
     cfg.stream = s;
     cfg.attrs = attr, cfg.numAttrs = 1;
-    const cudaError_t e = cudaLaunchKernelEx(&cfg, mma_kernel<WB, NH, SK, Act, OS>, pk,
-                                             (const Act *)xh, (const Act *)xt, stride, y, y32, nb,
-                                             kwl, ksplit, t->acc32, t->counters, kMagic2, o32);
+    const cudaError_t e =
+        cudaLaunchKernelEx(&cfg, kern, pk, (const Act *)xh, (const Act *)xt, stride, y, y32, nb,
+                           kwl, ksplit, t->acc32, t->counters, kMagic2, o32);
     if (e != cudaSuccess) (void)cudaGetLastError(); // returned here: not left for a later check
     return e;
 }
