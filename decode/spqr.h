@@ -5,11 +5,11 @@
  * or index; metadata. A spqr_file is immutable after open: any number of threads may read it.
  *
  * CPU: fused decode-and-multiply for 1..16 vectors, multithreaded.
- * GPU (when built with CUDA): upload tensors (sections copied as stored; where the tensor-core
- * kernel applies, codes and first-order statistics are then re-tiled on the device into a layout
- * of the same size, see spqr_gpu_uses_tensor_cores), fused dense+sparse matvec/matmul
- * for batch 1..16 with fp16 or bf16 activations (fp32 accumulation), and dequantize-to-fp16 for
- * large batches through cuBLAS. Every function returns an error code; nothing prints or aborts. */
+ * GPU (when built with CUDA): upload tensors or a whole model (sections copied as stored; where the
+ * tensor-core kernel applies, codes and first-order statistics are then re-tiled on the device into
+ * a layout of the same size, see spqr_gpu_uses_tensor_cores), fused dense+sparse matvec/matmul for
+ * batch 1..16 with fp16 or bf16 activations (fp32 accumulation), and dequantize-to-fp16 for large
+ * batches through cuBLAS. Every function returns an error code; nothing prints or aborts. */
 #ifndef SPQR_H
 #define SPQR_H
 
@@ -68,6 +68,21 @@ int spqr_gpu_uses_tensor_cores(const spqr_gpu_tensor *t);
 /* Bytes the matmul must read from device memory for batch b (weights, statistics, outliers,
  * permutation, x, y): the denominator of effective bandwidth. */
 uint64_t spqr_gpu_matmul_bytes(const spqr_gpu_tensor *t, int batch);
+
+/* A whole model: every SpQR tensor of a file uploaded as spqr_gpu_upload does (file order),
+ * found by name. Plain tensors (embeddings, norms) stay with the app. On an error nothing stays
+ * on the device and the message names the file and tensor. The model does not refer to f once
+ * uploaded; its tensors belong to it (spqr_gpu_model_free frees them). */
+typedef struct spqr_gpu_model spqr_gpu_model;
+spqr_status spqr_gpu_model_upload(const spqr_file *f, spqr_gpu_model **out, spqr_error *err);
+void spqr_gpu_model_free(spqr_gpu_model *m);
+/* Number of tensors; the i-th (file order) and its name, NULL past the end. */
+size_t spqr_gpu_model_count(const spqr_gpu_model *m);
+spqr_gpu_tensor *spqr_gpu_model_tensor(const spqr_gpu_model *m, size_t i);
+const char *spqr_gpu_model_name(const spqr_gpu_model *m, size_t i);
+/* The tensor called name; SPQR_E_NOTFOUND (naming it) when the model has none. */
+spqr_status spqr_gpu_model_find(const spqr_gpu_model *m, const char *name, spqr_gpu_tensor **out,
+                                spqr_error *err);
 
 #ifdef __cplusplus
 }

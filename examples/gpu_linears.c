@@ -1,5 +1,6 @@
-/* gpu_linears.c — example app: load a .spqr model with libspqr and multiply a random fp16 vector
- * through every SpQR linear on the GPU, checking each result against the CPU decoder.
+/* gpu_linears.c — example app: load a .spqr model with libspqr, upload all of its SpQR linears to
+ * the GPU at once (spqr_gpu_model_upload), and multiply a fixed fp16 vector through each (looked
+ * up by name), checking each result against the CPU decoder.
  * Build against an installed libspqr:
  *   cc gpu_linears.c $(pkg-config --cflags --libs spqr) -o gpu_linears
  * Usage: gpu_linears MODEL.spqr */
@@ -16,13 +17,17 @@ int main(int argc, char **argv) {
     if (spqr_gpu_available(&err)) return fprintf(stderr, "%s\n", err.msg), 77;
     spqr_file *f = spqr_file_open(argv[1], SPQR_OPEN_VERIFY, &err);
     if (!f) return fprintf(stderr, "%s\n", err.msg), 1;
+    spqr_gpu_model *m;
+    if (spqr_gpu_model_upload(f, &m, &err)) return fprintf(stderr, "%s\n", err.msg), 1;
+    printf("%zu SpQR linears on the GPU\n", spqr_gpu_model_count(m));
     int bad = 0;
     for (size_t i = 0; i < spqr_file_tensor_count(f); i++) {
         const spqr_tensor_info *in = spqr_file_tensor_info(f, i);
         if (in->kind != SPQR_KIND_SPQR) continue;
         const uint64_t rows = in->dims[0], cols = in->dims[1];
         spqr_gpu_tensor *t;
-        if (spqr_gpu_upload(f, i, &t, &err)) return fprintf(stderr, "%s\n", err.msg), 1;
+        if (spqr_gpu_model_find(m, spqr_file_tensor_name(f, i), &t, &err))
+            return fprintf(stderr, "%s\n", err.msg), 1;
         uint16_t *xh = malloc(cols * 2), *yh = malloc(rows * 2);
         float *x = malloc(cols * 4), *y = malloc(rows * 4);
         for (uint64_t c = 0; c < cols; c++) {
@@ -54,8 +59,8 @@ int main(int argc, char **argv) {
                spqr_file_tensor_name(f, i), (unsigned long long)rows, (unsigned long long)cols,
                ms * 1e3, rel, spqr_gpu_uses_tensor_cores(t) ? "tensor cores" : "fp32 kernels");
         cudaFree(dx), cudaFree(dy), free(xh), free(yh), free(x), free(y);
-        spqr_gpu_free(t);
     }
+    spqr_gpu_model_free(m);
     spqr_file_close(f);
     return bad;
 }

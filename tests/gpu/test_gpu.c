@@ -5,9 +5,10 @@
  * cuSPARSE outlier paths; outputs poisoned with NaN before each run so an unwritten element fails.
  * Also: the dequantize kernel is bit-exact with the CPU decoder, tensors run on the tensor-core
  * kernel exactly when expected (statistics an fp16 decode cannot carry keep the stored layout and
- * fp32 kernels, checked the same way), bad arguments return errors, and (when SPQR_REAL_SPQR names
- * a file) every SpQR tensor of a real compressed model is checked the same way. Exits 77 (ctest:
- * skipped) without a GPU. */
+ * fp32 kernels, checked the same way), bad arguments return errors, a whole-model upload holds
+ * every SpQR tensor by name, and (when SPQR_REAL_SPQR names a file) every SpQR tensor of a real
+ * compressed model is checked the same way. Without a GPU it checks that the GPU entry points
+ * return SPQR_E_UNSUPPORTED, then exits 77 (ctest: skipped). */
 #define _POSIX_C_SOURCE 200809L
 #include "../check.h"
 #include "sample.h"
@@ -253,17 +254,111 @@ static void errors(void) {
     unlink(path);
 }
 
+/* Whole-model upload: every SpQR tensor of a file, in file order, found by name; each model
+ * tensor multiplies as a separately uploaded copy of it does (same kernels; within fp16 rounding
+ * of the larger output, since split-K sums may add in another order); a missing name is
+ * SPQR_E_NOTFOUND naming it. With real set, the same for a real compressed model's file. */
+static void model_upload(const char *real) {
+    char path[256];
+    snprintf(path, sizeof path, "/tmp/spqr_gpu_model_%d.spqr", (int)getpid());
+    spqr_error err = {0};
+    spqr_file *f = NULL;
+    if (real && *real)
+        f = spqr_file_open(real, 0, &err);
+    else if (spqr_sample_write_file(path, 5, 0, &err) == SPQR_OK)
+        f = spqr_file_open(path, 0, &err);
+    if (!f) {
+        CHECK(0, "model: %s", err.msg);
+        unlink(path);
+        return;
+    }
+    spqr_gpu_model *m = NULL;
+    CHECK(spqr_gpu_model_upload(f, &m, &err) == SPQR_OK && m, "model upload: %s", err.msg);
+    size_t k = 0;
+    for (size_t i = 0; m && i < spqr_file_tensor_count(f); i++) {
+        const spqr_tensor_info *in = spqr_file_tensor_info(f, i);
+        if (in->kind != SPQR_KIND_SPQR) continue;
+        const char *name = spqr_file_tensor_name(f, i);
+        CHECK(spqr_gpu_model_name(m, k) && !strcmp(spqr_gpu_model_name(m, k), name),
+              "model tensor %zu: name '%s', file has '%s'", k, spqr_gpu_model_name(m, k), name);
+        spqr_gpu_tensor *found = NULL, *own = NULL;
+        CHECK(spqr_gpu_model_find(m, name, &found, &err) == SPQR_OK &&
+                  found == spqr_gpu_model_tensor(m, k),
+              "model find '%s': %s", name, err.msg);
+        const uint64_t rows = in->dims[0], cols = in->dims[1];
+        uint16_t *xh = malloc(cols * 2), *ym = malloc(rows * 2), *yo = malloc(rows * 2);
+        for (uint64_t c = 0; c < cols; c++)
+            xh[c] = spqr_f32_to_f16((float)((c * 2654435761u + i) % 1000) / 1000.0f - 0.5f);
+        void *dx, *dy;
+        cudaMalloc(&dx, cols * 2), cudaMalloc(&dy, rows * 2);
+        cudaMemcpy(dx, xh, cols * 2, cudaMemcpyHostToDevice);
+        spqr_status s1 =
+            spqr_gpu_matmul(spqr_gpu_model_tensor(m, k), dx, dy, 1, SPQR_ACT_F16, NULL, &err);
+        cudaMemcpy(ym, dy, rows * 2, cudaMemcpyDeviceToHost);
+        spqr_status s2 = spqr_gpu_upload(f, i, &own, &err);
+        if (!s2) s2 = spqr_gpu_matmul(own, dx, dy, 1, SPQR_ACT_F16, NULL, &err);
+        cudaMemcpy(yo, dy, rows * 2, cudaMemcpyDeviceToHost);
+        double dmax = 0, ymax = 0;
+        for (uint64_t r = 0; r < rows; r++) {
+            const double a = spqr_f16_to_f32(ym[r]), b = spqr_f16_to_f32(yo[r]);
+            dmax = fmax(dmax, fabs(a - b)), ymax = fmax(ymax, fabs(b));
+        }
+        CHECK(s1 == SPQR_OK && s2 == SPQR_OK && dmax <= ymax / 1024,
+              "model tensor '%s': max |model - own upload| %.3g (max |y| %.3g): %s", name, dmax,
+              ymax, err.msg);
+        spqr_gpu_free(own);
+        cudaFree(dx), cudaFree(dy), free(xh), free(ym), free(yo);
+        k++;
+    }
+    CHECK(spqr_gpu_model_count(m) == k, "model holds %zu tensors, file %zu SpQR tensors",
+          spqr_gpu_model_count(m), k);
+    spqr_gpu_tensor *t = (spqr_gpu_tensor *)&err;
+    const spqr_status st = spqr_gpu_model_find(m, "no.such.tensor", &t, &err);
+    CHECK(st == SPQR_E_NOTFOUND && !t && strstr(err.msg, "no.such.tensor"),
+          "model find of a missing name: status %d, message '%s'", (int)st, err.msg);
+    CHECK(!spqr_gpu_model_tensor(m, k) && !spqr_gpu_model_name(m, k),
+          "model tensor past the end must be NULL");
+    spqr_gpu_model_free(m);
+    spqr_file_close(f);
+    unlink(path);
+}
+
+/* Without a usable GPU every GPU entry point returns an error (no crash, nothing allocated). */
+static void no_gpu(void) {
+    char path[256];
+    snprintf(path, sizeof path, "/tmp/spqr_gpu_none_%d.spqr", (int)getpid());
+    spqr_error err = {0};
+    spqr_sample_write_file(path, 1, 0, &err);
+    spqr_file *f = spqr_file_open(path, 0, &err);
+    CHECK(f != NULL, "%s", err.msg);
+    if (!f) return;
+    spqr_gpu_model *m = (spqr_gpu_model *)&err;
+    spqr_status st = spqr_gpu_model_upload(f, &m, &err);
+    CHECK(st == SPQR_E_UNSUPPORTED && !m, "model upload without a GPU: status %d", (int)st);
+    spqr_gpu_tensor *t = (spqr_gpu_tensor *)&err;
+    const long q = spqr_file_find(f, "layer0.q_proj");
+    st = spqr_gpu_upload(f, q >= 0 ? (size_t)q : 0, &t, &err);
+    CHECK(st == SPQR_E_UNSUPPORTED && !t, "upload without a GPU: status %d", (int)st);
+    CHECK(spqr_gpu_model_count(NULL) == 0, "count of no model");
+    spqr_file_close(f);
+    unlink(path);
+}
+
 int main(void) {
     spqr_error err = {0};
     if (spqr_gpu_available(&err) != SPQR_OK) {
         printf("SKIP: no usable CUDA device (%s): GPU tests not run\n", err.msg);
-        return 77;
+        no_gpu();
+        printf("gpu (errors without a device): %d passed, %d failed\n", passed, failed);
+        return failed ? 1 : 77;
     }
     errors();
     random_configs();
     fp16_fallback();
     outlier_pass();
     const char *real = getenv("SPQR_REAL_SPQR");
+    model_upload(NULL);
+    if (real && *real) model_upload(real);
     if (real && *real) {
         spqr_file *f = spqr_file_open(real, SPQR_OPEN_VERIFY, &err);
         CHECK(f != NULL, "%s: %s", real, err.msg);
