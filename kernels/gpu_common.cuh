@@ -94,6 +94,13 @@ template <> __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float
     return __float2bfloat16_rn(v);
 }
 
+// Σ of v over the warp's 32 lanes, in every lane (butterfly of shuffles).
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+    for (int o = 16; o; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
 // Loads w words of one chunk (vectorised where the width allows).
 template <int WB> __device__ __forceinline__ void load_chunk(const uint32_t *src, uint32_t *w) {
     if constexpr (WB == 4) {

@@ -125,12 +125,7 @@ __device__ __forceinline__ void write_rows(const Params &p, Act *y, float *y32, 
 #pragma unroll
     for (int r = 0; r < R; r++)
 #pragma unroll
-        for (int b = 0; b < BATCH; b++) {
-            float v = acc[r][b];
-#pragma unroll
-            for (int o = 16; o; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-            acc[r][b] = v;
-        }
+        for (int b = 0; b < BATCH; b++) acc[r][b] = warp_sum(acc[r][b]);
     if (lane == 0)
 #pragma unroll
         for (int r = 0; r < R; r++)

@@ -284,9 +284,7 @@ __global__ void __launch_bounds__(kStreamThreads, BATCH <= 2 ? SPQR_STREAM_MINBL
     for (int r = 0; r < R; r++)
 #pragma unroll
         for (int b = 0; b < BATCH; b++) {
-            float v = acc[r][b];
-#pragma unroll
-            for (int o = 16; o; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+            const float v = warp_sum(acc[r][b]);
             if (lane == 0) red[warp][r][b] = v;
         }
     __syncthreads();
