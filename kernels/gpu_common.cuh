@@ -7,6 +7,7 @@
 // (matmul_wb.cuh), so that a build compiles them in parallel; matmul_generic.cu — the any-β
 // fallback. Kernels: stored_kernels.cuh (v3 and generic, stored layout), stream_kernel.cuh (v5),
 // mma_kernel.cuh (v6, tensor cores; tiled layout in mma_layout.cuh, built by mma_upload.cuh).
+// Their launchers (grid geometry, variants): launch_stored.cuh (v3, v5), launch_mma.cuh (v6).
 //
 // Dispatch: tensors with β2 >= 16 whose statistics suit an fp16 decode are re-tiled at upload and
 // run the tensor-core kernel (v6, mma_kernel.cuh) for every batch; the others keep the stored
