@@ -7,7 +7,8 @@
 namespace spqr_cu {
 namespace {
 
-// Split a strip's columns until this many warps per SM exist. 48 (was 32, bench/NOTES.md v6q):
+// Warps per strip (kw, each over its own columns) grow until this many warps per SM exist (split-K
+// has its own rule, SPQR_MMA_GEOM below). 48 (was 32, bench/NOTES.md v6q):
 // with 32, 19008x8192 took kw = 4 (1.5 waves), which the wave-fill rule below halved to 0.75 of a
 // wave, and 34848x8192 kw = 2, halved to kw = 1 (0.69 of a wave, 128 tiles a warp): batch 1 w4
 // 52.0 and 97.5 µs; with 48 they take kw = 8 (3.0 waves) and kw = 4 (2.75): 43.1 and 75.4 µs
