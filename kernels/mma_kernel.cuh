@@ -425,7 +425,7 @@ __device__ __forceinline__ void outlier_step(const Params &p, const Act *__restr
             if (OS == 1 || nb <= OS) { // (the OS = 1 kernels run batch 1 only)
 #pragma unroll
                 for (int h = 0; h < OS; h++)
-                    if (h < nb)
+                    if (OS == 1 || h < nb) // (OS = 1: batch 1)
                         o.o[r][h] = fmaf(o.d[r], to_f<Act>(xh[(uint64_t)h * xstride + o.col[r]]),
                                          o.o[r][h]);
             } else {
@@ -529,7 +529,7 @@ __global__ void __launch_bounds__(kMmaThreads, mma_min_blocks<NH, OS>())
 
     OutlierState<OS> os;
     constexpr int orows = OutlierState<OS>::kRows;
-    const bool spread = nb <= OS;
+    const bool spread = OS == 1 || nb <= OS; // (OS = 1: batch 1)
     // spread: the lanes of a row split its entries (4 lanes; OS = 1: the 2 lanes t, t ^ 1)
     const uint32_t olanes = orows == 2 ? 4 : 2, olane = orows == 2 ? t : t & 1;
     const uint32_t ostep = kw * ksplit * (spread ? olanes : 1);

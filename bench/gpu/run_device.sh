@@ -60,14 +60,26 @@ if [ "$what" = probe ]; then
     ( cmake -S . -B build-probe-$i -DSPQR_MINIMAL=ON -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 \
         -DCMAKE_CUDA_FLAGS="${probes[$i]}" \
         -DCMAKE_PREFIX_PATH=$DEPS/usr -DPKG_CONFIG_EXECUTABLE=/nonexistent > /dev/null 2>&1 &&
-      cmake --build build-probe-$i -j8 --target bench_gpu > "$OUT/build-probe-$i.log" 2>&1 ) &
+      cmake --build build-probe-$i -j8 --target bench_gpu $([ -n "${PROBE_CHECK:-}" ] && echo test_gpu) \
+        > "$OUT/build-probe-$i.log" 2>&1 ) &
   done
   wait
+  # PROBE_CHECK=1: each probe build's quick GPU tests first (a variant meant for the library)
+  if [ -n "${PROBE_CHECK:-}" ]; then
+    for i in "${!probes[@]}"; do
+      rc=0; SPQR_GPU_QUICK=1 timeout 120 ./build-probe-$i/tests/gpu/test_gpu > "$OUT/check-probe-$i.log" 2>&1 || rc=$?
+      echo "== ${probes[$i]}: test_gpu (quick subset) exit $rc: $(grep -cE "FAIL" "$OUT/check-probe-$i.log") FAIL lines; $(grep -E "passed" "$OUT/check-probe-$i.log" | tail -1)"
+    done
+  fi
+  # PROBE_CONFIGS: bench_gpu --config values, one run each (default: its default configurations)
   for i in lib "${!probes[@]}"; do
     if [ "$i" = lib ]; then dir=build-gpu; echo "== the library's kernel =="
     else dir=build-probe-$i; echo "== ${probes[$i]} =="; fi
     for b in 1 ${PROBE_BATCH:-}; do
-      ./$dir/bench/gpu/bench_gpu --batch $b $shapes | grep "^| [0-9]"
+      for c in ${PROBE_CONFIGS:-default}; do
+        cfg=""; [ "$c" != default ] && cfg="--config $c"
+        ./$dir/bench/gpu/bench_gpu --batch $b $cfg $shapes | grep "^| [0-9]"
+      done
     done
   done
   exit 0
