@@ -413,6 +413,11 @@ template <int OS> struct OutlierState {
     }
 };
 
+// Whether the lanes of a row split its entries (nb <= OS; the OS = 1 kernels run batch 1 only).
+template <int OS> __device__ __forceinline__ bool outl_spread(int nb) {
+    return OS == 1 || nb <= OS;
+}
+
 template <int NH, int OS, typename Act>
 __device__ __forceinline__ void outlier_step(const Params &p, const Act *__restrict__ xh,
                                              const Act *__restrict__ xt, uint32_t xstride, int nb,
@@ -422,7 +427,7 @@ __device__ __forceinline__ void outlier_step(const Params &p, const Act *__restr
 #pragma unroll
         for (int r = 0; r < OutlierState<OS>::kRows; r++) {
             if (o.k[r] >= o.end[r]) continue;
-            if (OS == 1 || nb <= OS) { // (the OS = 1 kernels run batch 1 only)
+            if (outl_spread<OS>(nb)) {
 #pragma unroll
                 for (int h = 0; h < OS; h++)
                     if (OS == 1 || h < nb) // (OS = 1: batch 1)
@@ -529,7 +534,7 @@ __global__ void __launch_bounds__(kMmaThreads, mma_min_blocks<NH, OS>())
 
     OutlierState<OS> os;
     constexpr int orows = OutlierState<OS>::kRows;
-    const bool spread = OS == 1 || nb <= OS; // (OS = 1: batch 1)
+    const bool spread = outl_spread<OS>(nb);
     // spread: the lanes of a row split its entries (4 lanes; OS = 1: the 2 lanes t, t ^ 1)
     const uint32_t olanes = orows == 2 ? 4 : 2, olane = orows == 2 ? t : t & 1;
     const uint32_t ostep = kw * ksplit * (spread ? olanes : 1);

@@ -60,7 +60,7 @@ if [ "$what" = probe ]; then
     ( cmake -S . -B build-probe-$i -DSPQR_MINIMAL=ON -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 \
         -DCMAKE_CUDA_FLAGS="${probes[$i]}" \
         -DCMAKE_PREFIX_PATH=$DEPS/usr -DPKG_CONFIG_EXECUTABLE=/nonexistent > /dev/null 2>&1 &&
-      cmake --build build-probe-$i -j8 --target bench_gpu $([ -n "${PROBE_CHECK:-}" ] && echo test_gpu) \
+      cmake --build build-probe-$i -j8 --target bench_gpu ${PROBE_CHECK:+test_gpu} \
         > "$OUT/build-probe-$i.log" 2>&1 ) &
   done
   wait
