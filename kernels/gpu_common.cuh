@@ -142,7 +142,9 @@ struct spqr_gpu_tensor {
     int sms;
     size_t smem_optin;
     spqr_outlier_path path;
-    cusparseHandle_t sp;
+    cusparseHandle_t sp;    // cuSPARSE path: the handle (device pointer mode), its scalars and
+    float *sp_one;          // workspace, made once so that a call does nothing a CUDA graph could
+    void *sp_ws;            // not replay (no host scalars read later, no per-call allocation)
     uint8_t mma_blocks[16]; // tensor-core kernel variants' resident blocks per SM (0: not asked)
 };
 

@@ -111,6 +111,7 @@ extern "C" void spqr_gpu_free(spqr_gpu_tensor *t) {
     for (int i = 0; i < SPQR_SEC_COUNT; i++) cudaFree(t->sec[i]);
     cudaFree(t->tcodes), cudaFree(t->acc32), cudaFree(t->counters);
     cudaFree(t->delta), cudaFree(t->colidx32), cudaFree(t->xbuf), cudaFree(t->ybuf);
+    cudaFree(t->sp_one), cudaFree(t->sp_ws);
     if (t->sp) cusparseDestroy(t->sp);
     delete t;
 }
@@ -261,23 +262,81 @@ extern "C" spqr_status spqr_gpu_upload(const spqr_file *f, size_t ti, spqr_gpu_t
     return SPQR_OK;
 }
 
+// ybuf[nb][rows] += Δ · xbuf[nb][cols] (fp32, column-major dense matrices) with cuSPARSE on the
+// handle's stream; size_only: only the workspace size into *ws.
+static cusparseStatus_t sp_spmm(spqr_gpu_tensor *t, int nb, void *stream, bool size_only,
+                                size_t *ws) {
+    const spqr_cu::Params &p = t->p;
+    cusparseSpMatDescr_t A;
+    cusparseDnMatDescr_t X, Y;
+    cusparseStatus_t cs = cusparseCreateCsr(
+        &A, p.rows, p.cols, (int64_t)t->nnz, (void *)p.rowptr, t->colidx32, (void *)t->delta,
+        CUSPARSE_INDEX_32I, CUSPARSE_INDEX_32I, CUSPARSE_INDEX_BASE_ZERO, CUDA_R_32F);
+    if (cs != CUSPARSE_STATUS_SUCCESS) return cs;
+    cusparseCreateDnMat(&X, p.cols, nb, p.cols, t->xbuf, CUDA_R_32F, CUSPARSE_ORDER_COL);
+    cusparseCreateDnMat(&Y, p.rows, nb, p.rows, t->ybuf, CUDA_R_32F, CUSPARSE_ORDER_COL);
+    if (size_only)
+        cs = cusparseSpMM_bufferSize(t->sp, CUSPARSE_OPERATION_NON_TRANSPOSE,
+                                     CUSPARSE_OPERATION_NON_TRANSPOSE, t->sp_one, A, X, t->sp_one,
+                                     Y, CUDA_R_32F, CUSPARSE_SPMM_ALG_DEFAULT, ws);
+    else {
+        cusparseSetStream(t->sp, (cudaStream_t)stream);
+        cs = cusparseSpMM(t->sp, CUSPARSE_OPERATION_NON_TRANSPOSE, CUSPARSE_OPERATION_NON_TRANSPOSE,
+                          t->sp_one, A, X, t->sp_one, Y, CUDA_R_32F, CUSPARSE_SPMM_ALG_DEFAULT,
+                          t->sp_ws);
+    }
+    cusparseDestroySpMat(A), cusparseDestroyDnMat(X), cusparseDestroyDnMat(Y);
+    return cs;
+}
+
+// The cuSPARSE path's state, made when the path is first selected: the handle, int32 column
+// indices, alpha = beta = 1 in device memory (device pointer mode: a host scalar's address may be
+// read again by a CUDA graph replay, long after the call returned) and one workspace for every
+// batch, so that a call allocates nothing. With &one on the caller's stack and a workspace from
+// cudaMallocAsync per call, a captured batch-16 SpMM replayed wrong sums (test_gpu graph_capture);
+// with both changed it replays the direct call's.
+static spqr_status sp_init(spqr_gpu_tensor *t, spqr_error *err) {
+    if (cusparseCreate(&t->sp) != CUSPARSE_STATUS_SUCCESS) {
+        t->sp = nullptr;
+        return spqr_set_error(err, SPQR_E_CUDA, 0, UINT64_MAX, "cusparseCreate failed");
+    }
+    cusparseSetPointerMode(t->sp, CUSPARSE_POINTER_MODE_DEVICE);
+    const uint64_t n = t->nnz ? t->nnz : 1;
+    CK(cudaMalloc(&t->colidx32, n * sizeof(int)), "allocating int32 column indices");
+    if (t->nnz) {
+        if (t->p.wide)
+            CK(cudaMemcpy(t->colidx32, t->p.colidx, t->nnz * 4, cudaMemcpyDeviceToDevice),
+               "copying indices");
+        else
+            widen_colidx_kernel<<<256, 256>>>((const uint16_t *)t->p.colidx, t->colidx32, t->nnz);
+        CK(cudaGetLastError(), "widening indices");
+    }
+    const float one = 1.f;
+    CK(cudaMalloc(&t->sp_one, sizeof(float)), "allocating cuSPARSE scalars");
+    CK(cudaMemcpy(t->sp_one, &one, sizeof one, cudaMemcpyHostToDevice), "cuSPARSE scalars");
+    size_t ws = 0;
+    for (int nb = 1; nb <= SPQR_MAX_BATCH; nb++) {
+        size_t w = 0;
+        if (sp_spmm(t, nb, nullptr, true, &w) != CUSPARSE_STATUS_SUCCESS)
+            return spqr_set_error(err, SPQR_E_CUDA, 0, UINT64_MAX,
+                                  "cusparseSpMM_bufferSize failed (batch %d)", nb);
+        if (w > ws) ws = w;
+    }
+    if (ws) CK(cudaMalloc(&t->sp_ws, ws), "allocating the cuSPARSE workspace");
+    return SPQR_OK;
+}
+
 extern "C" spqr_status spqr_gpu_set_outlier_path(spqr_gpu_tensor *t, spqr_outlier_path path,
                                                  spqr_error *err) {
     if (path != SPQR_OUTLIERS_FUSED && path != SPQR_OUTLIERS_CUSPARSE)
         return spqr_set_error(err, SPQR_E_ARG, 0, UINT64_MAX, "unknown outlier path %d", (int)path);
     if (path == SPQR_OUTLIERS_CUSPARSE && !t->sp) {
-        if (cusparseCreate(&t->sp) != CUSPARSE_STATUS_SUCCESS)
-            return spqr_set_error(err, SPQR_E_CUDA, 0, UINT64_MAX, "cusparseCreate failed");
-        const uint64_t n = t->nnz ? t->nnz : 1;
-        CK(cudaMalloc(&t->colidx32, n * sizeof(int)), "allocating int32 column indices");
-        if (t->nnz) {
-            if (t->p.wide)
-                CK(cudaMemcpy(t->colidx32, t->p.colidx, t->nnz * 4, cudaMemcpyDeviceToDevice),
-                   "copying indices");
-            else
-                widen_colidx_kernel<<<256, 256>>>((const uint16_t *)t->p.colidx, t->colidx32,
-                                                  t->nnz);
-            CK(cudaGetLastError(), "widening indices");
+        const spqr_status st = sp_init(t, err);
+        if (st != SPQR_OK) { // nothing half made stays behind: the next selection starts over
+            cudaFree(t->colidx32), cudaFree(t->sp_one), cudaFree(t->sp_ws);
+            if (t->sp) cusparseDestroy(t->sp);
+            t->sp = nullptr, t->colidx32 = nullptr, t->sp_one = nullptr, t->sp_ws = nullptr;
+            return st;
         }
     }
     t->path = path;
@@ -347,31 +406,10 @@ static spqr_status matmul_t(spqr_gpu_tensor *t, const Act *x, Act *y, int nb, cu
     float *xp = t->xbuf;
     gather_plain_kernel<Act><<<t->sms * 4, 256, 0, s>>>(p, x, nb, xp);
     CK(cudaGetLastError(), "gather for cuSPARSE");
-    cusparseSetStream(t->sp, s);
-    cusparseSpMatDescr_t A;
-    cusparseDnMatDescr_t X, Y;
-    const float one = 1.f;
-    if (cusparseCreateCsr(&A, p.rows, p.cols, (int64_t)t->nnz, (void *)p.rowptr, t->colidx32,
-                          (void *)t->delta, CUSPARSE_INDEX_32I, CUSPARSE_INDEX_32I,
-                          CUSPARSE_INDEX_BASE_ZERO, CUDA_R_32F) != CUSPARSE_STATUS_SUCCESS)
-        return spqr_set_error(err, SPQR_E_CUDA, 0, UINT64_MAX, "cusparseCreateCsr failed");
-    cusparseCreateDnMat(&X, p.cols, nb, p.cols, xp, CUDA_R_32F, CUSPARSE_ORDER_COL);
-    cusparseCreateDnMat(&Y, p.rows, nb, p.rows, t->ybuf, CUDA_R_32F, CUSPARSE_ORDER_COL);
-    size_t ws = 0;
-    cusparseStatus_t cs = cusparseSpMM_bufferSize(
-        t->sp, CUSPARSE_OPERATION_NON_TRANSPOSE, CUSPARSE_OPERATION_NON_TRANSPOSE, &one, A, X, &one,
-        Y, CUDA_R_32F, CUSPARSE_SPMM_ALG_DEFAULT, &ws);
-    void *wbuf = nullptr;
-    if (cs == CUSPARSE_STATUS_SUCCESS && ws) e = cudaMallocAsync(&wbuf, ws, s);
-    if (cs == CUSPARSE_STATUS_SUCCESS && e == cudaSuccess)
-        cs = cusparseSpMM(t->sp, CUSPARSE_OPERATION_NON_TRANSPOSE, CUSPARSE_OPERATION_NON_TRANSPOSE,
-                          &one, A, X, &one, Y, CUDA_R_32F, CUSPARSE_SPMM_ALG_DEFAULT, wbuf);
-    if (wbuf) cudaFreeAsync(wbuf, s);
-    cusparseDestroySpMat(A), cusparseDestroyDnMat(X), cusparseDestroyDnMat(Y);
+    const cusparseStatus_t cs = sp_spmm(t, nb, s, false, nullptr);
     if (cs != CUSPARSE_STATUS_SUCCESS)
         return spqr_set_error(err, SPQR_E_CUDA, 0, UINT64_MAX, "cusparseSpMM failed: %s",
                               cusparseGetErrorString(cs));
-    CK(e, "cuSPARSE workspace");
     convert_kernel<Act><<<t->sms * 4, 256, 0, s>>>(t->ybuf, y, (uint64_t)nb * p.rows);
     CK(cudaGetLastError(), "convert kernel");
     return SPQR_OK;

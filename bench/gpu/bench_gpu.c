@@ -1,9 +1,11 @@
 /* bench_gpu.c — SpQR GPU matmul vs cuBLAS fp16, same process, same shapes (not a test).
- * Usage: bench_gpu [--quick] [--batch N] [--config 0|1|2] [--shape ROWSxCOLS]...
+ * Usage: bench_gpu [--quick] [--graph] [--batch N] [--config 0|1|2] [--shape ROWSxCOLS]...
  *   --quick: the first two shapes; --batch: any of 1..16; --config: one configuration; --shape
  *   (repeatable): these shapes, any ROWSxCOLS, instead of the default six. Config 0 = w3 1%
  *   outliers, 1 = w4 no outliers, 2 = w3 no outliers (only when asked for: it splits config 0's
- *   time between the codes and the outliers).
+ *   time between the codes and the outliers). --graph: the 50 calls (spqr and cuBLAS alike) are
+ *   captured into one CUDA graph on a stream and the graph is launched, as serving runtimes run a
+ *   decode step: no host launch overhead between calls.
  * For each shape (4096², 11008x4096, 4096x11008, 8192², 28672x8192, 8192x28672), configuration
  * (w3 s3 beta16 1% outliers act-order; w4 s3 beta16 no outliers act-order) and batch (1, 4, 16):
  * median µs per call (7 repeats of 50 calls timed with events, buffers rotated so the working set
@@ -37,6 +39,34 @@ static int cmpf(const void *a, const void *b) {
 
 typedef void (*call_fn)(void *ctx, int i);
 
+/* --graph: the same, the `iters` calls captured into one graph on stream s, launched 7 + 1 times */
+static float time_graph(call_fn fn, void *ctx, int iters, cudaStream_t s) {
+    cudaGraph_t g;
+    cudaGraphExec_t ge;
+    CK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+    for (int i = 0; i < iters; i++) fn(ctx, i);
+    CK(cudaStreamEndCapture(s, &g));
+    CK(cudaGraphInstantiate(&ge, g, 0));
+    cudaEvent_t a, b;
+    cudaEventCreate(&a), cudaEventCreate(&b);
+    CK(cudaGraphLaunch(ge, s));
+    CK(cudaStreamSynchronize(s));
+    float t[7];
+    for (int r = 0; r < 7; r++) {
+        cudaEventRecord(a, s);
+        CK(cudaGraphLaunch(ge, s));
+        cudaEventRecord(b, s);
+        CK(cudaEventSynchronize(b));
+        float ms;
+        cudaEventElapsedTime(&ms, a, b);
+        t[r] = ms * 1000.0f / (float)iters;
+    }
+    qsort(t, 7, sizeof t[0], cmpf);
+    cudaEventDestroy(a), cudaEventDestroy(b);
+    cudaGraphExecDestroy(ge), cudaGraphDestroy(g);
+    return t[3];
+}
+
 /* median over 7 repeats of the mean time of `iters` calls, in µs */
 static float time_calls(call_fn fn, void *ctx, int iters) {
     cudaEvent_t a, b;
@@ -67,13 +97,14 @@ typedef struct {
     void **W;
     int nw;
     int rows, cols;
+    cudaStream_t s; /* NULL, or the --graph capture stream */
 } ctx_t;
 
 static void call_spqr(void *p, int i) {
     ctx_t *c = p;
     spqr_error err;
     if (spqr_gpu_matmul(c->t[i % c->nt], c->x[i % c->nx], c->y[i % c->nx], c->batch, SPQR_ACT_F16,
-                        NULL, &err)) {
+                        c->s, &err)) {
         fprintf(stderr, "spqr: %s\n", err.msg);
         exit(1);
     }
@@ -113,10 +144,12 @@ static double copy_bandwidth(void) {
 }
 
 int main(int argc, char **argv) {
-    int quick = 0, only_batch = 0, only_cfg = -1, nsel = 0, sel[16][2];
+    int quick = 0, graph = 0, only_batch = 0, only_cfg = -1, nsel = 0, sel[16][2];
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick"))
             quick = 1;
+        else if (!strcmp(argv[i], "--graph"))
+            graph = 1;
         else if (!strcmp(argv[i], "--batch") && i + 1 < argc && atoi(argv[i + 1]) >= 1 &&
                  atoi(argv[i + 1]) <= 16)
             only_batch = atoi(argv[++i]);
@@ -127,9 +160,9 @@ int main(int argc, char **argv) {
                  sel[nsel][0] > 0 && sel[nsel][1] > 0)
             nsel++;
         else {
-            fprintf(
-                stderr,
-                "usage: bench_gpu [--quick] [--batch N] [--config 0|1|2] [--shape ROWSxCOLS]...\n");
+            fprintf(stderr,
+                    "usage: bench_gpu [--quick] [--graph] [--batch N] [--config 0|1|2] [--shape "
+                    "ROWSxCOLS]...\n");
             return 2;
         }
     }
@@ -148,6 +181,13 @@ int main(int argc, char **argv) {
     static const int batches[] = {1, 4, 16};
     cublasHandle_t h;
     cublasCreate(&h);
+    cudaStream_t gs = NULL;
+    if (graph) {
+        CK(cudaStreamCreateWithFlags(&gs, cudaStreamNonBlocking));
+        cublasSetStream(h, gs);
+    }
+    printf("timing: %s\n", graph ? "50 calls captured into one CUDA graph, launched 7 times"
+                                 : "50 calls launched from the host, 7 times");
     printf("\n| shape (rows x cols) | config | batch | spqr µs | eff. GB/s | %% of copy bw | "
            "cuSPARSE-path µs | cuBLAS fp16 µs | speedup |\n");
     printf("|---|---|---|---|---|---|---|---|---|\n");
@@ -186,7 +226,7 @@ int main(int argc, char **argv) {
                 tbytes += z;
             }
             ctx_t c = {0};
-            c.rows = rows, c.cols = cols, c.h = h;
+            c.rows = rows, c.cols = cols, c.h = h, c.s = gs;
             c.nt = (int)((200ull << 20) / tbytes) + 1;
             if (c.nt > 32) c.nt = 32;
             c.t = calloc((size_t)c.nt, sizeof *c.t);
@@ -213,16 +253,18 @@ int main(int argc, char **argv) {
                 c.batch = only_batch ? only_batch : batches[bi]; /* --batch: any of 1..16 */
                 for (int i = 0; i < c.nt; i++)
                     spqr_gpu_set_outlier_path(c.t[i], SPQR_OUTLIERS_FUSED, &err);
-                float ts = time_calls(call_spqr, &c, 50);
+                float ts =
+                    graph ? time_graph(call_spqr, &c, 50, gs) : time_calls(call_spqr, &c, 50);
                 float tsp = -1;
                 if (in.nnz) {
                     for (int i = 0; i < c.nt; i++)
                         spqr_gpu_set_outlier_path(c.t[i], SPQR_OUTLIERS_CUSPARSE, &err);
-                    tsp = time_calls(call_spqr, &c, 50);
+                    tsp = graph ? time_graph(call_spqr, &c, 50, gs) : time_calls(call_spqr, &c, 50);
                     for (int i = 0; i < c.nt; i++)
                         spqr_gpu_set_outlier_path(c.t[i], SPQR_OUTLIERS_FUSED, &err);
                 }
-                float tc = time_calls(call_cublas, &c, 50);
+                float tc =
+                    graph ? time_graph(call_cublas, &c, 50, gs) : time_calls(call_cublas, &c, 50);
                 double bytes = (double)spqr_gpu_matmul_bytes(c.t[0], c.batch);
                 char spbuf[32] = "-";
                 if (tsp > 0) snprintf(spbuf, sizeof spbuf, "%.1f", tsp);
@@ -241,5 +283,6 @@ int main(int argc, char **argv) {
             unlink(path);
         }
     cublasDestroy(h);
+    if (gs) cudaStreamDestroy(gs);
     return 0;
 }

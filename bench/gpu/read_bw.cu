@@ -4,8 +4,11 @@
 // WB coalesced 4-byte loads per lane, DEPTH tiles in flight per warp) against a plain grid-stride
 // 16-byte-per-lane read, and the same warp streams fed by the copy engine (TMA bulk copies into a
 // shared-memory ring, bench/NOTES.md v6n). Build: nvcc -O3 -arch=sm_90 -std=c++17 -o read_bw
-// read_bw.cu; run: ./read_bw.
+// read_bw.cu; run: ./read_bw, or ./read_bw --floor BYTES... (below).
+#include <algorithm>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <cstdio>
 #include <cuda_runtime.h>
 
@@ -144,7 +147,79 @@ static double time_kernel(K k, int blocks, int threads, double bytes, A... args)
     return bytes * reps / (ms * 1e-3) / 1e9;
 }
 
-int main() {
+// --floor BYTES...: the time a pure read of exactly BYTES takes, measured as bench_gpu measures a
+// matmul (median of 7 repeats of 50 calls, buffers rotated over > 200 MB so L2 does not hold
+// them, one kernel per call, best of three grid sizes; launched from the host and as one CUDA
+// graph, as bench_gpu --graph): no kernel that must read those bytes can
+// be faster, so it bounds the speedup any kernel can reach on the shape (bench/NOTES.md v6u).
+static int floor_mode(int n, char **sizes) {
+    cudaDeviceProp prop;
+    CK(cudaGetDeviceProperties(&prop, 0));
+    const int sms = prop.multiProcessorCount;
+    uint32_t *sink;
+    CK(cudaMalloc(&sink, 4));
+    printf("| bytes | launched by | buffers | best µs | GB/s | grid (blocks of 256) |\n"
+           "|---|---|---|---|---|---|\n");
+    for (int i = 0; i < n; i++) {
+        const uint64_t bytes = (uint64_t)atof(sizes[i]) / 16 * 16;
+        if (bytes == 0) continue;
+        const int nbuf = (int)((200ull << 20) / bytes) + 2;
+        uint4 *a;
+        CK(cudaMalloc(&a, bytes * nbuf));
+        CK(cudaMemset(a, 1, bytes * nbuf));
+        float best[2] = {1e30f, 1e30f};
+        int best_blocks[2] = {0, 0};
+        cudaStream_t st;
+        CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+        for (int bps : {2, 4, 8})
+            for (int graph = 0; graph < 2; graph++) {
+                const int blocks = sms * bps;
+                auto calls = [&](cudaStream_t s) {
+                    for (int c = 0; c < 50; c++)
+                        read_flat<4><<<blocks, 256, 0, s>>>(a + (bytes / 16) * (c % nbuf),
+                                                            bytes / 16, sink);
+                };
+                cudaGraph_t g = nullptr;
+                cudaGraphExec_t ge = nullptr;
+                if (graph) { // the 50 calls as one CUDA graph (bench_gpu --graph)
+                    CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
+                    calls(st);
+                    CK(cudaStreamEndCapture(st, &g));
+                    CK(cudaGraphInstantiate(&ge, g, 0));
+                }
+                cudaEvent_t e0, e1;
+                cudaEventCreate(&e0), cudaEventCreate(&e1);
+                float t[7];
+                for (int r = 0; r < 8; r++) {
+                    cudaEventRecord(e0, st);
+                    if (graph)
+                        CK(cudaGraphLaunch(ge, st));
+                    else
+                        calls(st);
+                    cudaEventRecord(e1, st);
+                    CK(cudaEventSynchronize(e1));
+                    float ms;
+                    cudaEventElapsedTime(&ms, e0, e1);
+                    if (r > 0) t[r - 1] = ms * 1000.f / 50; // the first repeat warms up
+                }
+                std::sort(t, t + 7);
+                if (t[3] < best[graph]) best[graph] = t[3], best_blocks[graph] = blocks;
+                cudaEventDestroy(e0), cudaEventDestroy(e1);
+                if (ge) cudaGraphExecDestroy(ge), cudaGraphDestroy(g);
+            }
+        cudaStreamDestroy(st);
+        CK(cudaGetLastError());
+        for (int graph = 0; graph < 2; graph++)
+            printf("| %llu | %s | %d | %.1f | %.0f | %d |\n", (unsigned long long)bytes,
+                   graph ? "CUDA graph" : "host", nbuf, best[graph],
+                   bytes / (best[graph] * 1e-6) / 1e9, best_blocks[graph]);
+        CK(cudaFree(a));
+    }
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc > 1 && !strcmp(argv[1], "--floor")) return floor_mode(argc - 2, argv + 2);
     const uint64_t bytes = 1ull << 30;
     void *a;
     uint32_t *sink;

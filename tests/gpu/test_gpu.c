@@ -7,7 +7,8 @@
  * kernel exactly when expected (statistics an fp16 decode cannot carry keep the stored layout and
  * fp32 kernels, checked the same way), bad arguments return errors, a whole-model upload holds
  * every SpQR tensor by name, and (when SPQR_REAL_SPQR names a file) every SpQR tensor of a real
- * compressed model is checked the same way. Without a GPU it checks that the GPU entry points
+ * compressed model is checked the same way; a matmul captured into a CUDA graph replays as the
+ * direct call computes. Without a GPU it checks that the GPU entry points
  * return SPQR_E_UNSUPPORTED, then exits 77 (ctest: skipped). */
 #define _POSIX_C_SOURCE 200809L
 #include "../check.h"
@@ -228,6 +229,113 @@ static void outlier_pass(void) {
     unlink(path);
 }
 
+/* CUDA graphs: a spqr_gpu_matmul captured on a stream (as serving runtimes capture a decode step)
+ * and replayed gives what the direct call gives, for each replay with new x in the same buffer
+ * (nothing of the first x is baked into the graph): the same kernels, so bit-exact except where
+ * split-K blocks add partial sums with atomics in a varying order (then within 2^-10 of the
+ * element). Covers the tensor-core kernels with and without fused outliers, split-K, the outlier
+ * pass (batch 16, 300 k outliers), the stored-layout kernels (β2 = 8) and the cuSPARSE path. */
+static void graph_capture(void) {
+    static const struct {
+        uint64_t rows, cols, nnz;
+        uint32_t w, b1, b2;
+    } cases[] = {{1000, 3000, 30000, 3, 16, 16},
+                 {64, 40000, 0, 4, 16, 16},
+                 {1001, 3000, 300000, 3, 16, 16},
+                 {300, 1000, 3000, 3, 8, 8}};
+    char path[256];
+    snprintf(path, sizeof path, "/tmp/spqr_gpu_graph_%d.spqr", (int)getpid());
+    cudaStream_t s;
+    cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking);
+    for (int ci = 0; ci < 4; ci++) {
+        spqr_tensor_info in = {.kind = SPQR_KIND_SPQR,
+                               .ndim = 2,
+                               .dims = {cases[ci].rows, cases[ci].cols},
+                               .wbits = cases[ci].w,
+                               .stat_bits = 3,
+                               .beta1 = cases[ci].b1,
+                               .beta2 = cases[ci].b2,
+                               .nnz = cases[ci].nnz,
+                               .flags = SPQR_FLAG_PERM};
+        spqr_error err = {0};
+        char label[160];
+        spqr_sample_describe(&in, label, sizeof label);
+        spqr_file *f = spqr_sample_open_tensor(path, &in, 2000 + (uint64_t)ci, &err);
+        spqr_gpu_tensor *t = NULL;
+        if (!f || spqr_gpu_upload(f, 0, &t, &err)) {
+            CHECK(0, "%s: building/uploading tensor: %s", label, err.msg);
+            spqr_file_close(f);
+            continue;
+        }
+        const uint64_t rows = in.dims[0], cols = in.dims[1];
+        static const int batches[] = {1, 4, 16};
+        uint64_t rng = 77 + (uint64_t)ci;
+        for (int bi = 0; bi < 3; bi++)
+            for (int path_i = 0; path_i < (in.nnz ? 2 : 1); path_i++) {
+                const int nb = batches[bi];
+                const uint64_t nx = (uint64_t)nb * cols, ny = (uint64_t)nb * rows;
+                uint16_t *xs[2], *yd[2], *yg = malloc(ny * 2);
+                void *dx, *dy;
+                cudaMalloc(&dx, nx * 2), cudaMalloc(&dy, ny * 2);
+                spqr_gpu_set_outlier_path(t, (spqr_outlier_path)path_i, &err);
+                int ok = 1;
+                /* captured first: a tensor's first call (per kernel variant) may be the captured
+                 * one */
+                cudaGraph_t g = NULL;
+                cudaGraphExec_t ge = NULL;
+                cudaError_t ce = cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal);
+                spqr_error cerr = {0};
+                spqr_status st = spqr_gpu_matmul(t, dx, dy, nb, SPQR_ACT_F16, s, &cerr);
+                const cudaError_t ce_end = cudaStreamEndCapture(s, &g);
+                if (ce == cudaSuccess) ce = ce_end;
+                if (ce == cudaSuccess) ce = cudaGraphInstantiate(&ge, g, 0);
+                for (int v = 0; v < 2; v++) { /* direct calls: the expected outputs */
+                    xs[v] = malloc(nx * 2), yd[v] = malloc(ny * 2);
+                    for (uint64_t i = 0; i < nx; i++)
+                        xs[v][i] = spqr_f32_to_f16(2.0f * spqr_rng_uniform(&rng) - 1.0f);
+                    cudaMemcpy(dx, xs[v], nx * 2, cudaMemcpyHostToDevice);
+                    cudaMemset(dy, 0xff, ny * 2);
+                    ok &= spqr_gpu_matmul(t, dx, dy, nb, SPQR_ACT_F16, NULL, &err) == SPQR_OK;
+                    ok &= cudaDeviceSynchronize() == cudaSuccess;
+                    cudaMemcpy(yd[v], dy, ny * 2, cudaMemcpyDeviceToHost);
+                }
+                CHECK(ok && st == SPQR_OK && ce == cudaSuccess,
+                      "%s batch %d %s: capture: status %d (%s), cuda %s; direct calls %s", label,
+                      nb, path_i ? "cusparse" : "fused", st, cerr.msg, cudaGetErrorString(ce),
+                      ok ? "ok" : err.msg);
+                for (int v = 0; v < 2 && ce == cudaSuccess && st == SPQR_OK; v++) {
+                    cudaMemcpy(dx, xs[v], nx * 2, cudaMemcpyHostToDevice);
+                    cudaMemset(dy, 0xff, ny * 2);
+                    cudaError_t le = cudaGraphLaunch(ge, s);
+                    if (le == cudaSuccess) le = cudaStreamSynchronize(s);
+                    cudaMemcpy(yg, dy, ny * 2, cudaMemcpyDeviceToHost);
+                    uint64_t differ = 0, bad = 0;
+                    for (uint64_t i = 0; i < ny; i++) {
+                        if (yg[i] == yd[v][i]) continue;
+                        differ++;
+                        const float a = spqr_f16_to_f32(yg[i]), b = spqr_f16_to_f32(yd[v][i]);
+                        if (!(fabsf(a - b) <= ldexpf(fabsf(b), -10) + 1e-6f)) bad++;
+                    }
+                    CHECK(le == cudaSuccess && bad == 0,
+                          "%s batch %d %s: graph replay %d: cuda %s, %llu of %llu outputs differ "
+                          "from the direct call (%llu beyond 2^-10)",
+                          label, nb, path_i ? "cusparse" : "fused", v, cudaGetErrorString(le),
+                          (unsigned long long)differ, (unsigned long long)ny,
+                          (unsigned long long)bad);
+                }
+                if (ge) cudaGraphExecDestroy(ge);
+                if (g) cudaGraphDestroy(g);
+                (void)cudaGetLastError();
+                cudaFree(dx), cudaFree(dy), free(yg);
+                for (int v = 0; v < 2; v++) free(xs[v]), free(yd[v]);
+            }
+        spqr_gpu_free(t);
+        spqr_file_close(f);
+    }
+    cudaStreamDestroy(s);
+    unlink(path);
+}
+
 static void errors(void) {
     spqr_error err = {0};
     char path[256];
@@ -356,6 +464,7 @@ int main(void) {
     random_configs();
     fp16_fallback();
     outlier_pass();
+    graph_capture();
     const char *real = getenv("SPQR_REAL_SPQR");
     model_upload(NULL);
     if (real && *real) model_upload(real);
