@@ -39,22 +39,30 @@ static int cmpf(const void *a, const void *b) {
 
 typedef void (*call_fn)(void *ctx, int i);
 
-/* --graph: the same, the `iters` calls captured into one graph on stream s, launched 7 + 1 times */
-static float time_graph(call_fn fn, void *ctx, int iters, cudaStream_t s) {
-    cudaGraph_t g;
-    cudaGraphExec_t ge;
-    CK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
-    for (int i = 0; i < iters; i++) fn(ctx, i);
-    CK(cudaStreamEndCapture(s, &g));
-    CK(cudaGraphInstantiate(&ge, g, 0));
+/* median over 7 repeats of the mean time of `iters` calls on stream s, in µs: launched from the
+ * host, or (graph) captured once into one CUDA graph that each repeat launches */
+static float time_calls(call_fn fn, void *ctx, int iters, cudaStream_t s, int graph) {
+    cudaGraph_t g = NULL;
+    cudaGraphExec_t ge = NULL;
+    if (graph) {
+        CK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+        for (int i = 0; i < iters; i++) fn(ctx, i);
+        CK(cudaStreamEndCapture(s, &g));
+        CK(cudaGraphInstantiate(&ge, g, 0));
+        CK(cudaGraphLaunch(ge, s)); /* warm-up */
+    } else {
+        for (int i = 0; i < 10; i++) fn(ctx, i);
+    }
+    CK(cudaDeviceSynchronize());
     cudaEvent_t a, b;
     cudaEventCreate(&a), cudaEventCreate(&b);
-    CK(cudaGraphLaunch(ge, s));
-    CK(cudaStreamSynchronize(s));
     float t[7];
     for (int r = 0; r < 7; r++) {
         cudaEventRecord(a, s);
-        CK(cudaGraphLaunch(ge, s));
+        if (graph)
+            CK(cudaGraphLaunch(ge, s));
+        else
+            for (int i = 0; i < iters; i++) fn(ctx, i);
         cudaEventRecord(b, s);
         CK(cudaEventSynchronize(b));
         float ms;
@@ -63,28 +71,7 @@ static float time_graph(call_fn fn, void *ctx, int iters, cudaStream_t s) {
     }
     qsort(t, 7, sizeof t[0], cmpf);
     cudaEventDestroy(a), cudaEventDestroy(b);
-    cudaGraphExecDestroy(ge), cudaGraphDestroy(g);
-    return t[3];
-}
-
-/* median over 7 repeats of the mean time of `iters` calls, in µs */
-static float time_calls(call_fn fn, void *ctx, int iters) {
-    cudaEvent_t a, b;
-    cudaEventCreate(&a), cudaEventCreate(&b);
-    for (int i = 0; i < 10; i++) fn(ctx, i);
-    CK(cudaDeviceSynchronize());
-    float t[7];
-    for (int r = 0; r < 7; r++) {
-        cudaEventRecord(a, 0);
-        for (int i = 0; i < iters; i++) fn(ctx, i);
-        cudaEventRecord(b, 0);
-        CK(cudaEventSynchronize(b));
-        float ms;
-        cudaEventElapsedTime(&ms, a, b);
-        t[r] = ms * 1000.0f / (float)iters;
-    }
-    qsort(t, 7, sizeof t[0], cmpf);
-    cudaEventDestroy(a), cudaEventDestroy(b);
+    if (graph) cudaGraphExecDestroy(ge), cudaGraphDestroy(g);
     return t[3];
 }
 
@@ -253,18 +240,16 @@ int main(int argc, char **argv) {
                 c.batch = only_batch ? only_batch : batches[bi]; /* --batch: any of 1..16 */
                 for (int i = 0; i < c.nt; i++)
                     spqr_gpu_set_outlier_path(c.t[i], SPQR_OUTLIERS_FUSED, &err);
-                float ts =
-                    graph ? time_graph(call_spqr, &c, 50, gs) : time_calls(call_spqr, &c, 50);
+                float ts = time_calls(call_spqr, &c, 50, gs, graph);
                 float tsp = -1;
                 if (in.nnz) {
                     for (int i = 0; i < c.nt; i++)
                         spqr_gpu_set_outlier_path(c.t[i], SPQR_OUTLIERS_CUSPARSE, &err);
-                    tsp = graph ? time_graph(call_spqr, &c, 50, gs) : time_calls(call_spqr, &c, 50);
+                    tsp = time_calls(call_spqr, &c, 50, gs, graph);
                     for (int i = 0; i < c.nt; i++)
                         spqr_gpu_set_outlier_path(c.t[i], SPQR_OUTLIERS_FUSED, &err);
                 }
-                float tc =
-                    graph ? time_graph(call_cublas, &c, 50, gs) : time_calls(call_cublas, &c, 50);
+                float tc = time_calls(call_cublas, &c, 50, gs, graph);
                 double bytes = (double)spqr_gpu_matmul_bytes(c.t[0], c.batch);
                 char spbuf[32] = "-";
                 if (tsp > 0) snprintf(spbuf, sizeof spbuf, "%.1f", tsp);
