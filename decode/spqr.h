@@ -50,12 +50,15 @@ spqr_status spqr_gpu_available(spqr_error *err);
 spqr_status spqr_gpu_upload(const spqr_file *f, size_t tensor, spqr_gpu_tensor **out,
                             spqr_error *err);
 void spqr_gpu_free(spqr_gpu_tensor *t);
-/* Default SPQR_OUTLIERS_FUSED (measured faster; see bench/NOTES.md). */
+/* Default SPQR_OUTLIERS_FUSED (measured faster; see bench/NOTES.md). Selecting
+ * SPQR_OUTLIERS_CUSPARSE the first time makes that path's state (handle, int32 indices, the SpMM
+ * workspace, the largest over batch 1..16), so a matmul call itself allocates nothing. */
 spqr_status spqr_gpu_set_outlier_path(spqr_gpu_tensor *t, spqr_outlier_path path, spqr_error *err);
 /* y = W x for batch 1..16: x device pointer batch x cols, y batch x rows, both of type act.
  * stream: a cudaStream_t or NULL. Calls on one tensor use its device scratch (the permuted x,
  * partial sums), so they must be ordered (one stream, or synchronised); different tensors are
- * independent. */
+ * independent. A call may be captured into a CUDA graph (stream capture on a non-default stream,
+ * on either outlier path); each replay computes with the x its buffer holds then. */
 spqr_status spqr_gpu_matmul(spqr_gpu_tensor *t, const void *x, void *y, int batch,
                             spqr_act_type act, void *stream, spqr_error *err);
 /* Dequantizes into w (device, rows x cols fp16, original column order) for cuBLAS GEMM. */
