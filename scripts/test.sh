@@ -11,6 +11,8 @@ cd "$(dirname "$0")/.."
 status=0
 echo "== ctest: build (release + CUDA compile) =="
 (cd build && ctest --output-on-failure -j2) || status=1
+# what skipped tests (and skipped parts of tests) said: ctest itself prints only "Skipped"
+grep -h "^SKIP" build/Testing/Temporary/LastTest.log 2>/dev/null | sed 's/^/  /' || true
 echo "== ctest: build-asan (ASan + UBSan, fuzz smoke runs) =="
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j2) || status=1
 exit $status
