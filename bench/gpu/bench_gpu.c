@@ -1,11 +1,13 @@
 /* bench_gpu.c — SpQR GPU matmul vs cuBLAS fp16, same process, same shapes (not a test).
- * Usage: bench_gpu [--quick] [--graph] [--batch N] [--config 0|1|2] [--shape ROWSxCOLS]...
+ * Usage: bench_gpu [--quick] [--graph|--bytes] [--batch N] [--config 0|1|2] [--shape ROWSxCOLS]...
  *   --quick: the first two shapes; --batch: any of 1..16; --config: one configuration; --shape
  *   (repeatable): these shapes, any ROWSxCOLS, instead of the default six. Config 0 = w3 1%
  *   outliers, 1 = w4 no outliers, 2 = w3 no outliers (only when asked for: it splits config 0's
  *   time between the codes and the outliers). --graph: the 50 calls (spqr and cuBLAS alike) are
  *   captured into one CUDA graph on a stream and the graph is launched, as serving runtimes run a
- *   decode step: no host launch overhead between calls.
+ *   decode step: no host launch overhead between calls. --bytes: no timing; one line
+ *   "BYTES n" per shape and configuration, n = spqr_gpu_matmul_bytes at the batch (default 1),
+ *   the byte counts whose pure-read time read_bw --floor measures.
  * For each shape (4096², 11008x4096, 4096x11008, 8192², 28672x8192, 8192x28672), configuration
  * (w3 s3 beta16 1% outliers act-order; w4 s3 beta16 no outliers act-order) and batch (1, 4, 16):
  * median µs per call (7 repeats of 50 calls timed with events, buffers rotated so the working set
@@ -131,12 +133,14 @@ static double copy_bandwidth(void) {
 }
 
 int main(int argc, char **argv) {
-    int quick = 0, graph = 0, only_batch = 0, only_cfg = -1, nsel = 0, sel[16][2];
+    int quick = 0, graph = 0, bytes_only = 0, only_batch = 0, only_cfg = -1, nsel = 0, sel[16][2];
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick"))
             quick = 1;
         else if (!strcmp(argv[i], "--graph"))
             graph = 1;
+        else if (!strcmp(argv[i], "--bytes"))
+            bytes_only = 1;
         else if (!strcmp(argv[i], "--batch") && i + 1 < argc && atoi(argv[i + 1]) >= 1 &&
                  atoi(argv[i + 1]) <= 16)
             only_batch = atoi(argv[++i]);
@@ -148,8 +152,8 @@ int main(int argc, char **argv) {
             nsel++;
         else {
             fprintf(stderr,
-                    "usage: bench_gpu [--quick] [--graph] [--batch N] [--config 0|1|2] [--shape "
-                    "ROWSxCOLS]...\n");
+                    "usage: bench_gpu [--quick] [--graph|--bytes] [--batch N] [--config 0|1|2] "
+                    "[--shape ROWSxCOLS]...\n");
             return 2;
         }
     }
@@ -206,6 +210,17 @@ int main(int argc, char **argv) {
             }
             spqr_sample_tensor_free(&st);
             spqr_file *f = spqr_file_open(path, 0, &err);
+            if (bytes_only) {
+                spqr_gpu_tensor *t;
+                if (spqr_gpu_upload(f, 0, &t, &err)) {
+                    fprintf(stderr, "%s\n", err.msg);
+                    return 1;
+                }
+                printf("BYTES %llu\n",
+                       (unsigned long long)spqr_gpu_matmul_bytes(t, only_batch ? only_batch : 1));
+                spqr_gpu_free(t), spqr_file_close(f), unlink(path);
+                continue;
+            }
             uint64_t tbytes = 0;
             for (int s = 0; s < SPQR_SEC_COUNT; s++) {
                 uint64_t z;

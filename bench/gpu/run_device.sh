@@ -82,7 +82,8 @@ if [ "$what" = probe ]; then
       done
     done
   done
-  # FLOOR: byte counts; the time a pure read of each takes (read_bw --floor), same timing method
+  # FLOOR: byte counts (e.g. from bench_gpu --bytes); the time a pure read of each takes
+  # (read_bw --floor), same timing method
   if [ -n "${FLOOR:-}" ]; then echo "== pure-read floor =="; ./build-gpu/bench/gpu/read_bw --floor $FLOOR; fi
   exit 0
 fi
@@ -137,10 +138,11 @@ if [ "$what" != test ]; then
   echo "== bench_gpu =="
   ./build-gpu/bench/gpu/bench_gpu | tee "$OUT/bench_gpu.md"
   # the same with the 50 calls as one CUDA graph (no host launch overhead), and the pure-read
-  # floor of each configuration's bytes (read_bw --floor, both launch methods; FLOOR defaults to
-  # spqr_gpu_matmul_bytes at batch 1, w3 1 % and w4, at 4096², 8192² and 28672x8192)
+  # floor of each configuration's bytes (read_bw --floor, both launch methods) at batch 1 of
+  # 4096², 8192² and 28672x8192
   echo "== bench_gpu --graph =="
   ./build-gpu/bench/gpu/bench_gpu --graph | tee "$OUT/bench_gpu_graph.md"
   echo "== pure-read floor =="
-  ./build-gpu/bench/gpu/read_bw --floor ${FLOOR:-8913000 9970000 35590000 39940000 124360000 139770000} | tee "$OUT/read_floor.md"
+  floor=$(./build-gpu/bench/gpu/bench_gpu --bytes --shape 4096x4096 --shape 8192x8192 --shape 28672x8192 | awk '/^BYTES/ {print $2}')
+  ./build-gpu/bench/gpu/read_bw --floor ${FLOOR:-$floor} | tee "$OUT/read_floor.md"
 fi
