@@ -5,7 +5,8 @@
 // weight and is instruction-bound at 35-51 % of copy bandwidth. Here weights are decoded to fp16
 // pairs and multiplied by mma.sync.m16n8k16 (fp32 accumulation): per pair of weights one SHF + one
 // LOP3 (codes → 1024 + q as fp16, exactly), one HSUB2 (→ q − round(zero), exact), one HFMA2
-// (→ ŵ, rounded once to fp16); the multiply itself is 1/8 instruction per weight per lane.
+// (→ ŵ, rounded once to fp16); w = 3 skips the HSUB2 (code_pair); the multiply itself is 1/8
+// instruction per weight per lane.
 #pragma once
 #include "mma_layout.cuh"
 
@@ -27,6 +28,10 @@ __device__ __forceinline__ void mma_16816(float (&c)[4], const uint32_t (&a)[4],
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
+// SPQR_MMA_PROBE: measurement builds (below, before mma_compute)
+#ifndef SPQR_MMA_PROBE
+#define SPQR_MMA_PROBE 0
+#endif
 #ifndef SPQR_MMA_NIBBLE // 0: w = 4 decodes every pair at bits 0..3 (a measurement build)
 #define SPQR_MMA_NIBBLE 1
 #endif
@@ -40,23 +45,42 @@ template <int WB> constexpr float pair_offset(int row_half) {
 // w = 4 takes b = 0 (offset 1024) for even pairs (row g) and b = 4 (offset 64) for odd pairs
 // (row g + 8), so a word's four pairs (bits 0, 4, 8, 12) cost one shift (by 8) instead of
 // three; the ALU pipe is the kernel's busiest (bench/NOTES.md v6o).
+//
+// w = 3 (direct_decode, SPQR_MMA_W3S): no offset. Each pair is shifted to mantissa bits 7..9 of
+// both halves with the exponent bits left 0: the fp16 subnormal q·2^-17, exact (mma_layout.cuh
+// puts pair 5i + k of word i at bit 1 + 3k, so one shift each but pair 5i + 2; pair 15 gathers
+// bit 0 of the three words). mma_tile then needs one HFMA2 per pair instead of HSUB2 + HFMA2.
+template <int WB> constexpr bool direct_decode() {
+    return WB == 3 && SPQR_MMA_W3S;
+}
 template <int WB, int P>
 __device__ __forceinline__ uint32_t code_pair(const uint32_t (&w)[WB], uint2 magic) {
-    if constexpr (WB == 4 && SPQR_MMA_NIBBLE) {
+    if constexpr (direct_decode<WB>()) {
+        constexpr uint32_t M = 0x03800380u; // bits 7..9 of each half
+        if constexpr (P == 15)
+            return ((w[0] << 7) & 0x00800080u) | ((w[1] << 8) & 0x01000100u) |
+                   ((w[2 % WB] << 9) & 0x02000200u);
+        constexpr int i = P / 5, pos = 1 + 3 * (P % 5);
+        if constexpr (pos < 7)
+            return (w[i] << (7 - pos)) & M;
+        else
+            return (w[i] >> (pos - 7)) & M;
+    } else if constexpr (WB == 4 && SPQR_MMA_NIBBLE) {
         constexpr int i = P >> 2, r = P & 3;
         const uint32_t v = r >= 2 ? (w[i] >> 8) : w[i];
         return (r & 1) ? ((v & 0x00F000F0u) | magic.y) : ((v & 0x000F000Fu) | magic.x);
+    } else {
+        constexpr int o = P * WB, i = o >> 4, sh = o & 15;
+        constexpr uint32_t M2 = ((1u << WB) - 1u) * 0x10001u;
+        uint32_t v;
+        if constexpr (sh + WB <= 16 || SPQR_MMA_PROBE == 7) { // (7: timing probe, no straddles)
+            v = sh ? (w[i] >> sh) : w[i];
+        } else { // straddles: low part from word i, the rest from word i + 1
+            constexpr uint32_t SEL = (0xFFFFu >> sh) * 0x10001u;
+            v = ((w[i] >> sh) & SEL) | ((w[i + 1] << (16 - sh)) & ~SEL);
+        }
+        return (v & M2) | magic.x;
     }
-    constexpr int o = P * WB, i = o >> 4, sh = o & 15;
-    constexpr uint32_t M2 = ((1u << WB) - 1u) * 0x10001u;
-    uint32_t v;
-    if constexpr (sh + WB <= 16) {
-        v = sh ? (w[i] >> sh) : w[i];
-    } else { // straddles: low part from word i, the rest from word i + 1
-        constexpr uint32_t SEL = (0xFFFFu >> sh) * 0x10001u;
-        v = ((w[i] >> sh) & SEL) | ((w[i + 1] << (16 - sh)) & ~SEL);
-    }
-    return (v & M2) | magic.x;
 }
 
 // xh[b][c] = x[b][perm[c]] for b < nb, c < stride = 64·mtiles (zeros past cols).
@@ -95,9 +119,6 @@ __global__ void prep_xh_kernel(Params p, const Act *__restrict__ x, int nb, Act 
 // pairs, one 8-byte load), the stat2 quadruples, and x (NH = 1: vectors 0..7; NH = 2: also
 // 8..15).
 // compile-time switches (measurement builds, run_device.sh probe; bench/NOTES.md v6j)
-#ifndef SPQR_MMA_PROBE
-#define SPQR_MMA_PROBE 0
-#endif
 #ifndef SPQR_MMA_INTERLEAVE
 #define SPQR_MMA_INTERLEAVE 1
 #endif
@@ -206,8 +227,7 @@ template <int NH> __device__ __forceinline__ void mma_load_x(LaneCtx &L, uint4 (
 template <int WB, int NH, int SK, int OS>
 __device__ __forceinline__ void mma_load(const Params &p, LaneCtx &L, MmaRaw<WB, NH, SK, OS> &o) {
     constexpr bool kLanePtr = mma_lane_ptr<OS>();
-#if SPQR_MMA_PROBE >=                                                                              \
-    3 // timing probe: w = 4 codes as one 16-byte load per lane (a lane-major layout)
+#if SPQR_MMA_PROBE >= 3 && SPQR_MMA_PROBE <= 5 // w = 4 codes as one 16-byte load per lane
     if constexpr (WB == 4) {
         const uint4 v = __ldg(reinterpret_cast<const uint4 *>(L.codes + 3 * (threadIdx.x & 31)));
         o.c[0] = v.x, o.c[1] = v.y, o.c[2] = v.z, o.c[3] = v.w;
@@ -276,7 +296,13 @@ __device__ __forceinline__ void mma_tile(const MmaRaw<WB, NH, SK, OS> &o, const 
     uint32_t a[4];
 #pragma unroll
     for (int r = 0; r < 4; r++) {
-        const __half2 w = __hfma2(__hsub2(bits_h2(q[r]), zq[r & 1]), sc[r & 1], bi[r & 1]);
+        __half2 w;
+        if constexpr (direct_decode<WB>()) // (q·2^-17)·(scale·2^17) − scale·zero
+            w = __hfma2(bits_h2(q[r]), sc[r & 1], bi[r & 1]);
+        else if constexpr (SPQR_MMA_PROBE == 6 || SPQR_MMA_PROBE == 7) // timing probe: no HSUB2
+            w = __hfma2(bits_h2(q[r]), sc[r & 1], __hadd2(bi[r & 1], zq[r & 1]));
+        else
+            w = __hfma2(__hsub2(bits_h2(q[r]), zq[r & 1]), sc[r & 1], bi[r & 1]);
         if constexpr (std::is_same<Act, __half>::value) {
             a[r] = h2_bits(w);
         } else {
@@ -351,10 +377,21 @@ __device__ __forceinline__ void mma_compute(const Params &p, LaneCtx &L, uint2 m
         // scale (relative to |q − zi|·scale ≈ |ŵ|), of scale·zf (|zf| <= 1/2) and of the result;
         // decoding q·scale − scale·zero instead would cancel two terms of size |scale·zero| (1e-3
         // relative error at w = 8).
-        const float zi = rintf(zero);
-        sc[r] = __float2half2_rn(scale);
-        zq[r] = __float2half2_rn(pair_offset<WB>(r) + zi); // off + zi: an exact fp16
-        bi[r] = __float2half2_rn(-scale * (zero - zi));
+        if constexpr (direct_decode<WB>()) {
+            // w = 3: ŵ = (q·2^-17)·b + c (mma_tile), b = scale·2^17 rounded to fp16 (as scale
+            // would be: a power of two; upload keeps it finite), c = −(b·2^-17)·zero rounded to
+            // fp16 once. Roughly: error ≤ 2^-11·(|ŵ| + |scale·(q − zero)| + |scale·zero|), the
+            // last term in place of the offset decode's 2^-11·|scale·(zero − round(zero))|.
+            const __half b = __float2half_rn(scale * 131072.f);
+            sc[r] = __half2half2(b);
+            bi[r] = __float2half2_rn(-(__half2float(b) * 7.62939453125e-06f) * zero);
+            zq[r] = sc[r]; // (unused)
+        } else {
+            const float zi = rintf(zero);
+            sc[r] = __float2half2_rn(scale);
+            zq[r] = __float2half2_rn(pair_offset<WB>(r) + zi); // off + zi: an exact fp16
+            bi[r] = __float2half2_rn(-scale * (zero - zi));
+        }
     }
     mma_tile<WB, NH, SK, Act, OS, 0>(o, x, magic, zq, sc, bi, acc);
     mma_tile<WB, NH, SK, Act, OS, 1>(o, x, magic, zq, sc, bi, acc);

@@ -17,8 +17,10 @@
 //   16·w bits; bit k of stream A is bit (k mod 16) of word k / 16, stream B the same bit + 16.
 //   Pair p sits at bit p·w of both streams, so (word >> p·w mod 16) & (mask | mask << 16) | 0x6400
 //   6400 is the fp16 pair (1024 + qA, 1024 + qB) — one SHF + one LOP3 (two more where a pair
-//   straddles two words: w = 3, 5, 6, 7; w = 4 shifts once per word for four pairs, with the odd
-//   pairs read as 64 + q: code_pair). Exactly w words per lane.
+//   straddles two words: w = 5, 6, 7; w = 4 shifts once per word for four pairs, with the odd
+//   pairs read as 64 + q: code_pair). w = 3 is laid out otherwise (SPQR_MMA_W3S, code_bit:
+//   five pairs per word at bits 1, 4, 7, 10, 13 of each half, pair 15 in the three bits 0), so
+//   that no pair straddles and each reads as the fp16 subnormal q·2^-17. Exactly w words per lane.
 //   Tile record: everything a warp reads for macro tile (S, M) is one contiguous run of R words
 //   (rec_words, a multiple of 8) at (S·mtiles + M)·R, a strip's records contiguous:
 //   - words [0, 32·w): code word i of lane l at 32·i + l, so each of the lane's w loads is one
@@ -44,6 +46,14 @@
 
 namespace spqr_cu {
 
+// SPQR_MMA_W3S (1, the library's; 0: a measurement build): w = 3 codes at half-word bits 1, 4, 7,
+// 10, 13 of each code word (pairs 5i .. 5i + 4 in word i), pair 15's three bits at bit 0 of words
+// 0, 1 and 2, decoded without an offset (code_pair, bench/NOTES.md v6v); 0: the bit streams
+// below, as for every other w.
+#ifndef SPQR_MMA_W3S
+#define SPQR_MMA_W3S 1
+#endif
+
 constexpr int kMmaWarps = 8;
 constexpr int kMmaThreads = kMmaWarps * 32;
 constexpr uint32_t kMagic2 = 0x64006400u;    // fp16 pair (1024, 1024)
@@ -65,6 +75,21 @@ __host__ __device__ __forceinline__ uint32_t tile_col(uint32_t t, uint32_t p, ui
 // (at most two words, one funnel shift; fp16 statistics: one 8-byte load).
 __host__ __device__ __forceinline__ uint32_t stat_slot(uint32_t r) {
     return SPQR_MMA_PAIRSTATS ? 2 * (r & 7) + (r >> 3) : r;
+}
+
+// Where bit b of the w-bit code of a lane's pair p (0..15), half h (0 = stream A) lies in the
+// lane's code words: returns the word, sets *bit. w = 3 (SPQR_MMA_W3S): pair p < 15 at bit
+// 1 + 3·(p mod 5) of word p / 5, pair 15's bit b at bit 0 of word b; otherwise pair p at bit p·w
+// of the stream (word k / 16, bit k mod 16 for k = p·w + b). Half h adds 16.
+__host__ __device__ __forceinline__ uint32_t code_bit(uint32_t wb, uint32_t p, uint32_t b,
+                                                      uint32_t h, uint32_t *bit) {
+    if (SPQR_MMA_W3S && wb == 3) {
+        *bit = (p == 15 ? 0 : 1 + 3 * (p % 5) + b) + 16 * h;
+        return p == 15 ? b : p / 5;
+    }
+    const uint32_t k = p * wb + b;
+    *bit = (k & 15) + 16 * h;
+    return k >> 4;
 }
 
 } // namespace spqr_cu

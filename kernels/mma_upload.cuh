@@ -12,8 +12,9 @@ __device__ __forceinline__ uint32_t tiled_code(const uint32_t *w, uint32_t strid
                                                uint32_t p, uint32_t h) {
     uint32_t q = 0;
     for (uint32_t b = 0; b < wb; b++) {
-        const uint32_t k = p * wb + b;
-        q |= ((w[(k >> 4) * stride] >> ((k & 15) + 16 * h)) & 1u) << b;
+        uint32_t bit;
+        const uint32_t word = code_bit(wb, p, b, h, &bit);
+        q |= ((w[word * stride] >> bit) & 1u) << b;
     }
     return q;
 }
@@ -45,8 +46,9 @@ __global__ void tile_codes_kernel(Params p, uint32_t *tcodes) {
                                        ? pack_get(p.codes + (uint64_t)r * p.code_words, c, p.wbits)
                                        : 0;
                 for (uint32_t b = 0; b < p.wbits; b++) {
-                    const uint32_t k = pr * p.wbits + b;
-                    w[k >> 4] |= ((q >> b) & 1u) << ((k & 15) + 16 * h);
+                    uint32_t bit;
+                    const uint32_t word = code_bit(p.wbits, pr, b, h, &bit);
+                    w[word] |= ((q >> b) & 1u) << bit;
                 }
             }
         for (uint32_t k = 0; k < p.wbits; k++) tcodes[sm * p.rec_words + k * 32 + lane] = w[k];
@@ -92,7 +94,8 @@ __global__ void tile_stats_kernel(Params p, uint32_t *tcodes) {
 // Upload: *bad = 1 when some group's statistics do not suit the fp16 decode of mma_compute:
 // |scale|·(2^w − 1) + |scale·zero| >= 60000 (fp16 overflow), |zero| > 512 (1024 + round(zero)
 // must be an exact fp16 in [512, 1536]), 0 < |scale| < 2^-14 (an fp16 subnormal scale would lose
-// relative precision), or a NaN/inf.
+// relative precision), w = 3 with |scale|·2^17 >= 65504 (the fp16 multiplier of the offset-free
+// decode, code_pair), or a NaN/inf.
 __global__ void fp16_range_kernel(Params p, unsigned int *bad) {
     const uint64_t total = (uint64_t)p.rows * p.groups;
     unsigned int local = 0;
@@ -101,7 +104,9 @@ __global__ void fp16_range_kernel(Params p, unsigned int *bad) {
         float scale, zero;
         stats_of(p, (uint32_t)(i / p.groups), (uint32_t)(i % p.groups), scale, zero);
         const float m = fabsf(scale) * (float)((1u << p.wbits) - 1u) + fabsf(scale * zero);
-        const bool ok = m < 60000.f && fabsf(zero) <= 512.f &&
+        // w = 3 (SPQR_MMA_W3S) multiplies by scale·2^17 as an fp16: |scale| < 0.4997
+        const bool w3s_ok = !(SPQR_MMA_W3S && p.wbits == 3) || fabsf(scale) * 131072.f < 65504.f;
+        const bool ok = m < 60000.f && fabsf(zero) <= 512.f && w3s_ok &&
                         (scale == 0.f || fabsf(scale) >= 6.103515625e-05f);
         if (!ok) local = 1; // NaN fails every comparison above
     }

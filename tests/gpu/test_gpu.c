@@ -306,6 +306,10 @@ static void graph_capture(void) {
                 for (int v = 0; v < 2 && ce == cudaSuccess && st == SPQR_OK; v++) {
                     cudaMemcpy(dx, xs[v], nx * 2, cudaMemcpyHostToDevice);
                     cudaMemset(dy, 0xff, ny * 2);
+                    /* s does not wait for the legacy stream (cudaStreamNonBlocking), and the
+                     * memset is asynchronous: without this the poison could land after the
+                     * replay's outputs (seen once: 64 NaN outputs) */
+                    cudaDeviceSynchronize();
                     cudaError_t le = cudaGraphLaunch(ge, s);
                     if (le == cudaSuccess) le = cudaStreamSynchronize(s);
                     cudaMemcpy(yg, dy, ny * 2, cudaMemcpyDeviceToHost);
