@@ -142,21 +142,33 @@ static void random_configs(void) {
     unlink(path);
 }
 
-/* Statistics the fp16 decode of the tensor-core kernel cannot carry (zero ≈ 600: zz = -600,
- * sz = 1) keep the stored layout and run the fp32 kernels (v3/v5 for beta2 16 and 32), which
- * must agree with the reference just the same. */
+/* Statistics set through the second-order pairs (scale = ss·(qs − zs), zero = sz·(qz − zz)):
+ * those the fp16 decode of the tensor-core kernel cannot carry (zero ≈ 600; for w = 3 a scale up
+ * to 1, whose fp16 multiplier scale·2^17 would overflow) keep the stored layout and run the fp32
+ * kernels (v3/v5 for beta2 16 and 32); those at the edge of what it carries (w = 3: scales up to
+ * 0.42, zeros near -400, where the offset-free decode's rounding of scale·zero is largest) stay
+ * tiled. Either way the result must agree with the reference just the same. */
 static void fp16_fallback(void) {
-    static const uint32_t beta2s[] = {16, 32};
+    static const struct {
+        uint32_t w, beta2;
+        float ss, zs, sz, zz; /* NAN: as sampled */
+        int tiled;
+        const char *what;
+    } cases[] = {{3, 16, NAN, NAN, 1.0f, -600.0f, 0, "zero~600"},
+                 {4, 32, NAN, NAN, 1.0f, -600.0f, 0, "zero~600"},
+                 {3, 16, 0.1f, -3.0f, NAN, NAN, 0, "scale 0.3..1"},
+                 {3, 16, 0.06f, 0.0f, NAN, NAN, 1, "scale 0..0.42"},
+                 {3, 16, NAN, NAN, 1.0f, 400.0f, 1, "zero~-400"}};
     char path[256];
     snprintf(path, sizeof path, "/tmp/spqr_gpu_fb_%d.spqr", (int)getpid());
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < (int)(sizeof cases / sizeof cases[0]); i++) {
         spqr_tensor_info in = {.kind = SPQR_KIND_SPQR,
                                .ndim = 2,
                                .dims = {300, 1000},
-                               .wbits = 3 + (uint32_t)i,
+                               .wbits = cases[i].w,
                                .stat_bits = 3,
                                .beta1 = 16,
-                               .beta2 = beta2s[i],
+                               .beta2 = cases[i].beta2,
                                .nnz = 3000,
                                .flags = SPQR_FLAG_PERM};
         spqr_error err = {0};
@@ -167,9 +179,11 @@ static void fp16_fallback(void) {
             CHECK(0, "%s: %s", label, err.msg);
             continue;
         }
+        const float set[4] = {cases[i].ss, cases[i].zs, cases[i].sz, cases[i].zz};
         uint16_t *s2 = st.sec[SPQR_SEC_STAT2];
         for (uint64_t k = 0; k < st.size[SPQR_SEC_STAT2] / 8; k++)
-            s2[4 * k + 2] = spqr_f32_to_f16(1.0f), s2[4 * k + 3] = spqr_f32_to_f16(-600.0f);
+            for (int j = 0; j < 4; j++)
+                if (!isnan(set[j])) s2[4 * k + j] = spqr_f32_to_f16(set[j]);
         spqr_writer *w = spqr_writer_open(path, 0, &err);
         spqr_file *f = NULL;
         if (w && spqr_writer_add_spqr(w, "t", &in, (const void *const *)st.sec, &err))
@@ -181,8 +195,9 @@ static void fp16_fallback(void) {
             CHECK(0, "%s: building tensor: %s", label, err.msg);
             continue;
         }
-        strncat(label, " zero~600", sizeof label - strlen(label) - 1);
-        check_tensor(f, 0, 500 + (uint64_t)i, label, 0);
+        strncat(label, " ", sizeof label - strlen(label) - 1);
+        strncat(label, cases[i].what, sizeof label - strlen(label) - 1);
+        check_tensor(f, 0, 500 + (uint64_t)i, label, cases[i].tiled);
         spqr_file_close(f);
     }
     unlink(path);
