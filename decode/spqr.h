@@ -60,8 +60,9 @@ spqr_status spqr_gpu_set_outlier_path(spqr_gpu_tensor *t, spqr_outlier_path path
  * independent. A call may be captured into a CUDA graph (stream capture on a non-default stream,
  * on either outlier path); each replay computes with the x its buffer holds then. Precision: the
  * tensor-core kernel decodes weights to fp16 (a few fp16 roundings of the group's terms, e.g.
- * ŵ = (q·2^-17)·fp16(scale·2^17) + fp16(−scale·zero) for w = 3) and accumulates in fp32;
- * tests/gpu bound the relative RMS error against the exact product by 1e-3 (f16), 8e-3 (bf16). */
+ * ŵ = (q·2^-17)·fp16(scale·2^17) + fp16(−scale·zero) for w = 3, 2^-16 and 2^16 for w = 2) and
+ * accumulates in fp32; tests/gpu bound the relative RMS error against the exact product by 1e-3
+ * (f16) and 8e-3 (bf16). */
 spqr_status spqr_gpu_matmul(spqr_gpu_tensor *t, const void *x, void *y, int batch,
                             spqr_act_type act, void *stream, spqr_error *err);
 /* Dequantizes into w (device, rows x cols fp16, original column order) for cuBLAS GEMM. */
@@ -69,8 +70,8 @@ spqr_status spqr_gpu_dequantize_f16(spqr_gpu_tensor *t, void *w, void *stream, s
 /* 1 when the tensor runs on the tensor-core kernel (its codes and first-order statistics were
  * re-tiled on the device at upload, bench/NOTES.md v6), 0 when it kept the stored layout (β2 < 16,
  * or statistics outside what an fp16 decode represents faithfully: |ŵ| bound >= 60000,
- * |zero| > 512, a nonzero |scale| < 2^-14, or for w = 3 |scale| >= 0.4997), which the fp32
- * kernels run. */
+ * |zero| > 512, a nonzero |scale| < 2^-14, or |scale| >= 0.4997 for w = 3, 0.9995 for w = 2),
+ * which the fp32 kernels run. */
 int spqr_gpu_uses_tensor_cores(const spqr_gpu_tensor *t);
 /* Bytes the matmul must read from device memory for batch b (weights, statistics, outliers,
  * permutation, x, y): the denominator of effective bandwidth. */

@@ -46,25 +46,28 @@ template <int WB> constexpr float pair_offset(int row_half) {
 // (row g + 8), so a word's four pairs (bits 0, 4, 8, 12) cost one shift (by 8) instead of
 // three; the ALU pipe is the kernel's busiest (bench/NOTES.md v6o).
 //
-// w = 3 (direct_decode, SPQR_MMA_W3S): no offset. Each pair is shifted to mantissa bits 7..9 of
-// both halves with the exponent bits left 0: the fp16 subnormal q·2^-17, exact (mma_layout.cuh
-// puts pair 5i + k of word i at bit 1 + 3k, so one shift each but pair 5i + 2; pair 15 gathers
-// bit 0 of the three words). mma_tile then needs one HFMA2 per pair instead of HSUB2 + HFMA2.
+// w = 2, 3 (direct_decode, mma_layout.cuh direct_width): no offset. Each pair is shifted to
+// mantissa bits 10 − w .. 9 of both halves with the exponent bits left 0: the fp16 subnormal
+// q·2^-(14 + w), exact. w = 3: mma_layout.cuh puts pair 5i + k of word i at bit 1 + 3k, so one
+// shift each but pair 5i + 2, and pair 15 gathers bit 0 of the three words; w = 2: pair 8i + k
+// at bit 2k of word i. mma_tile then needs one HFMA2 per pair instead of HSUB2 + HFMA2.
 template <int WB> constexpr bool direct_decode() {
-    return WB == 3 && SPQR_MMA_W3S;
+    return direct_width(WB);
 }
 template <int WB, int P>
 __device__ __forceinline__ uint32_t code_pair(const uint32_t (&w)[WB], uint2 magic) {
     if constexpr (direct_decode<WB>()) {
-        constexpr uint32_t M = 0x03800380u; // bits 7..9 of each half
-        if constexpr (P == 15)
-            return ((w[0] << 7) & 0x00800080u) | ((w[1] << 8) & 0x01000100u) |
+        constexpr int top = 10 - WB; // the field's lowest mantissa bit
+        constexpr uint32_t M = (((1u << WB) - 1u) << top) * 0x10001u;
+        if constexpr (WB == 3 && P == 15)
+            return ((w[0] << 7) & 0x00800080u) | ((w[1 % WB] << 8) & 0x01000100u) |
                    ((w[2 % WB] << 9) & 0x02000200u);
-        constexpr int i = P / 5, pos = 1 + 3 * (P % 5);
-        if constexpr (pos < 7)
-            return (w[i] << (7 - pos)) & M;
+        constexpr int i = WB == 3 ? P / 5 : P / 8;
+        constexpr int pos = WB == 3 ? 1 + 3 * (P % 5) : 2 * (P % 8);
+        if constexpr (pos < top)
+            return (w[i] << (top - pos)) & M;
         else
-            return (w[i] >> (pos - 7)) & M;
+            return (w[i] >> (pos - top)) & M;
     } else if constexpr (WB == 4 && SPQR_MMA_NIBBLE) {
         constexpr int i = P >> 2, r = P & 3;
         const uint32_t v = r >= 2 ? (w[i] >> 8) : w[i];
@@ -297,7 +300,7 @@ __device__ __forceinline__ void mma_tile(const MmaRaw<WB, NH, SK, OS> &o, const 
 #pragma unroll
     for (int r = 0; r < 4; r++) {
         __half2 w;
-        if constexpr (direct_decode<WB>()) // (q·2^-17)·(scale·2^17) − scale·zero
+        if constexpr (direct_decode<WB>()) // (q·2^-(14 + w))·(scale·2^(14 + w)) − scale·zero
             w = __hfma2(bits_h2(q[r]), sc[r & 1], bi[r & 1]);
         else if constexpr (SPQR_MMA_PROBE == 6 || SPQR_MMA_PROBE == 7) // timing probe: no HSUB2
             w = __hfma2(bits_h2(q[r]), sc[r & 1], __hadd2(bi[r & 1], zq[r & 1]));
@@ -378,13 +381,15 @@ __device__ __forceinline__ void mma_compute(const Params &p, LaneCtx &L, uint2 m
         // decoding q·scale − scale·zero instead would cancel two terms of size |scale·zero| (1e-3
         // relative error at w = 8).
         if constexpr (direct_decode<WB>()) {
-            // w = 3: ŵ = (q·2^-17)·b + c (mma_tile), b = scale·2^17 rounded to fp16 (as scale
-            // would be: a power of two; upload keeps it finite), c = −(b·2^-17)·zero rounded to
-            // fp16 once. Roughly: error ≤ 2^-11·(|ŵ| + |scale·(q − zero)| + |scale·zero|), the
-            // last term in place of the offset decode's 2^-11·|scale·(zero − round(zero))|.
-            const __half b = __float2half_rn(scale * 131072.f);
+            // w = 2, 3: ŵ = (q·2^-(14 + w))·b + c (mma_tile), b = scale·2^(14 + w) rounded to
+            // fp16 (as scale would be: a power of two; upload keeps it finite), c = −(b·2^-(14 +
+            // w))·zero rounded to fp16 once. Roughly: error ≤ 2^-11·(|ŵ| + |scale·(q − zero)| +
+            // |scale·zero|), the last term in place of the offset decode's 2^-11·|scale·(zero −
+            // round(zero))|.
+            constexpr float up = (float)(1u << (14 + WB)), down = 1.f / up;
+            const __half b = __float2half_rn(scale * up);
             sc[r] = __half2half2(b);
-            bi[r] = __float2half2_rn(-(__half2float(b) * 7.62939453125e-06f) * zero);
+            bi[r] = __float2half2_rn(-(__half2float(b) * down) * zero);
             zq[r] = sc[r]; // (unused)
         } else {
             const float zi = rintf(zero);

@@ -49,10 +49,21 @@ namespace spqr_cu {
 // SPQR_MMA_W3S (1, the library's; 0: a measurement build): w = 3 codes at half-word bits 1, 4, 7,
 // 10, 13 of each code word (pairs 5i .. 5i + 4 in word i), pair 15's three bits at bit 0 of words
 // 0, 1 and 2, decoded without an offset (code_pair, bench/NOTES.md v6v); 0: the bit streams
-// below, as for every other w.
+// below, as for every other w. SPQR_MMA_W2S: w = 2 decoded without an offset too (its layout is
+// the bit streams').
 #ifndef SPQR_MMA_W3S
 #define SPQR_MMA_W3S 1
 #endif
+#ifndef SPQR_MMA_W2S
+#define SPQR_MMA_W2S 1
+#endif
+// Widths decoded without an offset: a w-bit field at mantissa bits 10 − w .. 9 of an fp16 whose
+// exponent bits are 0 is the subnormal q·2^-(14 + w), so weights are (q·2^-(14 + w))·fp16(scale·
+// 2^(14 + w)) + fp16(−scale·zero), one HFMA2 per pair (mma_kernel.cuh, code_pair); upload keeps
+// |scale|·2^(14 + w) < 65504 (fp16_range_kernel).
+__host__ __device__ constexpr bool direct_width(int wb) {
+    return (wb == 3 && SPQR_MMA_W3S) || (wb == 2 && SPQR_MMA_W2S);
+}
 
 constexpr int kMmaWarps = 8;
 constexpr int kMmaThreads = kMmaWarps * 32;

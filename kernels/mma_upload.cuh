@@ -94,8 +94,8 @@ __global__ void tile_stats_kernel(Params p, uint32_t *tcodes) {
 // Upload: *bad = 1 when some group's statistics do not suit the fp16 decode of mma_compute:
 // |scale|·(2^w − 1) + |scale·zero| >= 60000 (fp16 overflow), |zero| > 512 (1024 + round(zero)
 // must be an exact fp16 in [512, 1536]), 0 < |scale| < 2^-14 (an fp16 subnormal scale would lose
-// relative precision), w = 3 with |scale|·2^17 >= 65504 (the fp16 multiplier of the offset-free
-// decode, code_pair), or a NaN/inf.
+// relative precision), w = 2, 3 with |scale|·2^(14 + w) >= 65504 (the fp16 multiplier of the
+// offset-free decode, code_pair), or a NaN/inf.
 __global__ void fp16_range_kernel(Params p, unsigned int *bad) {
     const uint64_t total = (uint64_t)p.rows * p.groups;
     unsigned int local = 0;
@@ -104,9 +104,11 @@ __global__ void fp16_range_kernel(Params p, unsigned int *bad) {
         float scale, zero;
         stats_of(p, (uint32_t)(i / p.groups), (uint32_t)(i % p.groups), scale, zero);
         const float m = fabsf(scale) * (float)((1u << p.wbits) - 1u) + fabsf(scale * zero);
-        // w = 3 (SPQR_MMA_W3S) multiplies by scale·2^17 as an fp16: |scale| < 0.4997
-        const bool w3s_ok = !(SPQR_MMA_W3S && p.wbits == 3) || fabsf(scale) * 131072.f < 65504.f;
-        const bool ok = m < 60000.f && fabsf(zero) <= 512.f && w3s_ok &&
+        // w = 2, 3 (direct_width) multiply by scale·2^(14 + w) as an fp16: |scale| < 0.9995,
+        // 0.4997
+        const bool direct_ok =
+            !direct_width((int)p.wbits) || ldexpf(fabsf(scale), 14 + (int)p.wbits) < 65504.f;
+        const bool ok = m < 60000.f && fabsf(zero) <= 512.f && direct_ok &&
                         (scale == 0.f || fabsf(scale) >= 6.103515625e-05f);
         if (!ok) local = 1; // NaN fails every comparison above
     }

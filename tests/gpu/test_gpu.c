@@ -144,10 +144,11 @@ static void random_configs(void) {
 
 /* Statistics set through the second-order pairs (scale = ss·(qs − zs), zero = sz·(qz − zz)):
  * those the fp16 decode of the tensor-core kernel cannot carry (zero ≈ 600; for w = 3 a scale up
- * to 1, whose fp16 multiplier scale·2^17 would overflow) keep the stored layout and run the fp32
- * kernels (v3/v5 for beta2 16 and 32); those at the edge of what it carries (w = 3: scales up to
- * 0.42, zeros near -400, where the offset-free decode's rounding of scale·zero is largest) stay
- * tiled. Either way the result must agree with the reference just the same. */
+ * to 1, whose fp16 multiplier scale·2^17 would overflow; w = 2 up to 1.4, against 2^16) keep the
+ * stored layout and run the fp32 kernels (v3/v5 for beta2 16 and 32); those at the edge of what
+ * it carries (w = 3: scales up to 0.42, zeros near -400, where the offset-free decode's rounding
+ * of scale·zero is largest; w = 2: scales up to 0.84) stay tiled. Either way the result must agree
+ * with the reference just the same. */
 static void fp16_fallback(void) {
     static const struct {
         uint32_t w, beta2;
@@ -158,7 +159,9 @@ static void fp16_fallback(void) {
                  {4, 32, NAN, NAN, 1.0f, -600.0f, 0, "zero~600"},
                  {3, 16, 0.1f, -3.0f, NAN, NAN, 0, "scale 0.3..1"},
                  {3, 16, 0.06f, 0.0f, NAN, NAN, 1, "scale 0..0.42"},
-                 {3, 16, NAN, NAN, 1.0f, 400.0f, 1, "zero~-400"}};
+                 {3, 16, NAN, NAN, 1.0f, 400.0f, 1, "zero~-400"},
+                 {2, 16, 0.2f, 0.0f, NAN, NAN, 0, "scale 0..1.4"},
+                 {2, 16, 0.12f, 0.0f, NAN, NAN, 1, "scale 0..0.84"}};
     char path[256];
     snprintf(path, sizeof path, "/tmp/spqr_gpu_fb_%d.spqr", (int)getpid());
     for (int i = 0; i < (int)(sizeof cases / sizeof cases[0]); i++) {
