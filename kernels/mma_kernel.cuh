@@ -5,8 +5,8 @@
 // weight and is instruction-bound at 35-51 % of copy bandwidth. Here weights are decoded to fp16
 // pairs and multiplied by mma.sync.m16n8k16 (fp32 accumulation): per pair of weights one SHF + one
 // LOP3 (codes → 1024 + q as fp16, exactly), one HSUB2 (→ q − round(zero), exact), one HFMA2
-// (→ ŵ, rounded once to fp16); w = 3 skips the HSUB2 (code_pair); the multiply itself is 1/8
-// instruction per weight per lane.
+// (→ ŵ, rounded once to fp16); w = 2 and 3 skip the HSUB2 (code_pair); the multiply itself is
+// 1/8 instruction per weight per lane.
 #pragma once
 #include "mma_layout.cuh"
 
@@ -379,7 +379,9 @@ __device__ __forceinline__ void mma_compute(const Params &p, LaneCtx &L, uint2 m
         // (off + zi) = q − zi is exact in fp16 (off = 1024 or 64), so the only roundings are of
         // scale (relative to |q − zi|·scale ≈ |ŵ|), of scale·zf (|zf| <= 1/2) and of the result;
         // decoding q·scale − scale·zero instead would cancel two terms of size |scale·zero| (1e-3
-        // relative error at w = 8).
+        // relative error at w = 8). At w = 2, 3 the zero is a few units, so the offset-free
+        // decode (direct_decode) does just that: its simulated and measured error is ~1.3x the
+        // offset decode's (bench/NOTES.md v6v), for one instruction fewer per pair.
         if constexpr (direct_decode<WB>()) {
             // w = 2, 3: ŵ = (q·2^-(14 + w))·b + c (mma_tile), b = scale·2^(14 + w) rounded to
             // fp16 (as scale would be: a power of two; upload keeps it finite), c = −(b·2^-(14 +
@@ -390,7 +392,7 @@ __device__ __forceinline__ void mma_compute(const Params &p, LaneCtx &L, uint2 m
             const __half b = __float2half_rn(scale * up);
             sc[r] = __half2half2(b);
             bi[r] = __float2half2_rn(-(__half2float(b) * down) * zero);
-            zq[r] = sc[r]; // (unused)
+            zq[r] = sc[r]; // (not read by the direct decode)
         } else {
             const float zi = rintf(zero);
             sc[r] = __float2half2_rn(scale);
