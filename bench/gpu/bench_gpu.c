@@ -2,18 +2,18 @@
  * Usage: bench_gpu [--quick] [--graph|--bytes] [--batch N] [--config 0..3] [--shape ROWSxCOLS]...
  *   --quick: the first two shapes; --batch: any of 1..16; --config: one configuration; --shape
  *   (repeatable): these shapes, any ROWSxCOLS, instead of the default six. Config 0 = w3 1%
- *   outliers, 1 = w4 no outliers, 2 = w3 no outliers (only when asked for: it splits config 0's
- *   time between the codes and the outliers), 3 = w2 no outliers (only when asked for). --graph:
- * the 50 calls (spqr and cuBLAS alike) are captured into one CUDA graph on a stream and the graph
- * is launched, as serving runtimes run a decode step: no host launch overhead between calls.
- * --bytes: no timing; one line "BYTES n" per shape and configuration, n = spqr_gpu_matmul_bytes at
- * the batch (default 1), the byte counts whose pure-read time read_bw --floor measures. For each
- * shape (4096², 11008x4096, 4096x11008, 8192², 28672x8192, 8192x28672), configuration (w3 s3 beta16
- * 1% outliers act-order; w4 s3 beta16 no outliers act-order) and batch (1, 4, 16): median µs per
- * call (7 repeats of 50 calls timed with events, buffers rotated so the working set exceeds L2),
- * effective bandwidth = bytes the kernel must read and write / time, as % of the measured
- * device-to-device copy bandwidth (bytes read + written), and speedup vs cuBLAS GemmEx fp16 (fp32
- * accumulate) on the same shape and batch. */
+ *   outliers, 1 = w4 no outliers; only when asked for: 2 = w3 no outliers (it splits config 0's
+ *   time between the codes and the outliers), 3 = w2 no outliers. --graph: the 50 calls (spqr
+ *   and cuBLAS alike) are captured into one CUDA graph on a stream and the graph is launched, as
+ *   serving runtimes run a decode step: no host launch overhead between calls. --bytes: no
+ *   timing; one line "BYTES n" per shape and configuration, n = spqr_gpu_matmul_bytes at the
+ *   batch (default 1), the byte counts whose pure-read time read_bw --floor measures.
+ * For each shape (4096², 11008x4096, 4096x11008, 8192², 28672x8192, 8192x28672), configuration
+ * (w3 s3 beta16 1% outliers act-order; w4 s3 beta16 no outliers act-order) and batch (1, 4, 16):
+ * median µs per call (7 repeats of 50 calls timed with events, buffers rotated so the working set
+ * exceeds L2), effective bandwidth = bytes the kernel must read and write / time, as % of the
+ * measured device-to-device copy bandwidth (bytes read + written), and speedup vs cuBLAS GemmEx
+ * fp16 (fp32 accumulate) on the same shape and batch. */
 #define _POSIX_C_SOURCE 200809L
 #include "sample.h"
 #include "spqr.h"
