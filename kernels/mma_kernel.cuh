@@ -324,7 +324,8 @@ __device__ __forceinline__ void mma_tile(const MmaRaw<WB, NH, SK, OS> &o, const 
 // v6 "ceilings", run_device.sh probe): 1 = loads only (every word a tile loads is XOR-folded into
 // acc, no decode, no mma), 2 = no statistics decode (constant scale/zero; codes decoded, mma),
 // 3 = loads only with w = 4 codes read as one 16-byte load per lane, 4 = the full kernel so,
-// 5 = loads only without the statistics loads.
+// 5 = loads only without the statistics loads, 6 = no HSUB2 in the offset decode (w = 4-8 now),
+// 7 = that and no straddling pairs (bench/NOTES.md v6v).
 
 template <int WB, int NH, int SK, typename Act, int OS>
 __device__ __forceinline__ void mma_compute(const Params &p, LaneCtx &L, uint2 magic,
