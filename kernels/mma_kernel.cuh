@@ -48,9 +48,10 @@ template <int WB> constexpr float pair_offset(int row_half) {
 //
 // w = 2, 3 (direct_decode, mma_layout.cuh direct_width): no offset. Each pair is shifted to
 // mantissa bits 10 − w .. 9 of both halves with the exponent bits left 0: the fp16 subnormal
-// q·2^-(14 + w), exact. w = 3: mma_layout.cuh puts pair 5i + k of word i at bit 1 + 3k, so one
-// shift each but pair 5i + 2, and pair 15 gathers bit 0 of the three words; w = 2: pair 8i + k
-// at bit 2k of word i. mma_tile then needs one HFMA2 per pair instead of HSUB2 + HFMA2.
+// q·2^-(14 + w), exact. Where the pair lies is code_word / code_bit (mma_layout.cuh): w = 3 puts
+// pair 5i + k of word i at bit 1 + 3k, so one shift each but pair 5i + 2, and pair 15 gathers bit
+// 0 of the three words; w = 2: pair 8i + k at bit 2k of word i. mma_tile then needs one HFMA2
+// per pair instead of HSUB2 + HFMA2.
 template <int WB> constexpr bool direct_decode() {
     return direct_width(WB);
 }
@@ -58,16 +59,23 @@ template <int WB, int P>
 __device__ __forceinline__ uint32_t code_pair(const uint32_t (&w)[WB], uint2 magic) {
     if constexpr (direct_decode<WB>()) {
         constexpr int top = 10 - WB; // the field's lowest mantissa bit
-        constexpr uint32_t M = (((1u << WB) - 1u) << top) * 0x10001u;
-        if constexpr (WB == 3 && P == 15)
-            return ((w[0] << 7) & 0x00800080u) | ((w[1 % WB] << 8) & 0x01000100u) |
-                   ((w[2 % WB] << 9) & 0x02000200u);
-        constexpr int i = WB == 3 ? P / 5 : P / 8;
-        constexpr int pos = WB == 3 ? 1 + 3 * (P % 5) : 2 * (P % 8);
-        if constexpr (pos < top)
-            return (w[i] << (top - pos)) & M;
-        else
-            return (w[i] >> (pos - top)) & M;
+        constexpr int i = code_word(WB, P, 0), pos = code_bit(WB, P, 0);
+        if constexpr (code_word(WB, P, WB - 1) == i && code_bit(WB, P, WB - 1) == pos + WB - 1) {
+            constexpr uint32_t M = (((1u << WB) - 1u) << top) * 0x10001u; // a whole field
+            if constexpr (pos < top)
+                return (w[i] << (top - pos)) & M;
+            else
+                return (w[i] >> (pos - top)) & M;
+        } else { // the field's bits apart (w = 3, pair 15): each moved to its place
+            uint32_t v = 0;
+#pragma unroll
+            for (int b = 0; b < WB; b++) {
+                const int sh = top + b - (int)code_bit(WB, P, b);
+                const uint32_t u = w[code_word(WB, P, b)];
+                v |= (sh >= 0 ? u << sh : u >> -sh) & (0x10001u << (top + b));
+            }
+            return v;
+        }
     } else if constexpr (WB == 4 && SPQR_MMA_NIBBLE) {
         constexpr int i = P >> 2, r = P & 3;
         const uint32_t v = r >= 2 ? (w[i] >> 8) : w[i];

@@ -88,19 +88,16 @@ __host__ __device__ __forceinline__ uint32_t stat_slot(uint32_t r) {
     return SPQR_MMA_PAIRSTATS ? 2 * (r & 7) + (r >> 3) : r;
 }
 
-// Where bit b of the w-bit code of a lane's pair p (0..15), half h (0 = stream A) lies in the
-// lane's code words: returns the word, sets *bit. w = 3 (SPQR_MMA_W3S): pair p < 15 at bit
-// 1 + 3·(p mod 5) of word p / 5, pair 15's bit b at bit 0 of word b; otherwise pair p at bit p·w
-// of the stream (word k / 16, bit k mod 16 for k = p·w + b). Half h adds 16.
-__host__ __device__ __forceinline__ uint32_t code_bit(uint32_t wb, uint32_t p, uint32_t b,
-                                                      uint32_t h, uint32_t *bit) {
-    if (SPQR_MMA_W3S && wb == 3) {
-        *bit = (p == 15 ? 0 : 1 + 3 * (p % 5) + b) + 16 * h;
-        return p == 15 ? b : p / 5;
-    }
-    const uint32_t k = p * wb + b;
-    *bit = (k & 15) + 16 * h;
-    return k >> 4;
+// Where bit b of the w-bit code of a lane's pair p (0..15) lies in the lane's code words, the
+// one definition of the codes' layout (upload, dequantize and code_pair all read it): word
+// code_word, bit code_bit of the half (stream A; stream B is the same bit + 16). w = 3
+// (SPQR_MMA_W3S): pair p < 15 at bit 1 + 3·(p mod 5) of word p / 5, pair 15's bit b at bit 0 of
+// word b; otherwise pair p at bit p·w of the stream (word k / 16, bit k mod 16 for k = p·w + b).
+__host__ __device__ constexpr uint32_t code_word(uint32_t wb, uint32_t p, uint32_t b) {
+    return SPQR_MMA_W3S && wb == 3 ? (p == 15 ? b : p / 5) : (p * wb + b) >> 4;
+}
+__host__ __device__ constexpr uint32_t code_bit(uint32_t wb, uint32_t p, uint32_t b) {
+    return SPQR_MMA_W3S && wb == 3 ? (p == 15 ? 0 : 1 + 3 * (p % 5) + b) : (p * wb + b) & 15;
 }
 
 } // namespace spqr_cu

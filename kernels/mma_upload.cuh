@@ -12,9 +12,7 @@ __device__ __forceinline__ uint32_t tiled_code(const uint32_t *w, uint32_t strid
                                                uint32_t p, uint32_t h) {
     uint32_t q = 0;
     for (uint32_t b = 0; b < wb; b++) {
-        uint32_t bit;
-        const uint32_t word = code_bit(wb, p, b, h, &bit);
-        q |= ((w[word * stride] >> bit) & 1u) << b;
+        q |= ((w[code_word(wb, p, b) * stride] >> (code_bit(wb, p, b) + 16 * h)) & 1u) << b;
     }
     return q;
 }
@@ -46,9 +44,8 @@ __global__ void tile_codes_kernel(Params p, uint32_t *tcodes) {
                                        ? pack_get(p.codes + (uint64_t)r * p.code_words, c, p.wbits)
                                        : 0;
                 for (uint32_t b = 0; b < p.wbits; b++) {
-                    uint32_t bit;
-                    const uint32_t word = code_bit(p.wbits, pr, b, h, &bit);
-                    w[word] |= ((q >> b) & 1u) << bit;
+                    w[code_word(p.wbits, pr, b)] |= ((q >> b) & 1u)
+                                                    << (code_bit(p.wbits, pr, b) + 16 * h);
                 }
             }
         for (uint32_t k = 0; k < p.wbits; k++) tcodes[sm * p.rec_words + k * 32 + lane] = w[k];
