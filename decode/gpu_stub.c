@@ -36,3 +36,7 @@ int spqr_gpu_uses_tensor_cores(const spqr_gpu_tensor *t) {
     (void)t;
     return 0;
 }
+uint64_t spqr_gpu_outlier_rounds(const spqr_gpu_tensor *t) {
+    (void)t;
+    return 0;
+}

@@ -80,11 +80,12 @@ static bool mma_outlier_pass(const spqr_gpu_tensor *t, int nb) {
 }
 // Index of a kernel variant in spqr_gpu_tensor::mma_blocks (the tensor fixes WB and SK).
 template <int NH, typename Act, int OS> constexpr int mma_variant() {
-    return (std::is_same<Act, __half>::value ? 0 : 8) + (NH - 1) * 4 +
+    return (std::is_same<Act, __half>::value ? 0 : 10) + (NH - 1) * 5 +
            (OS == 0   ? 0
             : OS == 1 ? 1
             : OS == 2 ? 2
-                      : 3);
+            : OS == 4 ? 3
+                      : 4);
 }
 // Blocks of a kernel variant resident per SM, from the occupancy calculator (registers and
 // shared memory as compiled), asked once per tensor and variant; mma_min_blocks if it fails.
@@ -199,7 +200,11 @@ static cudaError_t launch_mma_w(spqr_gpu_tensor *t, const Act *x, Act *y, float 
     if (SPQR_MMA_NOOUTL && nb <= 8 && sk == 0 &&
         (t->nnz == 0 || !t->p.fuse_outliers || mma_outlier_pass(t, nb)))
         return launch_mma_t<WB, 1, 0, Act, 0>(t, x, y, y32, nb, s);
-    // batch 1 with fused outliers: the OS = 1 kernels (one row per lane)
+    // batch 1 with fused outliers: the OS = 8 kernels where the tensor has outlier rounds, else
+    // the OS = 1 kernels (one row per lane)
+    if constexpr (SPQR_MMA_ROUNDS != 0)
+        if (nb == 1 && sk == 0 && t->p.fuse_outliers && t->rounds)
+            return launch_mma_t<WB, 1, 0, Act, 8>(t, x, y, y32, nb, s);
     if constexpr (SPQR_MMA_OS1 != 0)
         if (nb == 1 && sk == 0 && t->nnz && t->p.fuse_outliers)
             return launch_mma_t<WB, 1, 0, Act, 1>(t, x, y, y32, nb, s);

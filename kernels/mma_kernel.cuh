@@ -193,11 +193,13 @@ template <int SK> constexpr int stat_entry_words() {
 #ifndef SPQR_MMA_LANEPTR
 #define SPQR_MMA_LANEPTR 1
 #endif
+// (the batch-1 kernels with outlier rounds, OS = 8, are as lean as OS = 1's)
 template <int OS> constexpr bool mma_late_x() {
-    return SPQR_MMA_LATE_X == 2 || (SPQR_MMA_LATE_X == 1 && OS <= 1);
+    return SPQR_MMA_LATE_X == 2 || (SPQR_MMA_LATE_X == 1 && (OS <= 1 || OS == 8));
 }
 template <int OS> constexpr bool mma_lane_ptr() {
-    return SPQR_MMA_PAIRSTATS && (SPQR_MMA_LANEPTR == 2 || (SPQR_MMA_LANEPTR == 1 && OS <= 1));
+    return SPQR_MMA_PAIRSTATS &&
+           (SPQR_MMA_LANEPTR == 2 || (SPQR_MMA_LANEPTR == 1 && (OS <= 1 || OS == 8)));
 }
 template <int NH, bool HasX> struct MmaRawX { uint4 x[NH][2]; };
 template <int NH> struct MmaRawX<NH, false> {};
@@ -426,10 +428,10 @@ __device__ __forceinline__ void mma_compute(const Params &p, LaneCtx &L, uint2 m
 #define SPQR_MMA_MINBLOCKS_OS1 4
 #endif
 template <int NH, int OS> constexpr int mma_min_blocks() {
-    return NH == 2   ? 2
-           : OS == 4 ? SPQR_MMA_MINBLOCKS_OS4
-           : OS == 1 ? SPQR_MMA_MINBLOCKS_OS1
-                     : SPQR_MMA_MINBLOCKS;
+    return NH == 2              ? 2
+           : OS == 4            ? SPQR_MMA_MINBLOCKS_OS4
+           : OS == 1 || OS == 8 ? SPQR_MMA_MINBLOCKS_OS1
+                                : SPQR_MMA_MINBLOCKS;
 }
 
 // Outliers, pipelined with the macro tiles: lane (g, t) adds CSR entries of its rows g and g+8;
@@ -466,9 +468,57 @@ template <int OS> struct OutlierState {
     }
 };
 
+// OS = 8 (batch 1 only; SPQR_MMA_ROUNDS, bench/NOTES.md v6w): the outliers as rounds, each one
+// more mma.m16n8k16 into acc. Batch 1 leaves the mma's n dimension idle: every column n of B is
+// the same x, so every column of C holds the same sums, and the kernel's result for row r may be
+// read from column n = r mod 8 instead of 0. A round uses that: its B column n holds x at the
+// columns of row pair (n, n + 8)'s outliers, so C[r][r mod 8] gains Σ_k A'[r][k]·x[col_k] for
+// the 16 k-slots of row r's pair, A'[r][k] the fp16 correction of the pair's k-th outlier where
+// it is row r's, else 0 (the other columns of C gain cross terms nobody reads). Lane (g, t) holds
+// all of pair g's slots k = 2t, 2t + 1, 2t + 8, 2t + 9: A' rows g and g + 8 at those k and B
+// column g at those k, so a round is one 16-byte load per lane (d.x, d.y: the four corrections
+// as fp16; d.z, d.w: their columns, bit 15 set where the outlier is row g + 8's), four 2-byte x
+// lookups and one mma for up to 128 outliers of 16 rows. make_rounds (spqr_kernels.cu) fills a
+// strip's rounds; its rounds are dealt to the strip's kw·ksplit warps, one per tile step.
+template <> struct OutlierState<8> {
+    static constexpr int kRows = 2; // (for the kernel's lane arithmetic; no rows walked)
+    uint32_t k, end;                // the warp's next round, the strip's end (rptr)
+    uint4 d;                        // round k's slots of this lane, loaded one step ahead
+    __device__ bool entries_left() const { return k < end; }
+};
+
 // Whether the lanes of a row split its entries (nb <= OS; the OS = 1 kernels run batch 1 only).
 template <int OS> __device__ __forceinline__ bool outl_spread(int nb) {
-    return OS == 1 || nb <= OS;
+    return OS == 1 || (OS != 8 && nb <= OS);
+}
+
+// 0xFFFF in each 16-bit half of v whose top bit (15 or 31) is set: PRMT replicating the sign
+// bits of bytes 1 and 3.
+__device__ __forceinline__ uint32_t half_sign_mask(uint32_t v) {
+    uint32_t m;
+    asm("prmt.b32 %0, %1, 0, 0xBB99;" : "=r"(m) : "r"(v));
+    return m;
+}
+
+// One outlier round (OS = 8): A' and B' of the lane's four slots, then the mma into acc.
+template <typename Act>
+__device__ __forceinline__ void outlier_round(const Act *__restrict__ xh, const uint4 &d,
+                                              float (&acc)[4]) {
+    const uint16_t *xs = reinterpret_cast<const uint16_t *>(xh); // vector 0
+    const uint32_t x0 = __ldg(xs + (d.z & 0x7fffu)), x1 = __ldg(xs + ((d.z >> 16) & 0x7fffu));
+    const uint32_t x2 = __ldg(xs + (d.w & 0x7fffu)), x3 = __ldg(xs + ((d.w >> 16) & 0x7fffu));
+    const uint32_t mz = half_sign_mask(d.z), mw = half_sign_mask(d.w); // the slots of row g + 8
+    // A' registers: (row g, k = 2t, 2t + 1), (row g + 8, same k), (row g, k + 8), (row g + 8, k +
+    // 8)
+    uint32_t a[4] = {d.x & ~mz, d.x & mz, d.y & ~mw, d.y & mw};
+    if constexpr (!std::is_same<Act, __half>::value) {
+#pragma unroll
+        for (int r = 0; r < 4; r++) {
+            const __nv_bfloat162 wb = __float22bfloat162_rn(__half22float2(bits_h2(a[r])));
+            a[r] = *reinterpret_cast<const uint32_t *>(&wb);
+        }
+    }
+    mma_16816(acc, a, __byte_perm(x0, x1, 0x5410), __byte_perm(x2, x3, 0x5410), Act());
 }
 
 template <int NH, int OS, typename Act>
@@ -476,7 +526,13 @@ __device__ __forceinline__ void outlier_step(const Params &p, const Act *__restr
                                              const Act *__restrict__ xt, uint32_t xstride, int nb,
                                              uint32_t t, uint32_t step, OutlierState<OS> &o,
                                              float (&acc)[NH][4]) {
-    if constexpr (OS > 0) {
+    if constexpr (OS == 8) {
+        if (o.k < o.end) { // (the same in every lane of the warp)
+            outlier_round<Act>(xh, o.d, acc[0]);
+            o.k += step;
+            if (o.k < o.end) o.d = __ldg(p.rounds + (uint64_t)o.k * 32 + (threadIdx.x & 31));
+        }
+    } else if constexpr (OS > 0) {
 #pragma unroll
         for (int r = 0; r < OutlierState<OS>::kRows; r++) {
             if (o.k[r] >= o.end[r]) continue;
@@ -590,20 +646,28 @@ __global__ void __launch_bounds__(kMmaThreads, mma_min_blocks<NH, OS>())
     const bool spread = outl_spread<OS>(nb);
     // spread: the lanes of a row split its entries (4 lanes; OS = 1: the 2 lanes t, t ^ 1)
     const uint32_t olanes = orows == 2 ? 4 : 2, olane = orows == 2 ? t : t & 1;
-    const uint32_t ostep = kw * ksplit * (spread ? olanes : 1);
+    const uint32_t ostep = kw * ksplit * (spread && OS != 8 ? olanes : 1);
     const uint32_t ofirst = spread ? olane + olanes * (kwi + kw * q) : kwi + kw * q;
+    if constexpr (OS == 8) {
+        os.k = os.end = 0;
+        if (p.fuse_outliers && S < p.strips) {
+            os.k = __ldg(p.rptr + S) + kwi + kw * q, os.end = __ldg(p.rptr + S + 1);
+            if (os.k < os.end) os.d = __ldg(p.rounds + (uint64_t)os.k * 32 + lane);
+        }
+    } else {
 #pragma unroll
-    for (int r = 0; r < orows; r++) {
-        const uint32_t row = 16 * S + g + 8 * (orows == 2 ? r : t >> 1);
-        os.k[r] = os.end[r] = 0, os.col[r] = 0, os.d[r] = 0.f;
+        for (int r = 0; r < orows; r++) {
+            const uint32_t row = 16 * S + g + 8 * (orows == 2 ? r : t >> 1);
+            os.k[r] = os.end[r] = 0, os.col[r] = 0, os.d[r] = 0.f;
 #pragma unroll
-        for (int h = 0; h < OS; h++) os.o[r][h] = 0.f;
-        if (OS > 0 && p.fuse_outliers && S < p.strips && row < p.rows &&
-            (spread || 2 * (int)t < nb)) {
-            os.k[r] = __ldg(p.rowptr + row) + ofirst;
-            os.end[r] = __ldg(p.rowptr + row + 1);
-            if (os.k[r] < os.end[r])
-                os.col[r] = outlier_col(p, os.k[r]), os.d[r] = __ldg(p.delta + os.k[r]);
+            for (int h = 0; h < OS; h++) os.o[r][h] = 0.f;
+            if (OS > 0 && p.fuse_outliers && S < p.strips && row < p.rows &&
+                (spread || 2 * (int)t < nb)) {
+                os.k[r] = __ldg(p.rowptr + row) + ofirst;
+                os.end[r] = __ldg(p.rowptr + row + 1);
+                if (os.k[r] < os.end[r])
+                    os.col[r] = outlier_col(p, os.k[r]), os.d[r] = __ldg(p.delta + os.k[r]);
+            }
         }
     }
 
@@ -682,17 +746,19 @@ __global__ void __launch_bounds__(kMmaThreads, mma_min_blocks<NH, OS>())
         v += __shfl_xor_sync(0xffffffffu, v, 1);
         const float v8 = __shfl_down_sync(0xffffffffu, v, 2);
         if (t == 0) acc[0][0] += v, acc[0][2] += v8;
-    } else if (OS > 0 && spread) {
-        // fold the four lanes' sums into the lane holding vector h (t = h / 2)
+    } else if constexpr (OS > 0 && OS != 8) {
+        if (spread) {
+            // fold the four lanes' sums into the lane holding vector h (t = h / 2)
 #pragma unroll
-        for (int r = 0; r < 2; r++)
+            for (int r = 0; r < 2; r++)
 #pragma unroll
-            for (int h = 0; h < OS; h++) {
-                float v = os.o[r][h];
-                v += __shfl_xor_sync(0xffffffffu, v, 1);
-                v += __shfl_xor_sync(0xffffffffu, v, 2);
-                if (t == (uint32_t)(h >> 1)) acc[0][2 * r + (h & 1)] += v;
-            }
+                for (int h = 0; h < OS; h++) {
+                    float v = os.o[r][h];
+                    v += __shfl_xor_sync(0xffffffffu, v, 1);
+                    v += __shfl_xor_sync(0xffffffffu, v, 2);
+                    if (t == (uint32_t)(h >> 1)) acc[0][2 * r + (h & 1)] += v;
+                }
+        }
     }
 
     // C fragment: acc[n][0..1] = (row g, vectors 8n + 2t, +1), acc[n][2..3] = row g + 8
@@ -709,7 +775,8 @@ __global__ void __launch_bounds__(kMmaThreads, mma_min_blocks<NH, OS>())
         const uint32_t row = ((blockIdx.x / ksplit) * sets + st) * 16 + rr;
         if (row >= p.rows) continue;
         float v = 0.f;
-        for (uint32_t j = 0; j < kw; j++) v += red[st * kw + j][rr][b];
+        const uint32_t n = OS == 8 ? (rr & 7) : b; // (OS = 8: batch 1, row r in C column r mod 8)
+        for (uint32_t j = 0; j < kw; j++) v += red[st * kw + j][rr][n];
         if (o32 && ksplit == 1) v += o32[(uint64_t)b * p.rows + row]; // outlier_rows_kernel's
         if (ksplit > 1)
             atomicAdd(acc32 + (uint64_t)b * p.rows + row, v);

@@ -65,6 +65,13 @@ __host__ __device__ constexpr bool direct_width(int wb) {
     return (wb == 3 && SPQR_MMA_W3S) || (wb == 2 && SPQR_MMA_W2S);
 }
 
+// Batch-1 outlier rounds (mma_kernel.cuh OS = 8, bench/NOTES.md v6w): built at upload by
+// make_rounds (spqr_kernels.cu) and run by the OS = 8 kernels; 0: neither, batch 1 walks the CSR
+// outliers (OS = 1, a measurement build).
+#ifndef SPQR_MMA_ROUNDS
+#define SPQR_MMA_ROUNDS 1
+#endif
+
 constexpr int kMmaWarps = 8;
 constexpr int kMmaThreads = kMmaWarps * 32;
 constexpr uint32_t kMagic2 = 0x64006400u;    // fp16 pair (1024, 1024)

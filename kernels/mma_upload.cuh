@@ -28,6 +28,33 @@ __device__ __forceinline__ void stored_stat_codes(const Params &p, uint32_t r, u
     qz = pack_get(p.zero + (uint64_t)r * p.stat_words, g, p.sbits);
 }
 
+// Upload: the batch-1 outlier rounds (mma_kernel.cuh, OS = 8), one thread per (strip S, row pair
+// g): the pair's outliers (row g's, then row g + 8's, in CSR order) fill slots i = 0, 1, ... of
+// rounds rptr[S] + i / 16 (zeroed before: empty slots add 0·x[0]). Slot i mod 16 = 4t + s is
+// lane 4g + t's 16-bit halves s (fp16 correction) and 4 + s (column | row bit << 15), i.e. the
+// mma's k = 2t + (s & 1) + 8·(s >> 1). Corrections outside fp16 set *bad.
+__global__ void rounds_kernel(Params p, const uint32_t *__restrict__ rptr, uint16_t *rounds,
+                              unsigned int *bad) {
+    for (uint64_t i = blockIdx.x * (uint64_t)blockDim.x + threadIdx.x; i < 8ull * p.strips;
+         i += (uint64_t)gridDim.x * blockDim.x) {
+        const uint32_t S = (uint32_t)(i >> 3), g = (uint32_t)(i & 7);
+        const uint64_t first = rptr[S];
+        uint32_t n = 0;
+        for (uint32_t h = 0; h < 2; h++) {
+            const uint32_t row = 16 * S + g + 8 * h;
+            if (row >= p.rows) break;
+            for (uint32_t k = p.rowptr[row]; k < p.rowptr[row + 1]; k++, n++) {
+                const __half d = __float2half_rn(p.delta[k]);
+                if (__hisinf(d) || __hisnan(d)) atomicOr(bad, 1u);
+                const uint32_t slot = n & 15, s = slot & 3;
+                uint16_t *u = rounds + ((first + (n >> 4)) * 32 + 4 * g + (slot >> 2)) * 8;
+                u[s] = __half_as_ushort(d);
+                u[4 + s] = (uint16_t)(outlier_col(p, k) | h << 15);
+            }
+        }
+    }
+}
+
 // Upload: one thread per (strip, macro tile, lane) writes the lane's w code words.
 __global__ void tile_codes_kernel(Params p, uint32_t *tcodes) {
     const uint64_t total = (uint64_t)p.strips * p.mtiles * 32;

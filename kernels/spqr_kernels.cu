@@ -8,6 +8,7 @@
 // kernel (each warp adds its row's outliers) or done by cuSPARSE SpMV/SpMM.
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <new>
 
@@ -111,7 +112,7 @@ extern "C" void spqr_gpu_free(spqr_gpu_tensor *t) {
     for (int i = 0; i < SPQR_SEC_COUNT; i++) cudaFree(t->sec[i]);
     cudaFree(t->tcodes), cudaFree(t->acc32), cudaFree(t->counters);
     cudaFree(t->delta), cudaFree(t->colidx32), cudaFree(t->xbuf), cudaFree(t->ybuf);
-    cudaFree(t->sp_one), cudaFree(t->sp_ws);
+    cudaFree(t->sp_one), cudaFree(t->sp_ws), cudaFree(t->rounds), cudaFree(t->rptr);
     if (t->sp) cusparseDestroy(t->sp);
     delete t;
 }
@@ -159,6 +160,65 @@ static cudaError_t make_tiled(spqr_gpu_tensor *t) {
     p.codes = p.scale = p.zero = nullptr;
     p.scale16 = p.zero16 = nullptr;
     p.tcodes = t->tcodes;
+    return cudaSuccess;
+}
+
+// Batch-1 outlier rounds (mma_kernel.cuh, OS = 8; bench/NOTES.md v6w) from the CSR outliers and
+// their fp32 corrections, for a tiled tensor whose kernels have an OS = 8 variant (s-bit
+// statistics, β1 >= 16) and whose columns fit a slot's 15 bits. Strip S takes R_S = max over its
+// row pairs (g, g + 8) of ⌈outliers / 16⌉ rounds of 512 bytes (128 slots). Kept while they
+// average at most kRoundBytes bytes per outlier (at least a quarter of the slots used; the CSR walk
+// reads 6 and its row pointers; the shared model's tensors use 34-68 %) and every correction is a
+// finite fp16; otherwise batch 1 walks the CSR outliers (OS = 1) as before. An error is the
+// device's (allocation, launch).
+static constexpr uint64_t kRoundBytes = 16;
+static cudaError_t make_rounds(spqr_gpu_tensor *t) {
+    Params &p = t->p;
+    if (!SPQR_MMA_ROUNDS || !t->tcodes || !t->nnz || p.cols > 32768 || p.sbits == 16 ||
+        p.log2beta1 < 4)
+        return cudaSuccess;
+    uint32_t *rowptr = (uint32_t *)malloc((p.rows + 1ull + p.strips + 1ull) * 4);
+    if (!rowptr) return cudaErrorMemoryAllocation;
+    uint32_t *rptr = rowptr + p.rows + 1;
+    cudaError_t e = cudaMemcpy(rowptr, p.rowptr, (p.rows + 1ull) * 4, cudaMemcpyDeviceToHost);
+    uint64_t total = 0;
+    for (uint32_t S = 0; e == cudaSuccess && S < p.strips; S++) {
+        rptr[S] = (uint32_t)total;
+        uint64_t most = 0;
+        for (uint32_t g = 0; g < 8; g++) {
+            uint64_t n = 0;
+            for (uint32_t r = 16 * S + g; r < 16 * S + 16 && r < p.rows; r += 8)
+                n += rowptr[r + 1] > rowptr[r] ? rowptr[r + 1] - rowptr[r] : 0;
+            most = n > most ? n : most;
+        }
+        total += (most + 15) / 16;
+        if (total > UINT32_MAX) break; // (far past the byte rule below)
+    }
+    rptr[p.strips] = (uint32_t)total;
+    if (e != cudaSuccess || total * 512 > kRoundBytes * t->nnz) {
+        free(rowptr);
+        return e;
+    }
+    unsigned int *dbad = nullptr, hbad = 0;
+    e = cudaMalloc(&t->rounds, total * 512);
+    if (e == cudaSuccess) e = cudaMemset(t->rounds, 0, total * 512);
+    if (e == cudaSuccess) e = cudaMalloc(&t->rptr, (p.strips + 1ull) * 4);
+    if (e == cudaSuccess)
+        e = cudaMemcpy(t->rptr, rptr, (p.strips + 1ull) * 4, cudaMemcpyHostToDevice);
+    free(rowptr);
+    if (e == cudaSuccess) e = cudaMalloc(&dbad, sizeof *dbad);
+    if (e == cudaSuccess) e = cudaMemset(dbad, 0, sizeof *dbad);
+    if (e == cudaSuccess) {
+        rounds_kernel<<<t->sms * 4, 256>>>(p, t->rptr, (uint16_t *)t->rounds, dbad);
+        e = cudaGetLastError();
+    }
+    if (e == cudaSuccess) e = cudaMemcpy(&hbad, dbad, sizeof hbad, cudaMemcpyDeviceToHost);
+    cudaFree(dbad);
+    if (e != cudaSuccess || hbad) { // (spqr_gpu_free frees them on an error)
+        if (hbad) cudaFree(t->rounds), cudaFree(t->rptr), t->rounds = nullptr, t->rptr = nullptr;
+        return e;
+    }
+    p.rounds = t->rounds, p.rptr = t->rptr, t->nrounds = total;
     return cudaSuccess;
 }
 
@@ -257,6 +317,11 @@ extern "C" spqr_status spqr_gpu_upload(const spqr_file *f, size_t ti, spqr_gpu_t
             spqr_gpu_free(t);
             return cuda_fail(err, e, "tiling the codes for the tensor-core kernel");
         }
+        e = make_rounds(t);
+        if (e != cudaSuccess) {
+            spqr_gpu_free(t);
+            return cuda_fail(err, e, "building the outlier rounds");
+        }
     }
     *out = t;
     return SPQR_OK;
@@ -347,17 +412,27 @@ extern "C" int spqr_gpu_uses_tensor_cores(const spqr_gpu_tensor *t) {
     return t && t->tcodes != nullptr;
 }
 
+extern "C" uint64_t spqr_gpu_outlier_rounds(const spqr_gpu_tensor *t) {
+    return t ? t->nrounds : 0;
+}
+
 extern "C" uint64_t spqr_gpu_matmul_bytes(const spqr_gpu_tensor *t, int batch) {
     uint64_t b = 0;
+    // batch 1 on the fused path reads the outlier rounds instead of the CSR outliers
+    const bool rounds = batch == 1 && t->rounds && t->path == SPQR_OUTLIERS_FUSED;
     for (int s = 0; s < SPQR_SEC_COUNT; s++) {
         if (s == SPQR_SEC_VALUES) continue; // values are read as fp32 deltas instead
+        if (rounds && (s == SPQR_SEC_ROWPTR || s == SPQR_SEC_COLIDX)) continue;
         if (t->tcodes && (s == SPQR_SEC_CODES || s == SPQR_SEC_SCALE || s == SPQR_SEC_ZERO ||
                           (s == SPQR_SEC_STAT2 && t->p.rec_s2)))
             continue; // read in their tiled form instead (counted below, padding included)
         b += t->size[s];
     }
     if (t->tcodes) b += t->tcodes_size;
-    b += t->nnz * 4;                                    // deltas
+    if (rounds)
+        b += t->nrounds * 512 + (t->p.strips + 1ull) * 4; // rounds, rptr
+    else
+        b += t->nnz * 4;                                // deltas
     b += (uint64_t)batch * (t->p.cols + t->p.rows) * 2; // x in, y out (16-bit)
     return b;
 }

@@ -206,6 +206,84 @@ static void fp16_fallback(void) {
     unlink(path);
 }
 
+/* Batch-1 outlier rounds (kernels/spqr_kernels.cu make_rounds, mma_kernel.cuh OS = 8): strip S
+ * takes max over its row pairs (g, g + 8) of ceil(outliers / 16) rounds, and a tensor has them
+ * exactly when it is tiled with s-bit statistics, beta1 >= 16, cols <= 32768, and they average at
+ * most 16 bytes per outlier (at least a quarter of the slots used). The count is checked against
+ * the tensor's own row pointers, and each tensor against the reference as every other (batch 1
+ * takes the rounds where there are any). Ragged rows leave a strip's last pairs short; 40 outliers
+ * in 2048 rows fill 1/128 of their rounds' slots (none built); 10 % of 4097 columns gives 52
+ * rounds a strip. */
+static void outlier_rounds(void) {
+    static const struct {
+        uint64_t rows, cols;
+        uint32_t w, s, b1, b2;
+        double density;
+        int expect; /* rounds expected (1) or not (0) */
+        const char *what;
+    } cases[] = {
+        {512, 4096, 3, 3, 16, 16, 0.01, 1, " (1 %)"},
+        {257, 4097, 4, 4, 16, 16, 0.10, 1, " (10 %, ragged)"},
+        {1000, 333, 2, 2, 32, 64, 0.01, 1, " (ragged, partial tiles)"},
+        {2048, 4096, 3, 3, 16, 16, 40.0 / (2048.0 * 4096.0), 0, " (slots 1/128 used)"},
+        {64, 40000, 3, 3, 16, 16, 0.01, 0, " (cols > 32768)"},
+        {256, 4096, 3, 16, 16, 16, 0.01, 0, " (fp16 statistics)"},
+        {256, 4096, 3, 3, 8, 16, 0.01, 0, " (beta1 < 16)"},
+    };
+    char path[256];
+    snprintf(path, sizeof path, "/tmp/spqr_gpu_rounds_%d.spqr", (int)getpid());
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        if (getenv("SPQR_GPU_QUICK") && i > 2) continue;
+        spqr_tensor_info in = {
+            .kind = SPQR_KIND_SPQR,
+            .ndim = 2,
+            .dims = {cases[i].rows, cases[i].cols},
+            .wbits = cases[i].w,
+            .stat_bits = cases[i].s,
+            .beta1 = cases[i].b1,
+            .beta2 = cases[i].b2,
+            .nnz = (uint64_t)(cases[i].density * (double)(cases[i].rows * cases[i].cols)),
+            .flags = (i % 2) ? SPQR_FLAG_PERM : 0};
+        spqr_error err = {0};
+        char label[200];
+        spqr_sample_describe(&in, label, sizeof label);
+        strncat(label, cases[i].what, sizeof label - strlen(label) - 1);
+        spqr_file *f = spqr_sample_open_tensor(path, &in, 700 + (uint64_t)i, &err);
+        if (!f) {
+            CHECK(0, "%s: building tensor: %s", label, err.msg);
+            continue;
+        }
+        uint64_t want = 0, size = 0;
+        const uint8_t *rp = spqr_file_section(f, 0, SPQR_SEC_ROWPTR, &size);
+        for (uint64_t S = 0; cases[i].expect && S * 16 < in.dims[0]; S++) {
+            uint64_t most = 0;
+            for (uint64_t g = 0; g < 8; g++) {
+                uint64_t n = 0;
+                for (uint64_t r = 16 * S + g; r < 16 * S + 16 && r < in.dims[0]; r += 8) {
+                    uint32_t a, b;
+                    memcpy(&a, rp + 4 * r, 4), memcpy(&b, rp + 4 * r + 4, 4);
+                    n += b - a;
+                }
+                most = n > most ? n : most;
+            }
+            want += (most + 15) / 16;
+        }
+        spqr_gpu_tensor *t;
+        if (spqr_gpu_upload(f, 0, &t, &err) == SPQR_OK) {
+            const uint64_t got = spqr_gpu_outlier_rounds(t);
+            CHECK(got == want && (want > 0) == cases[i].expect,
+                  "%s: %llu outlier rounds, expected %llu", label, (unsigned long long)got,
+                  (unsigned long long)want);
+            spqr_gpu_free(t);
+        } else {
+            CHECK(0, "%s: upload: %s", label, err.msg);
+        }
+        check_tensor(f, 0, 800 + (uint64_t)i, label, 1);
+        spqr_file_close(f);
+    }
+    unlink(path);
+}
+
 /* Tensors with many outliers (at least SPQR_MMA_OUTL_ROWS_MIN_NNZ = 2^18) take the separate
  * outlier pass at batch 9-16 (5-16 in a SPQR_MMA_OUTL_ROWS_MIN_BATCH=4 build), and those with at
  * least SPQR_MMA_OUTL_ROWS_MID_NNZ = 2^21 from batch 5, then running the kernel without outlier
@@ -485,6 +563,7 @@ int main(void) {
     errors();
     random_configs();
     fp16_fallback();
+    outlier_rounds();
     outlier_pass();
     graph_capture();
     const char *real = getenv("SPQR_REAL_SPQR");
