@@ -38,7 +38,7 @@ struct Params {
     const float *delta;
     const void *colidx;
     const uint32_t *tcodes; // tile records (mma_kernel.cuh); null: stored layout only
-    const uint4 *rounds;    // batch-1 outlier rounds (mma_kernel.cuh, OS = 8); null: none
+    const uint4 *rounds;    // outlier rounds (mma_kernel.cuh, OS = 8); null: none
     const uint32_t *rptr;   // first round of strip S at rptr[S] (strips + 1 entries)
     uint32_t rows, cols, wbits, sbits, beta1, beta2, groups;
     uint32_t code_words, stat_words, chunks, sub, log2beta2, log2beta1;
@@ -135,7 +135,7 @@ struct spqr_gpu_tensor {
     float *delta;
     uint32_t *tcodes; // tile records for the tensor-core kernel (null: stored layout)
     uint64_t tcodes_size;
-    uint4 *rounds;      // batch-1 outlier rounds (make_rounds; null: the CSR walk, OS = 1)
+    uint4 *rounds;      // outlier rounds for batch 1-8 (make_rounds; null: the CSR walk)
     uint32_t *rptr;     // their per-strip offsets
     uint64_t nrounds;   // rounds in all (512 bytes each)
     float *acc32;       // tensor-core kernel: split-K partial sums, rows x 16, zero between calls
@@ -150,7 +150,7 @@ struct spqr_gpu_tensor {
     cusparseHandle_t sp;    // cuSPARSE path: the handle (device pointer mode), its scalars and
     float *sp_one;          // workspace, made once so that a call does nothing a CUDA graph could
     void *sp_ws;            // not replay (no host scalars read later, no per-call allocation)
-    uint8_t mma_blocks[20]; // tensor-core kernel variants' resident blocks per SM (0: not asked)
+    uint8_t mma_blocks[24]; // tensor-core kernel variants' resident blocks per SM (0: not asked)
 };
 
 namespace spqr_cu {

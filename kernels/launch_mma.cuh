@@ -74,18 +74,19 @@ namespace {
 #endif
 // Whether a call's outliers take their own pass (outlier_rows_kernel) before the matmul.
 static bool mma_outlier_pass(const spqr_gpu_tensor *t, int nb) {
-    return SPQR_MMA_OUTL_ROWS && t->p.fuse_outliers &&
+    return SPQR_MMA_OUTL_ROWS && t->p.fuse_outliers && !mma_rounds(t, nb) &&
            ((nb > SPQR_MMA_OUTL_ROWS_MIN_BATCH && t->nnz >= SPQR_MMA_OUTL_ROWS_MIN_NNZ) ||
             (nb > 4 && t->nnz >= SPQR_MMA_OUTL_ROWS_MID_NNZ));
 }
 // Index of a kernel variant in spqr_gpu_tensor::mma_blocks (the tensor fixes WB and SK).
 template <int NH, typename Act, int OS> constexpr int mma_variant() {
-    return (std::is_same<Act, __half>::value ? 0 : 10) + (NH - 1) * 5 +
+    return (std::is_same<Act, __half>::value ? 0 : 12) + (NH - 1) * 6 +
            (OS == 0   ? 0
             : OS == 1 ? 1
             : OS == 2 ? 2
             : OS == 4 ? 3
-                      : 4);
+            : OS == 8 ? 4
+                      : 5);
 }
 // Blocks of a kernel variant resident per SM, from the occupancy calculator (registers and
 // shared memory as compiled), asked once per tensor and variant; mma_min_blocks if it fails.
@@ -194,17 +195,19 @@ template <int WB, typename Act>
 static cudaError_t launch_mma_w(spqr_gpu_tensor *t, const Act *x, Act *y, float *y32, int nb,
                                 cudaStream_t s) {
     const int sk = t->p.sbits == 16 ? 2 : (t->p.log2beta1 >= 4 ? 0 : 1);
+    // fused outliers in rounds (the tensor has them only for sk = 0): the OS = 8 kernels for
+    // batch 1, OS = 9 for batch 2-8
+    if constexpr (SPQR_MMA_ROUNDS != 0)
+        if (t->p.fuse_outliers && mma_rounds(t, nb))
+            return nb == 1 ? launch_mma_t<WB, 1, 0, Act, 8>(t, x, y, y32, nb, s)
+                           : launch_mma_t<WB, 1, 0, Act, 9>(t, x, y, y32, nb, s);
     // no fused outliers (none in the tensor, or the cuSPARSE path or their own pass adds them):
     // kernels without the outlier state (OS = 0; s-bit statistics with β1 >= 16 only, to bound the
     // kernel count)
     if (SPQR_MMA_NOOUTL && nb <= 8 && sk == 0 &&
         (t->nnz == 0 || !t->p.fuse_outliers || mma_outlier_pass(t, nb)))
         return launch_mma_t<WB, 1, 0, Act, 0>(t, x, y, y32, nb, s);
-    // batch 1 with fused outliers: the OS = 8 kernels where the tensor has outlier rounds, else
-    // the OS = 1 kernels (one row per lane)
-    if constexpr (SPQR_MMA_ROUNDS != 0)
-        if (nb == 1 && sk == 0 && t->p.fuse_outliers && t->rounds)
-            return launch_mma_t<WB, 1, 0, Act, 8>(t, x, y, y32, nb, s);
+    // batch 1 with fused outliers: the OS = 1 kernels (one row per lane)
     if constexpr (SPQR_MMA_OS1 != 0)
         if (nb == 1 && sk == 0 && t->nnz && t->p.fuse_outliers)
             return launch_mma_t<WB, 1, 0, Act, 1>(t, x, y, y32, nb, s);

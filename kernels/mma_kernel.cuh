@@ -193,13 +193,13 @@ template <int SK> constexpr int stat_entry_words() {
 #ifndef SPQR_MMA_LANEPTR
 #define SPQR_MMA_LANEPTR 1
 #endif
-// (the batch-1 kernels with outlier rounds, OS = 8, are as lean as OS = 1's)
+// (the kernels with outlier rounds, OS = 8, are as lean as OS = 1's)
 template <int OS> constexpr bool mma_late_x() {
-    return SPQR_MMA_LATE_X == 2 || (SPQR_MMA_LATE_X == 1 && (OS <= 1 || OS == 8));
+    return SPQR_MMA_LATE_X == 2 || (SPQR_MMA_LATE_X == 1 && (OS <= 1 || OS >= 8));
 }
 template <int OS> constexpr bool mma_lane_ptr() {
     return SPQR_MMA_PAIRSTATS &&
-           (SPQR_MMA_LANEPTR == 2 || (SPQR_MMA_LANEPTR == 1 && (OS <= 1 || OS == 8)));
+           (SPQR_MMA_LANEPTR == 2 || (SPQR_MMA_LANEPTR == 1 && (OS <= 1 || OS >= 8)));
 }
 template <int NH, bool HasX> struct MmaRawX { uint4 x[NH][2]; };
 template <int NH> struct MmaRawX<NH, false> {};
@@ -430,7 +430,7 @@ __device__ __forceinline__ void mma_compute(const Params &p, LaneCtx &L, uint2 m
 template <int NH, int OS> constexpr int mma_min_blocks() {
     return NH == 2              ? 2
            : OS == 4            ? SPQR_MMA_MINBLOCKS_OS4
-           : OS == 1 || OS == 8 ? SPQR_MMA_MINBLOCKS_OS1
+           : OS == 1 || OS >= 8 ? SPQR_MMA_MINBLOCKS_OS1
                                 : SPQR_MMA_MINBLOCKS;
 }
 
@@ -468,28 +468,31 @@ template <int OS> struct OutlierState {
     }
 };
 
-// OS = 8 (batch 1 only; SPQR_MMA_ROUNDS, bench/NOTES.md v6w): the outliers as rounds, each one
-// more mma.m16n8k16 into acc. Batch 1 leaves the mma's n dimension idle: every column n of B is
-// the same x, so every column of C holds the same sums, and the kernel's result for row r may be
-// read from column n = r mod 8 instead of 0. A round uses that: its B column n holds x at the
-// columns of row pair (n, n + 8)'s outliers, so C[r][r mod 8] gains Σ_k A'[r][k]·x[col_k] for
-// the 16 k-slots of row r's pair, A'[r][k] the fp16 correction of the pair's k-th outlier where
-// it is row r's, else 0 (the other columns of C gain cross terms nobody reads). Lane (g, t) holds
-// all of pair g's slots k = 2t, 2t + 1, 2t + 8, 2t + 9: A' rows g and g + 8 at those k and B
-// column g at those k, so a round is one 16-byte load per lane (d.x, d.y: the four corrections
-// as fp16; d.z, d.w: their columns, bit 15 set where the outlier is row g + 8's), four 2-byte x
-// lookups and one mma for up to 128 outliers of 16 rows. make_rounds (spqr_kernels.cu) fills a
-// strip's rounds; its rounds are dealt to the strip's kw·ksplit warps, one per tile step.
+// OS = 8 (batch 1 of tensors with rounds; SPQR_MMA_ROUNDS, bench/NOTES.md v6w): the outliers
+// as rounds, each one more mma.m16n8k16 into acc (OS = 9, batch 2-8: eight, outlier_round_n). Batch
+// 1 leaves the mma's n dimension idle: every column n of B is the same x, so every column of C
+// holds the same sums, and the kernel's result for row r may be read from column n = r mod 8
+// instead of 0. A round uses that: its B column n holds x at the columns of row pair (n, n + 8)'s
+// outliers, so C[r][r mod 8] gains Σ_k A'[r][k]·x[col_k] for the 16 k-slots of row r's pair,
+// A'[r][k] the fp16 correction of the pair's k-th outlier where it is row r's, else 0 (the other
+// columns of C gain cross terms nobody reads). Lane (g, t) holds all of pair g's slots k = 2t, 2t +
+// 1, 2t + 8, 2t + 9: A' rows g and g + 8 at those k and B column g at those k, so a round is one
+// 16-byte load per lane (d.x, d.y: the four corrections as fp16; d.z, d.w: their columns, bit 15
+// set where the outlier is row g + 8's), four 2-byte x lookups and one mma for up to 128 outliers
+// of 16 rows. make_rounds (spqr_kernels.cu) fills a strip's rounds; its rounds are dealt to the
+// strip's kw·ksplit warps, one per tile step.
 template <> struct OutlierState<8> {
     static constexpr int kRows = 2; // (for the kernel's lane arithmetic; no rows walked)
     uint32_t k, end;                // the warp's next round, the strip's end (rptr)
     uint4 d;                        // round k's slots of this lane, loaded one step ahead
     __device__ bool entries_left() const { return k < end; }
 };
+// OS = 9: the same for batch 2-8 (outlier_round_n), its own kernels so that batch 1's stay lean.
+template <> struct OutlierState<9> : OutlierState<8> {};
 
 // Whether the lanes of a row split its entries (nb <= OS; the OS = 1 kernels run batch 1 only).
 template <int OS> __device__ __forceinline__ bool outl_spread(int nb) {
-    return OS == 1 || (OS != 8 && nb <= OS);
+    return OS == 1 || (OS < 8 && nb <= OS);
 }
 
 // 0xFFFF in each 16-bit half of v whose top bit (15 or 31) is set: PRMT replicating the sign
@@ -500,7 +503,7 @@ __device__ __forceinline__ uint32_t half_sign_mask(uint32_t v) {
     return m;
 }
 
-// One outlier round (OS = 8): A' and B' of the lane's four slots, then the mma into acc.
+// One outlier round (OS = 8), batch 1: A' and B' of the lane's four slots, then the mma into acc.
 template <typename Act>
 __device__ __forceinline__ void outlier_round(const Act *__restrict__ xh, const uint4 &d,
                                               float (&acc)[4]) {
@@ -521,14 +524,53 @@ __device__ __forceinline__ void outlier_round(const Act *__restrict__ xh, const 
     mma_16816(acc, a, __byte_perm(x0, x1, 0x5410), __byte_perm(x2, x3, 0x5410), Act());
 }
 
+// One outlier round, batch 2-8: no idle n column, so each row pair g' of the round has an mma of
+// its own, into the true vector columns. Lanes (g', t) hold its slots; every lane (g, t) takes
+// their columns (two shuffles), gathers vector g's x there (B column g; vectors past nb repeat the
+// last, their columns unread) and gives A' rows g, g + 8 only for g = g'. 8 mmas per round.
+#ifndef SPQR_MMA_ROUND_UNROLL // row pairs of a round per unrolled step (8: the OS = 9 kernels
+                              // spill)
+#define SPQR_MMA_ROUND_UNROLL 4
+#endif
+constexpr int kRoundUnroll = SPQR_MMA_ROUND_UNROLL;
+template <typename Act>
+__device__ __forceinline__ void outlier_round_n(const Act *__restrict__ xh, uint32_t xstride,
+                                                int nb, const uint4 &d, float (&acc)[4]) {
+    const uint32_t lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const uint32_t mz = half_sign_mask(d.z), mw = half_sign_mask(d.w);
+    uint32_t own[4] = {d.x & ~mz, d.x & mz, d.y & ~mw, d.y & mw};
+    if constexpr (!std::is_same<Act, __half>::value) {
+#pragma unroll
+        for (int r = 0; r < 4; r++) {
+            const __nv_bfloat162 wb = __float22bfloat162_rn(__half22float2(bits_h2(own[r])));
+            own[r] = *reinterpret_cast<const uint32_t *>(&wb);
+        }
+    }
+    const uint16_t *xs =
+        reinterpret_cast<const uint16_t *>(xh + (uint64_t)min((int)g, nb - 1) * xstride);
+#pragma unroll kRoundUnroll
+    for (uint32_t gp = 0; gp < 8; gp++) {
+        const uint32_t z = __shfl_sync(0xffffffffu, d.z, 4 * gp + t);
+        const uint32_t w = __shfl_sync(0xffffffffu, d.w, 4 * gp + t);
+        const uint32_t x0 = __ldg(xs + (z & 0x7fffu)), x1 = __ldg(xs + ((z >> 16) & 0x7fffu));
+        const uint32_t x2 = __ldg(xs + (w & 0x7fffu)), x3 = __ldg(xs + ((w >> 16) & 0x7fffu));
+        const uint32_t a[4] = {g == gp ? own[0] : 0u, g == gp ? own[1] : 0u, g == gp ? own[2] : 0u,
+                               g == gp ? own[3] : 0u};
+        mma_16816(acc, a, __byte_perm(x0, x1, 0x5410), __byte_perm(x2, x3, 0x5410), Act());
+    }
+}
+
 template <int NH, int OS, typename Act>
 __device__ __forceinline__ void outlier_step(const Params &p, const Act *__restrict__ xh,
                                              const Act *__restrict__ xt, uint32_t xstride, int nb,
                                              uint32_t t, uint32_t step, OutlierState<OS> &o,
                                              float (&acc)[NH][4]) {
-    if constexpr (OS == 8) {
+    if constexpr (OS >= 8) {
         if (o.k < o.end) { // (the same in every lane of the warp)
-            outlier_round<Act>(xh, o.d, acc[0]);
+            if constexpr (OS == 8)
+                outlier_round<Act>(xh, o.d, acc[0]);
+            else
+                outlier_round_n<Act>(xh, xstride, nb, o.d, acc[0]);
             o.k += step;
             if (o.k < o.end) o.d = __ldg(p.rounds + (uint64_t)o.k * 32 + (threadIdx.x & 31));
         }
@@ -646,9 +688,9 @@ __global__ void __launch_bounds__(kMmaThreads, mma_min_blocks<NH, OS>())
     const bool spread = outl_spread<OS>(nb);
     // spread: the lanes of a row split its entries (4 lanes; OS = 1: the 2 lanes t, t ^ 1)
     const uint32_t olanes = orows == 2 ? 4 : 2, olane = orows == 2 ? t : t & 1;
-    const uint32_t ostep = kw * ksplit * (spread && OS != 8 ? olanes : 1);
+    const uint32_t ostep = kw * ksplit * (spread && OS < 8 ? olanes : 1);
     const uint32_t ofirst = spread ? olane + olanes * (kwi + kw * q) : kwi + kw * q;
-    if constexpr (OS == 8) {
+    if constexpr (OS >= 8) {
         os.k = os.end = 0;
         if (p.fuse_outliers && S < p.strips) {
             os.k = __ldg(p.rptr + S) + kwi + kw * q, os.end = __ldg(p.rptr + S + 1);
@@ -746,7 +788,7 @@ __global__ void __launch_bounds__(kMmaThreads, mma_min_blocks<NH, OS>())
         v += __shfl_xor_sync(0xffffffffu, v, 1);
         const float v8 = __shfl_down_sync(0xffffffffu, v, 2);
         if (t == 0) acc[0][0] += v, acc[0][2] += v8;
-    } else if constexpr (OS > 0 && OS != 8) {
+    } else if constexpr (OS > 0 && OS < 8) {
         if (spread) {
             // fold the four lanes' sums into the lane holding vector h (t = h / 2)
 #pragma unroll
@@ -775,7 +817,7 @@ __global__ void __launch_bounds__(kMmaThreads, mma_min_blocks<NH, OS>())
         const uint32_t row = ((blockIdx.x / ksplit) * sets + st) * 16 + rr;
         if (row >= p.rows) continue;
         float v = 0.f;
-        const uint32_t n = OS == 8 ? (rr & 7) : b; // (OS = 8: batch 1, row r in C column r mod 8)
+        const uint32_t n = OS == 8 ? (rr & 7) : b; // (OS = 8 batch 1: row r in C column r mod 8)
         for (uint32_t j = 0; j < kw; j++) v += red[st * kw + j][rr][n];
         if (o32 && ksplit == 1) v += o32[(uint64_t)b * p.rows + row]; // outlier_rows_kernel's
         if (ksplit > 1)

@@ -65,12 +65,17 @@ __host__ __device__ constexpr bool direct_width(int wb) {
     return (wb == 3 && SPQR_MMA_W3S) || (wb == 2 && SPQR_MMA_W2S);
 }
 
-// Batch-1 outlier rounds (mma_kernel.cuh OS = 8, bench/NOTES.md v6w): built at upload by
-// make_rounds (spqr_kernels.cu) and run by the OS = 8 kernels; 0: neither, batch 1 walks the CSR
-// outliers (OS = 1, a measurement build).
+// Outlier rounds (mma_kernel.cuh OS = 8, bench/NOTES.md v6w): built at upload by make_rounds
+// (spqr_kernels.cu) and run by the OS = 8 kernels for batch 1 (1) or 1-8 (2); 0: neither, the
+// kernels walk the CSR outliers (a measurement build).
 #ifndef SPQR_MMA_ROUNDS
-#define SPQR_MMA_ROUNDS 1
+#define SPQR_MMA_ROUNDS 2
 #endif
+
+// Whether a call of nb vectors adds the tensor's outliers by its rounds (on the fused path).
+inline bool mma_rounds(const spqr_gpu_tensor *t, int nb) {
+    return SPQR_MMA_ROUNDS && t->rounds && (nb == 1 || (SPQR_MMA_ROUNDS >= 2 && nb <= 8));
+}
 
 constexpr int kMmaWarps = 8;
 constexpr int kMmaThreads = kMmaWarps * 32;

@@ -28,7 +28,7 @@ __device__ __forceinline__ void stored_stat_codes(const Params &p, uint32_t r, u
     qz = pack_get(p.zero + (uint64_t)r * p.stat_words, g, p.sbits);
 }
 
-// Upload: the batch-1 outlier rounds (mma_kernel.cuh, OS = 8), one thread per (strip S, row pair
+// Upload: the outlier rounds (mma_kernel.cuh, OS = 8), one thread per (strip S, row pair
 // g): the pair's outliers (row g's, then row g + 8's, in CSR order) fill slots i = 0, 1, ... of
 // rounds rptr[S] + i / 16 (zeroed before: empty slots add 0·x[0]). Slot i mod 16 = 4t + s is
 // lane 4g + t's 16-bit halves s (fp16 correction) and 4 + s (column | row bit << 15), i.e. the

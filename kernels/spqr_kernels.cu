@@ -163,13 +163,13 @@ static cudaError_t make_tiled(spqr_gpu_tensor *t) {
     return cudaSuccess;
 }
 
-// Batch-1 outlier rounds (mma_kernel.cuh, OS = 8; bench/NOTES.md v6w) from the CSR outliers and
-// their fp32 corrections, for a tiled tensor whose kernels have an OS = 8 variant (s-bit
+// Outlier rounds for batch 1-8 (mma_kernel.cuh, OS = 8; bench/NOTES.md v6w) from the CSR outliers
+// and their fp32 corrections, for a tiled tensor whose kernels have an OS = 8 variant (s-bit
 // statistics, β1 >= 16) and whose columns fit a slot's 15 bits. Strip S takes R_S = max over its
 // row pairs (g, g + 8) of ⌈outliers / 16⌉ rounds of 512 bytes (128 slots). Kept while they
 // average at most kRoundBytes bytes per outlier (at least a quarter of the slots used; the CSR walk
 // reads 6 and its row pointers; the shared model's tensors use 34-68 %) and every correction is a
-// finite fp16; otherwise batch 1 walks the CSR outliers (OS = 1) as before. An error is the
+// finite fp16; otherwise batch 1 walks the CSR outliers as before. An error is the
 // device's (allocation, launch).
 static constexpr uint64_t kRoundBytes = 16;
 static cudaError_t make_rounds(spqr_gpu_tensor *t) {
@@ -418,8 +418,8 @@ extern "C" uint64_t spqr_gpu_outlier_rounds(const spqr_gpu_tensor *t) {
 
 extern "C" uint64_t spqr_gpu_matmul_bytes(const spqr_gpu_tensor *t, int batch) {
     uint64_t b = 0;
-    // batch 1 on the fused path reads the outlier rounds instead of the CSR outliers
-    const bool rounds = batch == 1 && t->rounds && t->path == SPQR_OUTLIERS_FUSED;
+    // the fused path reads the outlier rounds instead of the CSR outliers where it has them
+    const bool rounds = mma_rounds(t, batch) && t->path == SPQR_OUTLIERS_FUSED;
     for (int s = 0; s < SPQR_SEC_COUNT; s++) {
         if (s == SPQR_SEC_VALUES) continue; // values are read as fp32 deltas instead
         if (rounds && (s == SPQR_SEC_ROWPTR || s == SPQR_SEC_COLIDX)) continue;
