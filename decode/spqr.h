@@ -73,12 +73,13 @@ spqr_status spqr_gpu_dequantize_f16(spqr_gpu_tensor *t, void *w, void *stream, s
  * |zero| > 512, a nonzero |scale| < 2^-14, or |scale| >= 0.4997 for w = 3, 0.9995 for w = 2),
  * which the fp32 kernels run. */
 int spqr_gpu_uses_tensor_cores(const spqr_gpu_tensor *t);
-/* Outlier rounds built at upload for batch 1 (0: none). A round is one extra tensor-core multiply
- * that adds up to 16 outliers of each pair of rows (r, r + 8) of a 16-row strip; batch 1 on the
- * fused path uses them when the tensor has them. Built for tensor-core tensors with s-bit
- * statistics, β1 >= 16 and at most 32768 columns, while they take at most 16 bytes per outlier
- * (at least a quarter of the slots used) and each outlier's correction fits fp16; otherwise batch 1
- * walks the CSR outliers. 512 bytes of device memory each. */
+/* Outlier rounds built at upload (0: none). A round adds up to 16 outliers of each pair of rows
+ * (r, r + 8) of a 16-row strip by tensor-core multiplies (one at batch 1, eight at batch 2-8).
+ * The fused path uses them at batch 1, and at batch 2-8 while batch·cols <= 131072. Built for
+ * tensor-core tensors with s-bit statistics, β1 >= 16 and at most 32768 columns, while they take
+ * at most 16 bytes per outlier (at least a quarter of the slots used) and each outlier's
+ * correction fits fp16; otherwise the kernels walk the CSR outliers. 512 bytes of device memory
+ * each, on top of the CSR outliers (which batch 9-16, dequantize and cuSPARSE read). */
 uint64_t spqr_gpu_outlier_rounds(const spqr_gpu_tensor *t);
 /* Bytes the matmul must read from device memory for batch b (weights, statistics, outliers,
  * permutation, x, y): the denominator of effective bandwidth. */

@@ -528,8 +528,9 @@ __device__ __forceinline__ void outlier_round(const Act *__restrict__ xh, const 
 // its own, into the true vector columns. Lanes (g', t) hold its slots; every lane (g, t) takes
 // their columns (two shuffles), gathers vector g's x there (B column g; vectors past nb repeat the
 // last, their columns unread) and gives A' rows g, g + 8 only for g = g'. 8 mmas per round.
-#ifndef SPQR_MMA_ROUND_UNROLL // row pairs of a round per unrolled step (8: the OS = 9 kernels
-                              // spill)
+// SPQR_MMA_ROUND_UNROLL: row pairs per unrolled step (8: the OS = 9 kernels spill; 1, 2 and 4
+// measured alike, v6w)
+#ifndef SPQR_MMA_ROUND_UNROLL
 #define SPQR_MMA_ROUND_UNROLL 4
 #endif
 constexpr int kRoundUnroll = SPQR_MMA_ROUND_UNROLL;

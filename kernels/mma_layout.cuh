@@ -72,9 +72,16 @@ __host__ __device__ constexpr bool direct_width(int wb) {
 #define SPQR_MMA_ROUNDS 2
 #endif
 
-// Whether a call of nb vectors adds the tensor's outliers by its rounds (on the fused path).
+// Whether a call of nb vectors adds the tensor's outliers by its rounds (on the fused path):
+// batch 1, and batch 2-8 while the batch's x (nb·cols fp16) fits 256 KB, an SM's L1, where a
+// round's gathers find it. Same call, H100, w3 1 %, µs rounds / CSR walk or pass: batch 8 8192²
+// 29.9 / 35.8, 28672x8192 80.8 / 88.0, but 8192x28672 (458 KB of x) 122.6 / 84.1; batch 4
+// 8192x28672 (229 KB) 74.7 / 86.6 (bench/NOTES.md v6w).
+constexpr uint64_t kRoundsMaxBatchCols = 131072;
 inline bool mma_rounds(const spqr_gpu_tensor *t, int nb) {
-    return SPQR_MMA_ROUNDS && t->rounds && (nb == 1 || (SPQR_MMA_ROUNDS >= 2 && nb <= 8));
+    return SPQR_MMA_ROUNDS && t->rounds &&
+           (nb == 1 ||
+            (SPQR_MMA_ROUNDS >= 2 && nb <= 8 && (uint64_t)nb * t->p.cols <= kRoundsMaxBatchCols));
 }
 
 constexpr int kMmaWarps = 8;
