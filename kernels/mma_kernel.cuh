@@ -503,17 +503,12 @@ __device__ __forceinline__ uint32_t half_sign_mask(uint32_t v) {
     return m;
 }
 
-// One outlier round (OS = 8), batch 1: A' and B' of the lane's four slots, then the mma into acc.
-template <typename Act>
-__device__ __forceinline__ void outlier_round(const Act *__restrict__ xh, const uint4 &d,
-                                              float (&acc)[4]) {
-    const uint16_t *xs = reinterpret_cast<const uint16_t *>(xh); // vector 0
-    const uint32_t x0 = __ldg(xs + (d.z & 0x7fffu)), x1 = __ldg(xs + ((d.z >> 16) & 0x7fffu));
-    const uint32_t x2 = __ldg(xs + (d.w & 0x7fffu)), x3 = __ldg(xs + ((d.w >> 16) & 0x7fffu));
+// A' of a lane's round slots: registers (row g, k = 2t, 2t + 1), (row g + 8, same k), (row g,
+// k + 8), (row g + 8, k + 8), each slot's correction in its row's register (bit 15 of its column
+// half: row g + 8), converted to the activation type.
+template <typename Act> __device__ __forceinline__ void round_a(const uint4 &d, uint32_t (&a)[4]) {
     const uint32_t mz = half_sign_mask(d.z), mw = half_sign_mask(d.w); // the slots of row g + 8
-    // A' registers: (row g, k = 2t, 2t + 1), (row g + 8, same k), (row g, k + 8), (row g + 8, k +
-    // 8)
-    uint32_t a[4] = {d.x & ~mz, d.x & mz, d.y & ~mw, d.y & mw};
+    a[0] = d.x & ~mz, a[1] = d.x & mz, a[2] = d.y & ~mw, a[3] = d.y & mw;
     if constexpr (!std::is_same<Act, __half>::value) {
 #pragma unroll
         for (int r = 0; r < 4; r++) {
@@ -521,7 +516,22 @@ __device__ __forceinline__ void outlier_round(const Act *__restrict__ xh, const 
             a[r] = *reinterpret_cast<const uint32_t *>(&wb);
         }
     }
-    mma_16816(acc, a, __byte_perm(x0, x1, 0x5410), __byte_perm(x2, x3, 0x5410), Act());
+}
+// B' registers of four slots' columns (z, w: two 15-bit columns each): x there, paired.
+__device__ __forceinline__ uint2 round_b(const uint16_t *xs, uint32_t z, uint32_t w) {
+    const uint32_t x0 = __ldg(xs + (z & 0x7fffu)), x1 = __ldg(xs + ((z >> 16) & 0x7fffu));
+    const uint32_t x2 = __ldg(xs + (w & 0x7fffu)), x3 = __ldg(xs + ((w >> 16) & 0x7fffu));
+    return make_uint2(__byte_perm(x0, x1, 0x5410), __byte_perm(x2, x3, 0x5410));
+}
+
+// One outlier round (OS = 8), batch 1: A' and B' of the lane's four slots, then the mma into acc.
+template <typename Act>
+__device__ __forceinline__ void outlier_round(const Act *__restrict__ xh, const uint4 &d,
+                                              float (&acc)[4]) {
+    uint32_t a[4];
+    round_a<Act>(d, a);
+    const uint2 b = round_b(reinterpret_cast<const uint16_t *>(xh), d.z, d.w); // vector 0
+    mma_16816(acc, a, b.x, b.y, Act());
 }
 
 // One outlier round, batch 2-8: no idle n column, so each row pair g' of the round has an mma of
@@ -538,26 +548,17 @@ template <typename Act>
 __device__ __forceinline__ void outlier_round_n(const Act *__restrict__ xh, uint32_t xstride,
                                                 int nb, const uint4 &d, float (&acc)[4]) {
     const uint32_t lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-    const uint32_t mz = half_sign_mask(d.z), mw = half_sign_mask(d.w);
-    uint32_t own[4] = {d.x & ~mz, d.x & mz, d.y & ~mw, d.y & mw};
-    if constexpr (!std::is_same<Act, __half>::value) {
-#pragma unroll
-        for (int r = 0; r < 4; r++) {
-            const __nv_bfloat162 wb = __float22bfloat162_rn(__half22float2(bits_h2(own[r])));
-            own[r] = *reinterpret_cast<const uint32_t *>(&wb);
-        }
-    }
+    uint32_t own[4];
+    round_a<Act>(d, own);
     const uint16_t *xs =
         reinterpret_cast<const uint16_t *>(xh + (uint64_t)min((int)g, nb - 1) * xstride);
 #pragma unroll kRoundUnroll
     for (uint32_t gp = 0; gp < 8; gp++) {
-        const uint32_t z = __shfl_sync(0xffffffffu, d.z, 4 * gp + t);
-        const uint32_t w = __shfl_sync(0xffffffffu, d.w, 4 * gp + t);
-        const uint32_t x0 = __ldg(xs + (z & 0x7fffu)), x1 = __ldg(xs + ((z >> 16) & 0x7fffu));
-        const uint32_t x2 = __ldg(xs + (w & 0x7fffu)), x3 = __ldg(xs + ((w >> 16) & 0x7fffu));
+        const uint2 b = round_b(xs, __shfl_sync(0xffffffffu, d.z, 4 * gp + t),
+                                __shfl_sync(0xffffffffu, d.w, 4 * gp + t));
         const uint32_t a[4] = {g == gp ? own[0] : 0u, g == gp ? own[1] : 0u, g == gp ? own[2] : 0u,
                                g == gp ? own[3] : 0u};
-        mma_16816(acc, a, __byte_perm(x0, x1, 0x5410), __byte_perm(x2, x3, 0x5410), Act());
+        mma_16816(acc, a, b.x, b.y, Act());
     }
 }
 
