@@ -60,9 +60,10 @@ spqr_status spqr_gpu_set_outlier_path(spqr_gpu_tensor *t, spqr_outlier_path path
  * independent. A call may be captured into a CUDA graph (stream capture on a non-default stream,
  * on either outlier path); each replay computes with the x its buffer holds then. Precision: the
  * tensor-core kernel decodes weights to fp16 (a few fp16 roundings of the group's terms, e.g.
- * ŵ = (q·2^-17)·fp16(scale·2^17) + fp16(−scale·zero) for w = 3, 2^-16 and 2^16 for w = 2) and
- * accumulates in fp32; tests/gpu bound the relative RMS error against the exact product by 1e-3
- * (f16) and 8e-3 (bf16). */
+ * ŵ = (q·2^-17)·fp16(scale·2^17) + fp16(−scale·zero) for w = 3, 2^-16 and 2^16 for w = 2; with
+ * outlier rounds, each outlier's correction to ŵ rounded to fp16) and accumulates in fp32;
+ * tests/gpu bound the relative RMS error against the exact product by 1e-3 (f16) and 8e-3 (bf16).
+ */
 spqr_status spqr_gpu_matmul(spqr_gpu_tensor *t, const void *x, void *y, int batch,
                             spqr_act_type act, void *stream, spqr_error *err);
 /* Dequantizes into w (device, rows x cols fp16, original column order) for cuBLAS GEMM. */
