@@ -83,6 +83,12 @@ size_t spqr_gpu_model_count(const spqr_gpu_model *m) {
     return m ? m->count : 0;
 }
 
+uint64_t spqr_gpu_model_device_bytes(const spqr_gpu_model *m) {
+    uint64_t n = 0;
+    for (size_t i = 0; m && i < m->count; i++) n += spqr_gpu_device_bytes(m->tensors[i]);
+    return n;
+}
+
 spqr_gpu_tensor *spqr_gpu_model_tensor(const spqr_gpu_model *m, size_t i) {
     return m && i < m->count ? m->tensors[i] : NULL;
 }

@@ -45,8 +45,9 @@ typedef struct spqr_gpu_tensor spqr_gpu_tensor;
 spqr_status spqr_gpu_available(spqr_error *err);
 /* Copies an SpQR tensor's sections to the current device as they are stored (plus the outliers'
  * fp32 corrections, computed on the device), then re-tiles codes and first-order statistics for
- * the tensor-core kernel where it applies (the stored copies of those are released; while both
- * exist, device memory peaks at about twice the tensor's code bytes). */
+ * the tensor-core kernel where it applies (the stored copies of those, and of the second-order
+ * statistics where the tiles hold them, are released; while both exist, device memory peaks at
+ * about twice the tensor's code bytes). */
 spqr_status spqr_gpu_upload(const spqr_file *f, size_t tensor, spqr_gpu_tensor **out,
                             spqr_error *err);
 void spqr_gpu_free(spqr_gpu_tensor *t);
@@ -82,6 +83,12 @@ int spqr_gpu_uses_tensor_cores(const spqr_gpu_tensor *t);
  * correction fits fp16; otherwise the kernels walk the CSR outliers. 512 bytes of device memory
  * each, on top of the CSR outliers (which batch 9-16, dequantize and cuSPARSE read). */
 uint64_t spqr_gpu_outlier_rounds(const spqr_gpu_tensor *t);
+/* Device memory the tensor holds now, in bytes as allocated by the library (the driver rounds
+ * each allocation up to its granularity; the cuSPARSE handle's own state is not counted): its
+ * sections, tiles, outlier rounds and corrections, per-tensor scratch for up to 16 vectors (x,
+ * partial sums: about 128·rows + 68·cols bytes), and the cuSPARSE path's state once selected.
+ * 0 for NULL. */
+uint64_t spqr_gpu_device_bytes(const spqr_gpu_tensor *t);
 /* Bytes the matmul must read from device memory for batch b (weights, statistics, outliers,
  * permutation, x, y): the denominator of effective bandwidth. */
 uint64_t spqr_gpu_matmul_bytes(const spqr_gpu_tensor *t, int batch);
@@ -95,6 +102,8 @@ spqr_status spqr_gpu_model_upload(const spqr_file *f, spqr_gpu_model **out, spqr
 void spqr_gpu_model_free(spqr_gpu_model *m);
 /* Number of tensors; the i-th (file order) and its name, NULL past the end. */
 size_t spqr_gpu_model_count(const spqr_gpu_model *m);
+/* Device memory of all its tensors (spqr_gpu_device_bytes summed). */
+uint64_t spqr_gpu_model_device_bytes(const spqr_gpu_model *m);
 spqr_gpu_tensor *spqr_gpu_model_tensor(const spqr_gpu_model *m, size_t i);
 const char *spqr_gpu_model_name(const spqr_gpu_model *m, size_t i);
 /* The tensor called name; SPQR_E_NOTFOUND (naming it) when the model has none. */

@@ -19,7 +19,16 @@ int main(int argc, char **argv) {
     if (!f) return fprintf(stderr, "%s\n", err.msg), 1;
     spqr_gpu_model *m;
     if (spqr_gpu_model_upload(f, &m, &err)) return fprintf(stderr, "%s\n", err.msg), 1;
-    printf("%zu SpQR linears on the GPU\n", spqr_gpu_model_count(m));
+    uint64_t stored = 0; /* the SpQR tensors' section bytes, as the format stores them */
+    for (size_t i = 0; i < spqr_file_tensor_count(f); i++) {
+        uint64_t sizes[SPQR_SEC_COUNT];
+        const spqr_tensor_info *in = spqr_file_tensor_info(f, i);
+        if (in->kind == SPQR_KIND_SPQR && spqr_section_sizes(in, sizes, NULL) == SPQR_OK)
+            for (int s = 0; s < SPQR_SEC_COUNT; s++) stored += sizes[s];
+    }
+    printf("%zu SpQR linears on the GPU: %.2f MiB of device memory (their sections: %.2f MiB)\n",
+           spqr_gpu_model_count(m), spqr_gpu_model_device_bytes(m) / 1048576.0,
+           stored / 1048576.0);
     int bad = 0;
     for (size_t i = 0; i < spqr_file_tensor_count(f); i++) {
         const spqr_tensor_info *in = spqr_file_tensor_info(f, i);

@@ -4,7 +4,8 @@
 //
 // Tiled layout (built on the device at upload from the stored sections: the same bytes up to
 // padding to whole tiles and 32-byte records, with each strip's stat2 pairs copied into its
-// records; the stored codes and first-order statistics are then released, stat2 is kept):
+// records; the stored codes and first-order statistics are then released, and stat2 too where
+// the records hold it):
 //   strip S = rows 16S..16S+15, macro tile M = stored columns 64M..64M+63. In a warp's 16 x 64
 //   macro tile, lane l = 4g + t owns rows g and g+8 of the strip and the 16 columns
 //   64M + 16t .. +15 ("its chunk"), i.e. 32 codes, held as 16 pairs. mma k-slots are mapped so

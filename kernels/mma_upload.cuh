@@ -144,8 +144,8 @@ __device__ __forceinline__ void tiled_stats_of(const Params &p, uint32_t S, uint
                                                float &scale, float &zero) {
     // the record of the first tile holding group G
     const uint32_t M = (G << p.log2beta2) >> 6, gi = G - ((64 * M) >> p.log2beta2);
-    const uint32_t *blk =
-        p.tcodes + ((uint64_t)S * p.mtiles + M) * p.rec_words + p.wbits * 32 + gi * p.tstat_words;
+    const uint32_t *rec = p.tcodes + ((uint64_t)S * p.mtiles + M) * p.rec_words;
+    const uint32_t *blk = rec + p.wbits * 32 + gi * p.tstat_words;
     if (p.sbits == 16) {
         const uint32_t v = blk[stat_slot(r)];
         scale = h2f((uint16_t)(v & 0xffff)), zero = h2f((uint16_t)(v >> 16));
@@ -154,8 +154,10 @@ __device__ __forceinline__ void tiled_stats_of(const Params &p, uint32_t S, uint
     const uint32_t bit = 2 * p.sbits * stat_slot(r), m = (1u << p.sbits) - 1u;
     const uint32_t e = __funnelshift_r(blk[bit >> 5], blk[(bit >> 5) + 1], bit & 31);
     const uint32_t row = min(16 * S + r, p.rows - 1);
-    const uint2 s2 = *reinterpret_cast<const uint2 *>(
-        p.stat2 + 4 * ((uint64_t)(row >> p.log2beta1) * p.groups + G));
+    // stat2 from the record where it holds it (the stored array is then released, make_tiled)
+    const uint2 s2 = p.rec_s2 ? make_uint2(rec[p.rec_s2 + 2 * gi], rec[p.rec_s2 + 2 * gi + 1])
+                              : *reinterpret_cast<const uint2 *>(
+                                    p.stat2 + 4 * ((uint64_t)(row >> p.log2beta1) * p.groups + G));
     scale = __fmul_rn(h2f((uint16_t)(s2.x & 0xffff)),
                       __fsub_rn((float)(e & m), h2f((uint16_t)(s2.x >> 16))));
     zero = __fmul_rn(h2f((uint16_t)(s2.y & 0xffff)),

@@ -107,6 +107,23 @@ extern "C" spqr_status spqr_gpu_available(spqr_error *err) {
     return SPQR_OK;
 }
 
+// Every device allocation a tensor holds goes through dev_alloc and, when released before the
+// tensor is freed, dev_release, so dev_bytes (spqr_gpu_device_bytes) is their exact sum, in bytes
+// as requested (the driver rounds each allocation up to its own granularity).
+template <typename T> static cudaError_t dev_alloc(spqr_gpu_tensor *t, T **ptr, uint64_t n) {
+    void *v = nullptr;
+    const cudaError_t e = cudaMalloc(&v, n);
+    *ptr = static_cast<T *>(v);
+    if (e == cudaSuccess) t->dev_bytes += n;
+    return e;
+}
+template <typename T> static void dev_release(spqr_gpu_tensor *t, T **ptr, uint64_t n) {
+    if (!*ptr) return;
+    cudaFree(*ptr);
+    t->dev_bytes -= n;
+    *ptr = nullptr;
+}
+
 extern "C" void spqr_gpu_free(spqr_gpu_tensor *t) {
     if (!t) return;
     for (int i = 0; i < SPQR_SEC_COUNT; i++) cudaFree(t->sec[i]);
@@ -141,11 +158,11 @@ static cudaError_t make_tiled(spqr_gpu_tensor *t) {
     if (p.sbits != 16 && p.log2beta1 >= 4) rw = (rw + 1) & ~1u, p.rec_s2 = rw, rw += 2 * p.tgpt;
     p.rec_words = (rw + 7) & ~7u;
     t->tcodes_size = (uint64_t)p.strips * p.mtiles * p.rec_words * 4;
-    e = cudaMalloc(&t->tcodes, t->tcodes_size + 16);
+    e = dev_alloc(t, &t->tcodes, t->tcodes_size + 16);
     if (e == cudaSuccess) e = cudaMemset(t->tcodes, 0, t->tcodes_size + 16);
-    if (e == cudaSuccess) e = cudaMalloc(&t->acc32, (uint64_t)p.rows * SPQR_MAX_BATCH * 4);
+    if (e == cudaSuccess) e = dev_alloc(t, &t->acc32, (uint64_t)p.rows * SPQR_MAX_BATCH * 4);
     if (e == cudaSuccess) e = cudaMemset(t->acc32, 0, (uint64_t)p.rows * SPQR_MAX_BATCH * 4);
-    if (e == cudaSuccess) e = cudaMalloc(&t->counters, (uint64_t)p.strips * 4);
+    if (e == cudaSuccess) e = dev_alloc(t, &t->counters, (uint64_t)p.strips * 4);
     if (e == cudaSuccess) e = cudaMemset(t->counters, 0, (uint64_t)p.strips * 4);
     if (e != cudaSuccess) return e;
     tile_codes_kernel<<<t->sms * 8, 256>>>(p, t->tcodes);
@@ -153,11 +170,12 @@ static cudaError_t make_tiled(spqr_gpu_tensor *t) {
     e = cudaGetLastError();
     if (e == cudaSuccess) e = cudaDeviceSynchronize();
     if (e != cudaSuccess) return e;
-    for (int s : {SPQR_SEC_CODES, SPQR_SEC_SCALE, SPQR_SEC_ZERO}) {
-        cudaFree(t->sec[s]);
-        t->sec[s] = nullptr;
-    }
+    for (int s : {SPQR_SEC_CODES, SPQR_SEC_SCALE, SPQR_SEC_ZERO})
+        dev_release(t, &t->sec[s], t->size[s] + 16);
     p.codes = p.scale = p.zero = nullptr;
+    // stat2 too where the records hold it (tiled_stats_of reads it there)
+    if (p.rec_s2) dev_release(t, &t->sec[SPQR_SEC_STAT2], t->size[SPQR_SEC_STAT2] + 16);
+    if (p.rec_s2) p.stat2 = nullptr;
     p.scale16 = p.zero16 = nullptr;
     p.tcodes = t->tcodes;
     return cudaSuccess;
@@ -200,9 +218,9 @@ static cudaError_t make_rounds(spqr_gpu_tensor *t) {
         return e;
     }
     unsigned int *dbad = nullptr, hbad = 0;
-    e = cudaMalloc(&t->rounds, total * 512);
+    e = dev_alloc(t, &t->rounds, total * 512);
     if (e == cudaSuccess) e = cudaMemset(t->rounds, 0, total * 512);
-    if (e == cudaSuccess) e = cudaMalloc(&t->rptr, (p.strips + 1ull) * 4);
+    if (e == cudaSuccess) e = dev_alloc(t, &t->rptr, (p.strips + 1ull) * 4);
     if (e == cudaSuccess)
         e = cudaMemcpy(t->rptr, rptr, (p.strips + 1ull) * 4, cudaMemcpyHostToDevice);
     free(rowptr);
@@ -215,7 +233,9 @@ static cudaError_t make_rounds(spqr_gpu_tensor *t) {
     if (e == cudaSuccess) e = cudaMemcpy(&hbad, dbad, sizeof hbad, cudaMemcpyDeviceToHost);
     cudaFree(dbad);
     if (e != cudaSuccess || hbad) { // (spqr_gpu_free frees them on an error)
-        if (hbad) cudaFree(t->rounds), cudaFree(t->rptr), t->rounds = nullptr, t->rptr = nullptr;
+        if (hbad)
+            dev_release(t, &t->rounds, total * 512),
+                dev_release(t, &t->rptr, (p.strips + 1ull) * 4);
         return e;
     }
     p.rounds = t->rounds, p.rptr = t->rptr, t->nrounds = total;
@@ -267,8 +287,8 @@ extern "C" spqr_status spqr_gpu_upload(const spqr_file *f, size_t ti, spqr_gpu_t
         uint64_t size;
         const void *h = spqr_file_section(f, ti, (spqr_section_id)s, &size);
         t->size[s] = size;
-        cudaError_t e =
-            cudaMalloc(&t->sec[s], size + 16); // +16: word-pair loads past a row end stay in bounds
+        cudaError_t e = dev_alloc(t, &t->sec[s],
+                                  size + 16); // +16: word-pair loads past a row end stay in bounds
         if (e == cudaSuccess && size) e = cudaMemcpy(t->sec[s], h, size, cudaMemcpyHostToDevice);
         if (e != cudaSuccess) {
             spqr_gpu_free(t);
@@ -292,10 +312,10 @@ extern "C" spqr_status spqr_gpu_upload(const spqr_file *f, size_t ti, spqr_gpu_t
         ((uint64_t)SPQR_MAX_BATCH * ((p.cols + 63) / 64 * 64) + 16ull * p.cols) / 2;
     const uint64_t x_stream = (uint64_t)p.chunks * 34 * SPQR_MAX_BATCH;
     const uint64_t xlen = x_stream > x_mma + 16 ? x_stream : x_mma + 16;
-    cudaError_t e = cudaMalloc(&t->delta, (t->nnz ? t->nnz : 1) * sizeof(float));
-    if (e == cudaSuccess) e = cudaMalloc(&t->xbuf, xlen * sizeof(float));
+    cudaError_t e = dev_alloc(t, &t->delta, (t->nnz ? t->nnz : 1) * sizeof(float));
+    if (e == cudaSuccess) e = dev_alloc(t, &t->xbuf, xlen * sizeof(float));
     if (e == cudaSuccess)
-        e = cudaMalloc(&t->ybuf, (uint64_t)p.rows * SPQR_MAX_BATCH * sizeof(float));
+        e = dev_alloc(t, &t->ybuf, (uint64_t)p.rows * SPQR_MAX_BATCH * sizeof(float));
     if (e != cudaSuccess) {
         spqr_gpu_free(t);
         return cuda_fail(err, e, "allocating scratch");
@@ -367,7 +387,7 @@ static spqr_status sp_init(spqr_gpu_tensor *t, spqr_error *err) {
     }
     cusparseSetPointerMode(t->sp, CUSPARSE_POINTER_MODE_DEVICE);
     const uint64_t n = t->nnz ? t->nnz : 1;
-    CK(cudaMalloc(&t->colidx32, n * sizeof(int)), "allocating int32 column indices");
+    CK(dev_alloc(t, &t->colidx32, n * sizeof(int)), "allocating int32 column indices");
     if (t->nnz) {
         if (t->p.wide)
             CK(cudaMemcpy(t->colidx32, t->p.colidx, t->nnz * 4, cudaMemcpyDeviceToDevice),
@@ -377,7 +397,7 @@ static spqr_status sp_init(spqr_gpu_tensor *t, spqr_error *err) {
         CK(cudaGetLastError(), "widening indices");
     }
     const float one = 1.f;
-    CK(cudaMalloc(&t->sp_one, sizeof(float)), "allocating cuSPARSE scalars");
+    CK(dev_alloc(t, &t->sp_one, sizeof(float)), "allocating cuSPARSE scalars");
     CK(cudaMemcpy(t->sp_one, &one, sizeof one, cudaMemcpyHostToDevice), "cuSPARSE scalars");
     size_t ws = 0;
     for (int nb = 1; nb <= SPQR_MAX_BATCH; nb++) {
@@ -387,7 +407,8 @@ static spqr_status sp_init(spqr_gpu_tensor *t, spqr_error *err) {
                                   "cusparseSpMM_bufferSize failed (batch %d)", nb);
         if (w > ws) ws = w;
     }
-    if (ws) CK(cudaMalloc(&t->sp_ws, ws), "allocating the cuSPARSE workspace");
+    if (ws) CK(dev_alloc(t, &t->sp_ws, ws), "allocating the cuSPARSE workspace");
+    t->sp_ws_size = ws;
     return SPQR_OK;
 }
 
@@ -398,9 +419,11 @@ extern "C" spqr_status spqr_gpu_set_outlier_path(spqr_gpu_tensor *t, spqr_outlie
     if (path == SPQR_OUTLIERS_CUSPARSE && !t->sp) {
         const spqr_status st = sp_init(t, err);
         if (st != SPQR_OK) { // nothing half made stays behind: the next selection starts over
-            cudaFree(t->colidx32), cudaFree(t->sp_one), cudaFree(t->sp_ws);
+            dev_release(t, &t->colidx32, (t->nnz ? t->nnz : 1) * sizeof(int));
+            dev_release(t, &t->sp_one, sizeof(float));
+            dev_release(t, &t->sp_ws, t->sp_ws_size);
             if (t->sp) cusparseDestroy(t->sp);
-            t->sp = nullptr, t->colidx32 = nullptr, t->sp_one = nullptr, t->sp_ws = nullptr;
+            t->sp = nullptr;
             return st;
         }
     }
@@ -410,6 +433,10 @@ extern "C" spqr_status spqr_gpu_set_outlier_path(spqr_gpu_tensor *t, spqr_outlie
 
 extern "C" int spqr_gpu_uses_tensor_cores(const spqr_gpu_tensor *t) {
     return t && t->tcodes != nullptr;
+}
+
+extern "C" uint64_t spqr_gpu_device_bytes(const spqr_gpu_tensor *t) {
+    return t ? t->dev_bytes : 0;
 }
 
 extern "C" uint64_t spqr_gpu_outlier_rounds(const spqr_gpu_tensor *t) {

@@ -8,7 +8,8 @@
  * fp32 kernels, checked the same way), bad arguments return errors, a whole-model upload holds
  * every SpQR tensor by name, and (when SPQR_REAL_SPQR names a file) every SpQR tensor of a real
  * compressed model is checked the same way; a matmul captured into a CUDA graph replays as the
- * direct call computes. Without a GPU it checks that the GPU entry points
+ * direct call computes; the device memory a tensor reports matches the driver's count and is all
+ * returned by spqr_gpu_free. Without a GPU it checks that the GPU entry points
  * return SPQR_E_UNSUPPORTED, then exits 77 (ctest: skipped). */
 #define _POSIX_C_SOURCE 200809L
 #include "../check.h"
@@ -520,6 +521,11 @@ static void model_upload(const char *real) {
     }
     CHECK(spqr_gpu_model_count(m) == k, "model holds %zu tensors, file %zu SpQR tensors",
           spqr_gpu_model_count(m), k);
+    uint64_t sum = 0;
+    for (size_t i = 0; i < k; i++) sum += spqr_gpu_device_bytes(spqr_gpu_model_tensor(m, i));
+    CHECK(m && sum > 0 && spqr_gpu_model_device_bytes(m) == sum,
+          "model device bytes %llu, its tensors' %llu",
+          (unsigned long long)spqr_gpu_model_device_bytes(m), (unsigned long long)sum);
     spqr_gpu_tensor *t = (spqr_gpu_tensor *)&err;
     const spqr_status st = spqr_gpu_model_find(m, "no.such.tensor", &t, &err);
     CHECK(st == SPQR_E_NOTFOUND && !t && strstr(err.msg, "no.such.tensor"),
@@ -527,6 +533,89 @@ static void model_upload(const char *real) {
     CHECK(!spqr_gpu_model_tensor(m, k) && !spqr_gpu_model_name(m, k),
           "model tensor past the end must be NULL");
     spqr_gpu_model_free(m);
+    spqr_file_close(f);
+    unlink(path);
+}
+
+/* Device memory: spqr_gpu_device_bytes against the driver's own count (cudaMemGetInfo) for a
+ * large tensor (28672x8192 w3 1 %, ~150 MB on the device; 4096x4096 in the quick subset), within
+ * the driver's rounding (each allocation rounded up to 2 MiB pages, at most 20 of them; small
+ * ones may share a page already held: 8 MiB below); selecting the cuSPARSE path adds its int32
+ * indices to the count and to the driver's; after spqr_gpu_free the memory is back within one
+ * page, in each of three upload/free cycles after an unmeasured first one (nothing leaks, no
+ * drift). */
+static void device_memory(void) {
+    const int quick = getenv("SPQR_GPU_QUICK") != NULL;
+    const uint64_t rows = quick ? 4096 : 28672, cols = quick ? 4096 : 8192;
+    const spqr_tensor_info in = {.kind = SPQR_KIND_SPQR,
+                                 .ndim = 2,
+                                 .dims = {rows, cols},
+                                 .wbits = 3,
+                                 .stat_bits = 3,
+                                 .beta1 = 16,
+                                 .beta2 = 16,
+                                 .nnz = rows * cols / 100,
+                                 .flags = SPQR_FLAG_PERM};
+    char path[256], label[200];
+    snprintf(path, sizeof path, "/tmp/spqr_gpu_mem_%d.spqr", (int)getpid());
+    spqr_sample_describe(&in, label, sizeof label);
+    spqr_error err = {0};
+    spqr_file *f = spqr_sample_open_tensor(path, &in, 901, &err);
+    if (!f) {
+        CHECK(0, "%s: building tensor: %s", label, err.msg);
+        unlink(path);
+        return;
+    }
+    uint64_t file_bytes = 0, size;
+    for (int s = 0; s < SPQR_SEC_COUNT; s++)
+        if (spqr_file_section(f, 0, (spqr_section_id)s, &size)) file_bytes += size;
+    const double MiB = 1048576.0;
+    size_t free0, free1, total;
+    /* a first cycle unmeasured: modules the upload and cuSPARSE load lazily stay on the device */
+    spqr_gpu_tensor *warm = NULL;
+    if (spqr_gpu_upload(f, 0, &warm, &err) == SPQR_OK)
+        spqr_gpu_set_outlier_path(warm, SPQR_OUTLIERS_CUSPARSE, &err);
+    spqr_gpu_free(warm);
+    cudaDeviceSynchronize();
+    cudaMemGetInfo(&free0, &total);
+    for (int cycle = 0; cycle < 3; cycle++) {
+        spqr_gpu_tensor *t = NULL;
+        if (spqr_gpu_upload(f, 0, &t, &err) != SPQR_OK) {
+            CHECK(0, "%s: upload: %s", label, err.msg);
+            break;
+        }
+        cudaMemGetInfo(&free1, &total);
+        const double got = (double)spqr_gpu_device_bytes(t), held = (double)free0 - (double)free1;
+        CHECK(got >= (double)file_bytes * 0.9 && got <= (double)file_bytes * 2,
+              "%s: device bytes %.0f for %.0f file bytes", label, got, (double)file_bytes);
+        if (!quick)
+            CHECK(held >= got - 8 * MiB && held <= got + 40 * MiB,
+                  "%s: device bytes %.1f MiB, the driver's count %.1f MiB", label, got / MiB,
+                  held / MiB);
+        if (cycle == 0) {
+            printf("device memory, %s: %.2f MiB counted, %.2f MiB held by the driver, file %.2f "
+                   "MiB\n",
+                   label, got / MiB, held / MiB, (double)file_bytes / MiB);
+            CHECK(spqr_gpu_set_outlier_path(t, SPQR_OUTLIERS_CUSPARSE, &err) == SPQR_OK,
+                  "%s: cuSPARSE path: %s", label, err.msg);
+            size_t free2;
+            cudaMemGetInfo(&free2, &total);
+            const double got2 = (double)spqr_gpu_device_bytes(t);
+            const double held2 = (double)free0 - (double)free2;
+            CHECK(got2 >= got + 4.0 * (double)in.nnz, "%s: the cuSPARSE path's state: %.0f -> %.0f",
+                  label, got, got2);
+            if (!quick)
+                CHECK(held2 >= got2 - 8 * MiB && held2 <= got2 + 44 * MiB,
+                      "%s: cuSPARSE path: device bytes %.1f MiB, the driver's count %.1f MiB",
+                      label, got2 / MiB, held2 / MiB);
+        }
+        spqr_gpu_free(t);
+        cudaMemGetInfo(&free1, &total);
+        CHECK(fabs((double)free1 - (double)free0) <= 2 * MiB,
+              "%s: cycle %d: %.1f MiB not returned after spqr_gpu_free", label, cycle,
+              ((double)free0 - (double)free1) / MiB);
+    }
+    CHECK(spqr_gpu_device_bytes(NULL) == 0, "device bytes of no tensor");
     spqr_file_close(f);
     unlink(path);
 }
@@ -548,6 +637,8 @@ static void no_gpu(void) {
     st = spqr_gpu_upload(f, q >= 0 ? (size_t)q : 0, &t, &err);
     CHECK(st == SPQR_E_UNSUPPORTED && !t, "upload without a GPU: status %d", (int)st);
     CHECK(spqr_gpu_model_count(NULL) == 0, "count of no model");
+    CHECK(spqr_gpu_model_device_bytes(NULL) == 0 && spqr_gpu_device_bytes(NULL) == 0,
+          "device bytes of no model or tensor");
     spqr_file_close(f);
     unlink(path);
 }
@@ -566,6 +657,7 @@ int main(void) {
     outlier_rounds();
     outlier_pass();
     graph_capture();
+    device_memory();
     const char *real = getenv("SPQR_REAL_SPQR");
     model_upload(NULL);
     if (real && *real) model_upload(real);
