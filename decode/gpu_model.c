@@ -1,7 +1,9 @@
 /* gpu_model.c — a whole model on the GPU: every SpQR tensor of a file uploaded with
  * spqr_gpu_upload (sections copied as stored), kept in file order and looked up by name through a
- * sorted index. Host code only: in a build without CUDA the upload fails as spqr_gpu_upload does.
+ * sorted index; the tensors share one set of per-call scratch. Host code only: in a build without
+ * CUDA the upload fails as spqr_gpu_upload does.
  */
+#include "gpu_internal.h"
 #include "spqr.h"
 
 #include <stdlib.h>
@@ -17,6 +19,7 @@ struct spqr_gpu_model {
     spqr_gpu_tensor **tensors; /* file order */
     char **names;              /* file order, owned */
     name_entry *by_name;       /* sorted by name (strcmp) */
+    spqr_gpu_scratch *scratch; /* the tensors' one set of per-call scratch */
 };
 
 static int cmp_entry(const void *a, const void *b) {
@@ -29,6 +32,7 @@ void spqr_gpu_model_free(spqr_gpu_model *m) {
         spqr_gpu_free(m->tensors[i]);
         free(m->names[i]);
     }
+    spqr_gpu_scratch_free(m->scratch); /* after the tensors that use it */
     free(m->tensors), free(m->names), free(m->by_name), free(m);
 }
 
@@ -74,6 +78,13 @@ spqr_status spqr_gpu_model_upload(const spqr_file *f, spqr_gpu_model **out, spqr
         m->by_name[m->count] = (name_entry){copy, m->count};
         m->count++;
     }
+    /* a model's calls are ordered (spqr.h), so its tensors share one scratch */
+    spqr_error e = {0};
+    st = spqr_gpu_share_scratch(m->tensors, m->count, &m->scratch, &e);
+    if (st) {
+        spqr_gpu_model_free(m);
+        return spqr_set_error(err, st, e.rule, e.offset, "%s: %s", spqr_file_path(f), e.msg);
+    }
     qsort(m->by_name, m->count, sizeof *m->by_name, cmp_entry);
     *out = m;
     return SPQR_OK;
@@ -84,7 +95,7 @@ size_t spqr_gpu_model_count(const spqr_gpu_model *m) {
 }
 
 uint64_t spqr_gpu_model_device_bytes(const spqr_gpu_model *m) {
-    uint64_t n = 0;
+    uint64_t n = m ? spqr_gpu_scratch_bytes(m->scratch) : 0;
     for (size_t i = 0; m && i < m->count; i++) n += spqr_gpu_device_bytes(m->tensors[i]);
     return n;
 }

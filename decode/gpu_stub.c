@@ -1,4 +1,5 @@
 /* gpu_stub.c — the GPU entry points of a CPU-only build: each returns SPQR_E_UNSUPPORTED. */
+#include "gpu_internal.h"
 #include "spqr.h"
 
 static spqr_status no_cuda(spqr_error *err) {
@@ -42,5 +43,18 @@ uint64_t spqr_gpu_outlier_rounds(const spqr_gpu_tensor *t) {
 }
 uint64_t spqr_gpu_device_bytes(const spqr_gpu_tensor *t) {
     (void)t;
+    return 0;
+}
+spqr_status spqr_gpu_share_scratch(spqr_gpu_tensor *const *ts, size_t n, spqr_gpu_scratch **out,
+                                   spqr_error *err) {
+    (void)ts, (void)n;
+    *out = NULL;
+    return no_cuda(err);
+}
+void spqr_gpu_scratch_free(spqr_gpu_scratch *s) {
+    (void)s;
+}
+uint64_t spqr_gpu_scratch_bytes(const spqr_gpu_scratch *s) {
+    (void)s;
     return 0;
 }

@@ -57,13 +57,14 @@ void spqr_gpu_free(spqr_gpu_tensor *t);
 spqr_status spqr_gpu_set_outlier_path(spqr_gpu_tensor *t, spqr_outlier_path path, spqr_error *err);
 /* y = W x for batch 1..16: x device pointer batch x cols, y batch x rows, both of type act.
  * stream: a cudaStream_t or NULL. Calls on one tensor use its device scratch (the permuted x,
- * partial sums), so they must be ordered (one stream, or synchronised); different tensors are
- * independent. A call may be captured into a CUDA graph (stream capture on a non-default stream,
- * on either outlier path); each replay computes with the x its buffer holds then. Precision: the
- * tensor-core kernel decodes weights to fp16 (a few fp16 roundings of the group's terms, e.g.
- * ŵ = (q·2^-17)·fp16(scale·2^17) + fp16(−scale·zero) for w = 3, 2^-16 and 2^16 for w = 2; with
- * outlier rounds, each outlier's correction to ŵ rounded to fp16) and accumulates in fp32;
- * tests/gpu bound the relative RMS error against the exact product by 1e-3 (f16) and 8e-3 (bf16).
+ * partial sums), so they must be ordered (one stream, or synchronised); so must calls on the
+ * tensors of one spqr_gpu_model, which share one scratch; other tensors are independent. A call may
+ * be captured into a CUDA graph (stream capture on a non-default stream, on either outlier path);
+ * each replay computes with the x its buffer holds then. Precision: the tensor-core kernel decodes
+ * weights to fp16 (a few fp16 roundings of the group's terms, e.g. ŵ = (q·2^-17)·fp16(scale·2^17) +
+ * fp16(−scale·zero) for w = 3, 2^-16 and 2^16 for w = 2; with outlier rounds, each outlier's
+ * correction to ŵ rounded to fp16) and accumulates in fp32; tests/gpu bound the relative RMS error
+ * against the exact product by 1e-3 (f16) and 8e-3 (bf16).
  */
 spqr_status spqr_gpu_matmul(spqr_gpu_tensor *t, const void *x, void *y, int batch,
                             spqr_act_type act, void *stream, spqr_error *err);
@@ -96,13 +97,16 @@ uint64_t spqr_gpu_matmul_bytes(const spqr_gpu_tensor *t, int batch);
 /* A whole model: every SpQR tensor of a file uploaded as spqr_gpu_upload does (file order),
  * found by name. Plain tensors (embeddings, norms) stay with the app. On an error nothing stays
  * on the device and the message names the file and tensor. The model does not refer to f once
- * uploaded; its tensors belong to it (spqr_gpu_model_free frees them). */
+ * uploaded; its tensors belong to it (spqr_gpu_model_free frees them). Its tensors share one set
+ * of per-call scratch, sized for the largest (a tensor's own is about 128·rows + 68·cols bytes),
+ * so their calls must be ordered (spqr_gpu_matmul): one stream, as a forward pass runs. */
 typedef struct spqr_gpu_model spqr_gpu_model;
 spqr_status spqr_gpu_model_upload(const spqr_file *f, spqr_gpu_model **out, spqr_error *err);
 void spqr_gpu_model_free(spqr_gpu_model *m);
 /* Number of tensors; the i-th (file order) and its name, NULL past the end. */
 size_t spqr_gpu_model_count(const spqr_gpu_model *m);
-/* Device memory of all its tensors (spqr_gpu_device_bytes summed). */
+/* Device memory of the model: its tensors' (spqr_gpu_device_bytes, which for a model's tensor
+ * leaves out the shared scratch) and the shared scratch. */
 uint64_t spqr_gpu_model_device_bytes(const spqr_gpu_model *m);
 spqr_gpu_tensor *spqr_gpu_model_tensor(const spqr_gpu_model *m, size_t i);
 const char *spqr_gpu_model_name(const spqr_gpu_model *m, size_t i);

@@ -152,7 +152,9 @@ struct spqr_gpu_tensor {
     void *sp_ws;            // not replay (no host scalars read later, no per-call allocation)
     uint8_t mma_blocks[24]; // tensor-core kernel variants' resident blocks per SM (0: not asked)
     size_t sp_ws_size;      // bytes of sp_ws
+    uint64_t xbuf_bytes;    // bytes of xbuf this tensor needs
     uint64_t dev_bytes;     // device bytes held now (dev_alloc / dev_release, spqr_kernels.cu)
+    bool scratch_shared;    // xbuf, ybuf, acc32 belong to a model's spqr_gpu_scratch
 };
 
 namespace spqr_cu {

@@ -13,6 +13,7 @@
 #include <new>
 
 #include "gpu_common.cuh"
+#include "gpu_internal.h"
 #include "mma_upload.cuh"
 
 namespace spqr_cu {
@@ -127,8 +128,9 @@ template <typename T> static void dev_release(spqr_gpu_tensor *t, T **ptr, uint6
 extern "C" void spqr_gpu_free(spqr_gpu_tensor *t) {
     if (!t) return;
     for (int i = 0; i < SPQR_SEC_COUNT; i++) cudaFree(t->sec[i]);
-    cudaFree(t->tcodes), cudaFree(t->acc32), cudaFree(t->counters);
-    cudaFree(t->delta), cudaFree(t->colidx32), cudaFree(t->xbuf), cudaFree(t->ybuf);
+    if (!t->scratch_shared) cudaFree(t->acc32), cudaFree(t->xbuf), cudaFree(t->ybuf);
+    cudaFree(t->tcodes), cudaFree(t->counters);
+    cudaFree(t->delta), cudaFree(t->colidx32);
     cudaFree(t->sp_one), cudaFree(t->sp_ws), cudaFree(t->rounds), cudaFree(t->rptr);
     if (t->sp) cusparseDestroy(t->sp);
     delete t;
@@ -313,7 +315,8 @@ extern "C" spqr_status spqr_gpu_upload(const spqr_file *f, size_t ti, spqr_gpu_t
     const uint64_t x_stream = (uint64_t)p.chunks * 34 * SPQR_MAX_BATCH;
     const uint64_t xlen = x_stream > x_mma + 16 ? x_stream : x_mma + 16;
     cudaError_t e = dev_alloc(t, &t->delta, (t->nnz ? t->nnz : 1) * sizeof(float));
-    if (e == cudaSuccess) e = dev_alloc(t, &t->xbuf, xlen * sizeof(float));
+    t->xbuf_bytes = xlen * sizeof(float);
+    if (e == cudaSuccess) e = dev_alloc(t, &t->xbuf, t->xbuf_bytes);
     if (e == cudaSuccess)
         e = dev_alloc(t, &t->ybuf, (uint64_t)p.rows * SPQR_MAX_BATCH * sizeof(float));
     if (e != cudaSuccess) {
@@ -433,6 +436,60 @@ extern "C" spqr_status spqr_gpu_set_outlier_path(spqr_gpu_tensor *t, spqr_outlie
 
 extern "C" int spqr_gpu_uses_tensor_cores(const spqr_gpu_tensor *t) {
     return t && t->tcodes != nullptr;
+}
+
+struct spqr_gpu_scratch {
+    float *xbuf, *ybuf, *acc32;
+    uint64_t bytes;
+};
+
+extern "C" void spqr_gpu_scratch_free(spqr_gpu_scratch *s) {
+    if (!s) return;
+    cudaFree(s->xbuf), cudaFree(s->ybuf), cudaFree(s->acc32);
+    delete s;
+}
+
+extern "C" uint64_t spqr_gpu_scratch_bytes(const spqr_gpu_scratch *s) {
+    return s ? s->bytes : 0;
+}
+
+// The scratch of a call (xbuf: permuted x; ybuf: fp32 y or outlier sums; acc32: split-K sums,
+// zero between calls, each kernel leaving it so) is used only while the call runs, so tensors
+// whose calls are ordered can share one set sized for the largest.
+extern "C" spqr_status spqr_gpu_share_scratch(spqr_gpu_tensor *const *ts, size_t n,
+                                              spqr_gpu_scratch **out, spqr_error *err) {
+    *out = nullptr;
+    uint64_t xb = 0, yb = 0, ab = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (ts[i]->scratch_shared)
+            return spqr_set_error(err, SPQR_E_ARG, 0, UINT64_MAX, "scratch already shared");
+        const uint64_t y = (uint64_t)ts[i]->p.rows * SPQR_MAX_BATCH * 4;
+        xb = ts[i]->xbuf_bytes > xb ? ts[i]->xbuf_bytes : xb;
+        yb = y > yb ? y : yb;
+        if (ts[i]->acc32) ab = y > ab ? y : ab;
+    }
+    spqr_gpu_scratch *s = new (std::nothrow) spqr_gpu_scratch();
+    if (!s) return spqr_set_error(err, SPQR_E_NOMEM, 0, UINT64_MAX, "out of memory");
+    cudaError_t e = cudaSuccess;
+    if (xb) e = cudaMalloc(&s->xbuf, xb);
+    if (e == cudaSuccess && yb) e = cudaMalloc(&s->ybuf, yb);
+    if (e == cudaSuccess && ab) e = cudaMalloc(&s->acc32, ab);
+    if (e == cudaSuccess && ab) e = cudaMemset(s->acc32, 0, ab);
+    if (e != cudaSuccess) {
+        spqr_gpu_scratch_free(s);
+        return cuda_fail(err, e, "allocating a model's shared scratch");
+    }
+    s->bytes = xb + yb + ab;
+    for (size_t i = 0; i < n; i++) {
+        spqr_gpu_tensor *t = ts[i];
+        const uint64_t y = (uint64_t)t->p.rows * SPQR_MAX_BATCH * 4;
+        dev_release(t, &t->xbuf, t->xbuf_bytes), dev_release(t, &t->ybuf, y);
+        t->xbuf = s->xbuf, t->ybuf = s->ybuf;
+        if (t->acc32) dev_release(t, &t->acc32, y), t->acc32 = s->acc32;
+        t->scratch_shared = true;
+    }
+    *out = s;
+    return SPQR_OK;
 }
 
 extern "C" uint64_t spqr_gpu_device_bytes(const spqr_gpu_tensor *t) {

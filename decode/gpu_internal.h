@@ -1,0 +1,26 @@
+/* gpu_internal.h — between the GPU kernels library (kernels/spqr_kernels.cu) and the model code
+ * (gpu_model.c); not part of the public API. */
+#ifndef SPQR_GPU_INTERNAL_H
+#define SPQR_GPU_INTERNAL_H
+#include "spqr.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* One set of per-call scratch (permuted x, fp32 y or outlier sums, split-K partial sums) for the
+ * n tensors of a model, whose calls are therefore ordered: sized for the largest, zeroed where it
+ * must start zero; each tensor's own scratch is released and spqr_gpu_device_bytes no longer
+ * counts it. *out: the shared set, freed with spqr_gpu_scratch_free after the tensors. On an
+ * error the tensors keep their own scratch and *out is NULL. */
+typedef struct spqr_gpu_scratch spqr_gpu_scratch;
+spqr_status spqr_gpu_share_scratch(spqr_gpu_tensor *const *ts, size_t n, spqr_gpu_scratch **out,
+                                   spqr_error *err);
+void spqr_gpu_scratch_free(spqr_gpu_scratch *s);
+/* Device bytes of the shared set (0 for NULL). */
+uint64_t spqr_gpu_scratch_bytes(const spqr_gpu_scratch *s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
