@@ -27,8 +27,7 @@ int main(int argc, char **argv) {
             for (int s = 0; s < SPQR_SEC_COUNT; s++) stored += sizes[s];
     }
     printf("%zu SpQR linears on the GPU: %.2f MiB of device memory (their sections: %.2f MiB)\n",
-           spqr_gpu_model_count(m), spqr_gpu_model_device_bytes(m) / 1048576.0,
-           stored / 1048576.0);
+           spqr_gpu_model_count(m), spqr_gpu_model_device_bytes(m) / 1048576.0, stored / 1048576.0);
     int bad = 0;
     for (size_t i = 0; i < spqr_file_tensor_count(f); i++) {
         const spqr_tensor_info *in = spqr_file_tensor_info(f, i);
