@@ -124,6 +124,10 @@ template <typename T> static void dev_release(spqr_gpu_tensor *t, T **ptr, uint6
     t->dev_bytes -= n;
     *ptr = nullptr;
 }
+// Bytes of a tensor's ybuf and of its acc32: rows x SPQR_MAX_BATCH fp32.
+static uint64_t y_scratch_bytes(const Params &p) {
+    return (uint64_t)p.rows * SPQR_MAX_BATCH * sizeof(float);
+}
 
 extern "C" void spqr_gpu_free(spqr_gpu_tensor *t) {
     if (!t) return;
@@ -162,8 +166,8 @@ static cudaError_t make_tiled(spqr_gpu_tensor *t) {
     t->tcodes_size = (uint64_t)p.strips * p.mtiles * p.rec_words * 4;
     e = dev_alloc(t, &t->tcodes, t->tcodes_size + 16);
     if (e == cudaSuccess) e = cudaMemset(t->tcodes, 0, t->tcodes_size + 16);
-    if (e == cudaSuccess) e = dev_alloc(t, &t->acc32, (uint64_t)p.rows * SPQR_MAX_BATCH * 4);
-    if (e == cudaSuccess) e = cudaMemset(t->acc32, 0, (uint64_t)p.rows * SPQR_MAX_BATCH * 4);
+    if (e == cudaSuccess) e = dev_alloc(t, &t->acc32, y_scratch_bytes(p));
+    if (e == cudaSuccess) e = cudaMemset(t->acc32, 0, y_scratch_bytes(p));
     if (e == cudaSuccess) e = dev_alloc(t, &t->counters, (uint64_t)p.strips * 4);
     if (e == cudaSuccess) e = cudaMemset(t->counters, 0, (uint64_t)p.strips * 4);
     if (e != cudaSuccess) return e;
@@ -175,9 +179,10 @@ static cudaError_t make_tiled(spqr_gpu_tensor *t) {
     for (int s : {SPQR_SEC_CODES, SPQR_SEC_SCALE, SPQR_SEC_ZERO})
         dev_release(t, &t->sec[s], t->size[s] + 16);
     p.codes = p.scale = p.zero = nullptr;
-    // stat2 too where the records hold it (tiled_stats_of reads it there)
-    if (p.rec_s2) dev_release(t, &t->sec[SPQR_SEC_STAT2], t->size[SPQR_SEC_STAT2] + 16);
-    if (p.rec_s2) p.stat2 = nullptr;
+    if (p.rec_s2) { // stat2 too where the records hold it (tiled_stats_of reads it there)
+        dev_release(t, &t->sec[SPQR_SEC_STAT2], t->size[SPQR_SEC_STAT2] + 16);
+        p.stat2 = nullptr;
+    }
     p.scale16 = p.zero16 = nullptr;
     p.tcodes = t->tcodes;
     return cudaSuccess;
@@ -235,9 +240,10 @@ static cudaError_t make_rounds(spqr_gpu_tensor *t) {
     if (e == cudaSuccess) e = cudaMemcpy(&hbad, dbad, sizeof hbad, cudaMemcpyDeviceToHost);
     cudaFree(dbad);
     if (e != cudaSuccess || hbad) { // (spqr_gpu_free frees them on an error)
-        if (hbad)
-            dev_release(t, &t->rounds, total * 512),
-                dev_release(t, &t->rptr, (p.strips + 1ull) * 4);
+        if (hbad) {
+            dev_release(t, &t->rounds, total * 512);
+            dev_release(t, &t->rptr, (p.strips + 1ull) * 4);
+        }
         return e;
     }
     p.rounds = t->rounds, p.rptr = t->rptr, t->nrounds = total;
@@ -289,8 +295,8 @@ extern "C" spqr_status spqr_gpu_upload(const spqr_file *f, size_t ti, spqr_gpu_t
         uint64_t size;
         const void *h = spqr_file_section(f, ti, (spqr_section_id)s, &size);
         t->size[s] = size;
-        cudaError_t e = dev_alloc(t, &t->sec[s],
-                                  size + 16); // +16: word-pair loads past a row end stay in bounds
+        // +16: word-pair loads past a row end stay in bounds
+        cudaError_t e = dev_alloc(t, &t->sec[s], size + 16);
         if (e == cudaSuccess && size) e = cudaMemcpy(t->sec[s], h, size, cudaMemcpyHostToDevice);
         if (e != cudaSuccess) {
             spqr_gpu_free(t);
@@ -317,8 +323,7 @@ extern "C" spqr_status spqr_gpu_upload(const spqr_file *f, size_t ti, spqr_gpu_t
     cudaError_t e = dev_alloc(t, &t->delta, (t->nnz ? t->nnz : 1) * sizeof(float));
     t->xbuf_bytes = xlen * sizeof(float);
     if (e == cudaSuccess) e = dev_alloc(t, &t->xbuf, t->xbuf_bytes);
-    if (e == cudaSuccess)
-        e = dev_alloc(t, &t->ybuf, (uint64_t)p.rows * SPQR_MAX_BATCH * sizeof(float));
+    if (e == cudaSuccess) e = dev_alloc(t, &t->ybuf, y_scratch_bytes(p));
     if (e != cudaSuccess) {
         spqr_gpu_free(t);
         return cuda_fail(err, e, "allocating scratch");
@@ -463,7 +468,7 @@ extern "C" spqr_status spqr_gpu_share_scratch(spqr_gpu_tensor *const *ts, size_t
     for (size_t i = 0; i < n; i++) {
         if (ts[i]->scratch_shared)
             return spqr_set_error(err, SPQR_E_ARG, 0, UINT64_MAX, "scratch already shared");
-        const uint64_t y = (uint64_t)ts[i]->p.rows * SPQR_MAX_BATCH * 4;
+        const uint64_t y = y_scratch_bytes(ts[i]->p);
         xb = ts[i]->xbuf_bytes > xb ? ts[i]->xbuf_bytes : xb;
         yb = y > yb ? y : yb;
         if (ts[i]->acc32) ab = y > ab ? y : ab;
@@ -482,10 +487,14 @@ extern "C" spqr_status spqr_gpu_share_scratch(spqr_gpu_tensor *const *ts, size_t
     s->bytes = xb + yb + ab;
     for (size_t i = 0; i < n; i++) {
         spqr_gpu_tensor *t = ts[i];
-        const uint64_t y = (uint64_t)t->p.rows * SPQR_MAX_BATCH * 4;
-        dev_release(t, &t->xbuf, t->xbuf_bytes), dev_release(t, &t->ybuf, y);
+        const uint64_t y = y_scratch_bytes(t->p);
+        dev_release(t, &t->xbuf, t->xbuf_bytes);
+        dev_release(t, &t->ybuf, y);
         t->xbuf = s->xbuf, t->ybuf = s->ybuf;
-        if (t->acc32) dev_release(t, &t->acc32, y), t->acc32 = s->acc32;
+        if (t->acc32) {
+            dev_release(t, &t->acc32, y);
+            t->acc32 = s->acc32;
+        }
         t->scratch_shared = true;
     }
     *out = s;
