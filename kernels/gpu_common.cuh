@@ -44,6 +44,10 @@ struct Params {
     uint32_t code_words, stat_words, chunks, sub, log2beta2, log2beta1;
     uint32_t strips, mtiles, tstat_words; // tiled layout: 16-row strips, 64-column macro tiles
     uint32_t rec_words, rec_s2, tgpt; // words per tile record, its stat2 offset (0: none), groups
+    // s-bit statistics (sbits <= 8): an entry's scale field mask, its zero field mask in place
+    // (mask << sbits) and 2^-sbits; kernel operands from the constant bank (mma_kernel.cuh)
+    uint32_t smask, zmask;
+    float zstep;
     int wide, has_perm, fuse_outliers;
 };
 

@@ -278,6 +278,10 @@ extern "C" spqr_status spqr_gpu_upload(const spqr_file *f, size_t ti, spqr_gpu_t
     while ((1u << p.log2beta1) < p.beta1) p.log2beta1++;
     p.strips = (p.rows + 15) / 16, p.mtiles = (p.cols + 63) / 64;
     p.tstat_words = p.sbits == 16 ? 16 : p.sbits;
+    if (p.sbits < 16) {
+        p.smask = (1u << p.sbits) - 1u, p.zmask = p.smask << p.sbits;
+        p.zstep = ldexpf(1.f, -(int)p.sbits);
+    }
     p.wide = p.cols > 65536;
     p.has_perm = (in->flags & SPQR_FLAG_PERM) != 0;
     p.fuse_outliers = 1;

@@ -1,4 +1,5 @@
-/* test_numeric.c — half/bfloat16 conversions and the packed bitstream (spec §6, §7.1). */
+/* test_numeric.c — half/bfloat16 conversions, the packed bitstream (spec §6, §7.1), and the
+ * float identities the GPU kernels' statistics decode relies on. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -138,6 +139,62 @@ static void dequant_affine_is_two_roundings(void **state) {
     }
 }
 
+/* The tensor-core kernel's direct decode (w = 2, 3; kernels/mma_kernel.cuh direct_stats_folded,
+ * SPQR_MMA_STATFOLD 2) must give the same fp16 pair (b, c) as the per-row decode it replaced:
+ *   per row:  scale = ss·((float)qs − zs), b = f16(scale·2^(14+w)),
+ *             zero = sz·((float)qz − zz), c = f16(−(f32(b)·2^-(14+w))·zero);
+ *   folded:   b = f16((ss·2^(14+w))·((2^23 + qs) − 2^23 − zs)),
+ *             c = f16(−f32(b)·((sz·2^-(14+w))·fma((2^23 + qz·2^s) − 2^23, 2^-s, −zz))),
+ * where 2^23 + q is the float whose bits are 0x4B000000 | q. Every statistics width s = 1..8,
+ * random fp16 statistics of both signs (all exponents, subnormals included; every other draw with
+ * ss small, as on real tensors), random codes; pairs whose b overflows fp16 are skipped (upload
+ * keeps those tensors off this kernel). */
+static void direct_stats_fold_is_bit_identical(void **state) {
+    (void)state;
+    uint64_t rng = 17;
+    long compared = 0;
+    for (int w = 2; w <= 3; w++) {
+        const float up = ldexpf(1.f, 14 + w), down = ldexpf(1.f, -(14 + w));
+        for (uint32_t s = 1; s <= 8; s++) {
+            const uint32_t m = (1u << s) - 1u;
+            const float zstep = ldexpf(1.f, -(int)s);
+            for (int i = 0; i < 40000; i++) {
+                /* odd draws: ss < 2^(−s−1)·2, as on real tensors (scale·2^(14+w) < 65504) */
+                const uint32_t sb = (uint32_t)spqr_rng_next(&rng);
+                const uint16_t ss_bits =
+                    (i & 1) ? (uint16_t)((sb & 0x83ffu) | ((sb >> 16) % (15 - s)) << 10)
+                            : (uint16_t)(sb & 0xfbffu);
+                const float ss = spqr_f16_to_f32(ss_bits);
+                const float zs = spqr_f16_to_f32((uint16_t)(spqr_rng_next(&rng) & 0xfbff));
+                const float sz = spqr_f16_to_f32((uint16_t)(spqr_rng_next(&rng) & 0xfbff));
+                const float zz = spqr_f16_to_f32((uint16_t)(spqr_rng_next(&rng) & 0xfbff));
+                const uint32_t e = (uint32_t)spqr_rng_next(&rng); /* qs | qz << s, then junk */
+                const uint32_t qs = e & m, qz = (e >> s) & m;
+                /* per row */
+                const float scale = ss * ((float)qs - zs);
+                const uint16_t b = spqr_f32_to_f16(scale * up);
+                const float zero = sz * ((float)qz - zz);
+                const uint16_t c = spqr_f32_to_f16(-(spqr_f16_to_f32(b) * down) * zero);
+                if (isinf(spqr_f16_to_f32(b))) continue;
+                /* folded */
+                const float ss_up = ss * up, sz_down = sz * down;
+                const float dq_s = (from_bits((e & m) | 0x4B000000u) - 8388608.f) - zs;
+                const float dq_z =
+                    fmaf(from_bits((e & (m << s)) | 0x4B000000u) - 8388608.f, zstep, -zz);
+                const uint16_t b2 = spqr_f32_to_f16(ss_up * dq_s);
+                const uint16_t c2 = spqr_f32_to_f16(-spqr_f16_to_f32(b2) * (sz_down * dq_z));
+                if (b != b2 || c != c2)
+                    fail_msg("w %d s %u: ss %a zs %a sz %a zz %a qs %u qz %u: (b, c) %04x %04x, "
+                             "folded %04x %04x",
+                             w, s, ss, zs, sz, zz, qs, qz, b, c, b2, c2);
+                compared++;
+            }
+        }
+    }
+    print_message("%ld of %d draws compared (b finite)\n", compared, 2 * 8 * 40000);
+    assert_true(compared > 2 * 8 * 40000 / 2); /* most small-ss draws and some others */
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(f16_exhaustive_roundtrip),
@@ -145,6 +202,7 @@ int main(void) {
         cmocka_unit_test(bf16_conversions),
         cmocka_unit_test(pack_layout),
         cmocka_unit_test(dequant_affine_is_two_roundings),
+        cmocka_unit_test(direct_stats_fold_is_bit_identical),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
