@@ -49,6 +49,7 @@ struct Params {
     uint32_t smask, zmask;
     float zstep;
     int wide, has_perm, fuse_outliers;
+    int outl_tail; // per launch: the tensor-core kernel adds the CSR outliers after its tiles
 };
 
 __device__ __forceinline__ float h2f(uint16_t h) {

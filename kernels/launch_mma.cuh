@@ -36,6 +36,15 @@ namespace {
 #ifndef SPQR_MMA_NOOUTL
 #define SPQR_MMA_NOOUTL 1 // 0: tensors without fused outliers run the OS = 2 kernels (measurement)
 #endif
+// SPQR_MMA_OUTL_TAIL 1: at batch 9-16 the same sums are made inside the tensor-core kernel, after
+// each warp's tile loop (outlier_rows_tail), instead of by a pass the kernel waits for, where a
+// warp has at most two of its strip's rows to do (kw·ksplit >= 8): w3 1 % batch 16 8192² 37.9 →
+// 35.3 µs, 8192x28672 107.5 → 100.2, 4096x11008 29.1 → 26.4; with four rows a warp
+// (28672x8192, kw = 4) 105.9 → 112.8, so the pass there (bench/NOTES.md v6z). 0: the pass
+// always (a measurement build). Batch 5-8 keep the pass.
+#ifndef SPQR_MMA_OUTL_TAIL
+#define SPQR_MMA_OUTL_TAIL 1
+#endif
 // Batch 5-8: the pass from this many outliers, the matmul then running the OS = 0 kernel (bench/
 // NOTES.md v6r; same call, w3 1 % batch 8, µs in-kernel / pass: 28672x8192 (2.35 M outliers)
 // 104.7 / 87.4, 8192x28672 135.9 / 101.2; 8192² (671 k) 36.5 / 46.3, 11008x4096 24.6 / 31.3).
@@ -133,22 +142,6 @@ static cudaError_t launch_mma_t(spqr_gpu_tensor *t, const Act *x, Act *y, float 
     cudaLaunchAttribute attr[1];
     attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     attr[0].val.programmaticStreamSerializationAllowed = 1;
-    // batch 9-16, many outliers: their own pass into o32 (t->ybuf, the cuSPARSE path's scratch),
-    // added by the tensor-core kernel's epilogue (mma_kernel.cuh, outlier_rows_kernel)
-    Params pk = p;
-    const float *o32 = nullptr;
-    if (outl_pass) {
-        cudaLaunchConfig_t oc = {};
-        oc.gridDim = dim3((p.rows + 7) / 8), oc.blockDim = dim3(256), oc.stream = s;
-        oc.attrs = attr, oc.numAttrs = 1;
-        const cudaError_t e =
-            cudaLaunchKernelEx(&oc, outlier_rows_kernel<Act>, p, (const Act *)xt, nb, t->ybuf);
-        if (e != cudaSuccess) {
-            (void)cudaGetLastError();
-            return e;
-        }
-        pk.fuse_outliers = 0, o32 = t->ybuf;
-    }
     const auto kern = mma_kernel<WB, NH, SK, Act, OS>;
     const uint64_t resident =
         (uint64_t)t->sms * kMmaWarps *
@@ -179,6 +172,26 @@ static cudaError_t launch_mma_t(spqr_gpu_tensor *t, const Act *x, Act *y, float 
     if (ksplit == 1 && kwl > 0 && warps > resident && 10 * warps < SPQR_MMA_WAVE_FILL * resident &&
         (!SPQR_MMA_GEOM || (p.mtiles >> kwl) < 2 * SPQR_MMA_MIN_TILES))
         kwl--;
+    // batch 9-16, many outliers: their own pass into o32 (t->ybuf, the cuSPARSE path's scratch),
+    // added by the tensor-core kernel's epilogue (mma_kernel.cuh, outlier_rows_kernel)
+    Params pk = p;
+    const float *o32 = nullptr;
+    // batch 9-16 with at most two rows per warp (kw·ksplit >= 8): in the kernel, after each
+    // warp's tiles (SPQR_MMA_OUTL_TAIL)
+    if (outl_pass && NH == 2 && SPQR_MMA_OUTL_TAIL && (ksplit << kwl) >= 8) {
+        pk.fuse_outliers = 0, pk.outl_tail = 1;
+    } else if (outl_pass) {
+        cudaLaunchConfig_t oc = {};
+        oc.gridDim = dim3((p.rows + 7) / 8), oc.blockDim = dim3(256), oc.stream = s;
+        oc.attrs = attr, oc.numAttrs = 1;
+        const cudaError_t e =
+            cudaLaunchKernelEx(&oc, outlier_rows_kernel<Act>, p, (const Act *)xt, nb, t->ybuf);
+        if (e != cudaSuccess) {
+            (void)cudaGetLastError();
+            return e;
+        }
+        pk.fuse_outliers = 0, o32 = t->ybuf;
+    }
     const uint32_t sets = (uint32_t)kMmaWarps >> kwl;
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = dim3((p.strips + sets - 1) / sets * ksplit);

@@ -124,6 +124,8 @@ __global__ void __launch_bounds__(kMmaThreads, mma_min_blocks<NH, OS>())
             if ((uint32_t)(i / WB) < ntiles)
                 asm volatile("prefetch.global.L2 [%0];\n" ::"l"(L.codes + (i / WB) * L.rec_step +
                                                                 (i % WB) * 32));
+        if constexpr (NH == 2 && SPQR_MMA_TAIL_PF)
+            if (p.outl_tail) outlier_rows_prefetch(p, S, kwi + kw * q, kw * ksplit);
 #if __CUDA_ARCH__ >= 900
         asm volatile("griddepcontrol.wait;\n" ::: "memory");
 #endif
@@ -179,6 +181,11 @@ __global__ void __launch_bounds__(kMmaThreads, mma_min_blocks<NH, OS>())
         red[warp][g + 8][8 * n + 2 * t] = acc[n][2];
         red[warp][g + 8][8 * n + 2 * t + 1] = acc[n][3];
     }
+    if constexpr (NH == 2)
+        if (p.outl_tail && S < p.strips) { // batch 9-16: the strip's CSR outliers, row by row
+            __syncwarp();
+            outlier_rows_tail<Act, 8 * NH + 1>(p, xt, nb, S, kwi + kw * q, kw * ksplit, red[warp]);
+        }
     __syncthreads();
     const uint32_t items = sets * 16 * (uint32_t)nb;
     for (uint32_t i = threadIdx.x; i < items; i += kMmaThreads) {

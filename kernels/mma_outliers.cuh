@@ -242,28 +242,40 @@ __device__ __forceinline__ void outlier_rounds_all(const Params &p, const Act *_
     }
 }
 
-// Batch 9-16 outliers in their own pass (SPQR_MMA_OUTL_ROWS; bench/NOTES.md v6p): one warp per
-// row, its entries dealt to the 32 lanes, each entry multiplied into all 16 vectors at once from
-// xt (x transposed: 16 values per column, zero past nb; two 16-byte loads), then a reduce-scatter
-// over the warp (8 + 4 + 2 + 1 + 1 shuffles) leaves vector (lane >> 1)'s sum in the even lanes:
-// o32[b][row] = Σ_k delta_k · x[b][col_k] (fp32). Inside the tensor-core kernel each lane of a
-// row walked all of its share of the row's entries for its own four vectors, one entry per tile
-// behind a dependent load: w3 1 % batch 16 took 1.6-1.8x the time of the same tensor without
-// outliers. The tensor-core kernel then adds o32 in its epilogue.
-template <typename Act>
-__global__ void __launch_bounds__(256)
-    outlier_rows_kernel(Params p, const Act *__restrict__ xt, int nb, float *__restrict__ o32) {
-#if __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.launch_dependents;\n" ::); // the matmul may start streaming
-    asm volatile("griddepcontrol.wait;\n" ::: "memory");    // xt comes from prep_xh_kernel
+// SPQR_MMA_ROWSUM_PAIR (a measurement switch, v6z): 1 = two entries per lane and step.
+#ifndef SPQR_MMA_ROWSUM_PAIR
+#define SPQR_MMA_ROWSUM_PAIR 0
 #endif
-    const uint32_t lane = threadIdx.x & 31;
-    const uint32_t row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
-    if (row >= p.rows) return;
+// Row row's outliers times the 16 vectors of xt, summed over the warp: the row's entries dealt
+// to the 32 lanes, each entry multiplied into all 16 vectors at once (two 16-byte loads of xt),
+// then a reduce-scatter (8 + 4 + 2 + 1 + 1 shuffles) that leaves vector lane / 2's sum in the
+// even lanes (and in the odd lanes beside them). Every lane of the warp must call it.
+template <typename Act>
+__device__ __forceinline__ float outlier_row_sum(const Params &p, const Act *__restrict__ xt,
+                                                 uint32_t row, uint32_t lane) {
     float o[16];
 #pragma unroll
     for (int i = 0; i < 16; i++) o[i] = 0.f;
     const uint32_t k1 = __ldg(p.rowptr + row + 1);
+#if SPQR_MMA_ROWSUM_PAIR // two entries per lane and step, their loads issued before the first use
+    for (uint32_t k = __ldg(p.rowptr + row) + lane; k < k1; k += 64) {
+        const bool two = k + 32 < k1; // (no second entry: correction 0 at the first's column)
+        const uint32_t c0 = outlier_col(p, k), c1 = two ? outlier_col(p, k + 32) : c0;
+        const float d[2] = {__ldg(p.delta + k), two ? __ldg(p.delta + k + 32) : 0.f};
+        const uint4 *xv0 = reinterpret_cast<const uint4 *>(xt + 16ull * c0);
+        const uint4 *xv1 = reinterpret_cast<const uint4 *>(xt + 16ull * c1);
+        const uint4 v[2][2] = {{__ldg(xv0), __ldg(xv0 + 1)}, {__ldg(xv1), __ldg(xv1 + 1)}};
+#pragma unroll
+        for (int j = 0; j < 2; j++) {
+            const Act *a = reinterpret_cast<const Act *>(v[j]);
+#pragma unroll
+            for (int i = 0; i < 16; i += 2) {
+                const float2 xf = pair_to_f2(a + i);
+                o[i] = fmaf(d[j], xf.x, o[i]), o[i + 1] = fmaf(d[j], xf.y, o[i + 1]);
+            }
+        }
+    }
+#else
     for (uint32_t k = __ldg(p.rowptr + row) + lane; k < k1; k += 32) {
         const uint32_t c = outlier_col(p, k);
         const float d = __ldg(p.delta + k);
@@ -276,6 +288,7 @@ __global__ void __launch_bounds__(256)
             o[i] = fmaf(d, xf.x, o[i]), o[i + 1] = fmaf(d, xf.y, o[i + 1]);
         }
     }
+#endif
     // reduce-scatter: at each step a lane keeps the half of its values its lane bit selects and
     // adds the partner's copy of that half (vector index bits 3..0 = lane bits 4..1)
 #pragma unroll
@@ -288,8 +301,61 @@ __global__ void __launch_bounds__(256)
         }
     }
     o[0] += __shfl_xor_sync(0xffffffffu, o[0], 1);
+    return o[0];
+}
+
+// Batch 9-16 outliers in their own pass (SPQR_MMA_OUTL_ROWS; bench/NOTES.md v6p): one warp per
+// row (outlier_row_sum): o32[b][row] = Σ_k delta_k · x[b][col_k] (fp32). Inside the tensor-core
+// kernel each lane of a row walked all of its share of the row's entries for its own four vectors,
+// one entry per tile behind a dependent load: w3 1 % batch 16 took 1.6-1.8x the time of the same
+// tensor without outliers. The tensor-core kernel then adds o32 in its epilogue.
+template <typename Act>
+__global__ void __launch_bounds__(256)
+    outlier_rows_kernel(Params p, const Act *__restrict__ xt, int nb, float *__restrict__ o32) {
+#if __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;\n" ::); // the matmul may start streaming
+    asm volatile("griddepcontrol.wait;\n" ::: "memory");    // xt comes from prep_xh_kernel
+#endif
+    const uint32_t lane = threadIdx.x & 31;
+    const uint32_t row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    if (row >= p.rows) return;
+    const float v = outlier_row_sum<Act>(p, xt, row, lane);
     const int b = (int)(lane >> 1);
-    if (!(lane & 1) && b < nb) o32[(uint64_t)b * p.rows + row] = o[0];
+    if (!(lane & 1) && b < nb) o32[(uint64_t)b * p.rows + row] = v;
+}
+
+// The same sums inside the tensor-core kernel, after a warp's tile loop (SPQR_MMA_OUTL_TAIL,
+// batch 9-16): the strip's rows dealt to its kw·ksplit warps (row rr to warp rr mod nw), each
+// row's sums added into the warp's shared partial sums red_w[rr][b], which the kernel's epilogue
+// adds up. The separate pass ran before the matmul, which waited for it (27.7 µs of 107.6 at
+// batch 16 w3 1 % 28672x8192, bench/NOTES.md v6z); here its loads overlap other warps' tiles.
+// SPQR_MMA_TAIL_PF 1: before its tiles, a warp pulls its share of the strip's CSR outliers
+// (column indices and corrections) towards L2, one 128-byte line per lane of each array, so the
+// tail's first loads do not wait on DRAM.
+#ifndef SPQR_MMA_TAIL_PF
+#define SPQR_MMA_TAIL_PF 1
+#endif
+__device__ __forceinline__ void outlier_rows_prefetch(const Params &p, uint32_t S, uint32_t first,
+                                                      uint32_t nw) {
+    const uint32_t lane = threadIdx.x & 31, line = lane * nw + first;
+    const uint32_t e0 = __ldg(p.rowptr + 16 * S), e1 = __ldg(p.rowptr + min(16 * S + 16, p.rows));
+    const uint32_t per_line = p.wide ? 32 : 64; // column indices per 128-byte line
+    if (e0 + line * per_line < e1)
+        asm volatile("prefetch.global.L2 [%0];\n" ::"l"(
+            (const char *)p.colidx + (uint64_t)(e0 + line * per_line) * (p.wide ? 4 : 2)));
+    if (e0 + line * 32 < e1)
+        asm volatile("prefetch.global.L2 [%0];\n" ::"l"(p.delta + e0 + line * 32));
+}
+template <typename Act, int NV>
+__device__ __forceinline__ void outlier_rows_tail(const Params &p, const Act *__restrict__ xt,
+                                                  int nb, uint32_t S, uint32_t first, uint32_t nw,
+                                                  float (*red_w)[NV]) {
+    const uint32_t lane = threadIdx.x & 31;
+    const int b = (int)(lane >> 1);
+    for (uint32_t rr = first; rr < 16 && 16 * S + rr < p.rows; rr += nw) {
+        const float v = outlier_row_sum<Act>(p, xt, 16 * S + rr, lane);
+        if (!(lane & 1) && b < nb) red_w[rr][b] += v;
+    }
 }
 
 } // namespace

@@ -285,22 +285,27 @@ static void outlier_rounds(void) {
     unlink(path);
 }
 
-/* Tensors with many outliers (at least SPQR_MMA_OUTL_ROWS_MIN_NNZ = 2^18) take the separate
- * outlier pass at batch 9-16 (5-16 in a SPQR_MMA_OUTL_ROWS_MIN_BATCH=4 build), and those with at
- * least SPQR_MMA_OUTL_ROWS_MID_NNZ = 2^21 from batch 5, then running the kernel without outlier
- * state (kernels/mma_kernel.cuh, outlier_rows_kernel); ragged rows (1001: the pass's last block of
- * 8 rows is partial). The 2^21 tensor (4096x5400 at 9.95 %) is left out of the quick subset. */
+/* Tensors with many outliers (at least SPQR_MMA_OUTL_ROWS_MIN_NNZ = 2^18) have them summed row by
+ * row at batch 9-16 (5-16 in a SPQR_MMA_OUTL_ROWS_MIN_BATCH=4 build), and those with at least
+ * SPQR_MMA_OUTL_ROWS_MID_NNZ = 2^21 from batch 5 (kernels/mma_outliers.cuh, outlier_row_sum): at
+ * batch 9-16 inside the tensor-core kernel after its tiles where a warp has at most two rows of
+ * its strip (1001x3000, 4096x5400), otherwise by the separate pass (outlier_rows_kernel; batch 5-8,
+ * and 25600x512 at batch 9-16: 1600 strips take 4 warps each on an H100); ragged rows (1001: the
+ * pass's last block of 8 rows is partial). The 2^21 tensor (4096x5400 at 9.95 %) and the 25600-row
+ * one are left out of the quick subset. */
 static void outlier_pass(void) {
     static const struct {
         uint64_t rows, cols, nnz;
         uint32_t w, s;
-    } cases[] = {
-        {1001, 3000, 300000, 3, 3}, {1001, 3000, 300000, 4, 16}, {4096, 5400, 2200000, 3, 3}};
+    } cases[] = {{1001, 3000, 300000, 3, 3},
+                 {1001, 3000, 300000, 4, 16},
+                 {4096, 5400, 2200000, 3, 3},
+                 {25600, 512, 300000, 3, 3}};
     const int quick = getenv("SPQR_GPU_QUICK") != NULL;
     char path[256];
     snprintf(path, sizeof path, "/tmp/spqr_gpu_op_%d.spqr", (int)getpid());
-    for (uint32_t i = 0; i < 3; i++) {
-        if (quick && cases[i].nnz >= (1u << 21)) continue;
+    for (uint32_t i = 0; i < 4; i++) {
+        if (quick && (cases[i].nnz >= (1u << 21) || cases[i].rows > 4096)) continue;
         const uint32_t w = cases[i].w;
         spqr_tensor_info in = {.kind = SPQR_KIND_SPQR,
                                .ndim = 2,
