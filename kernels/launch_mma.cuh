@@ -45,6 +45,9 @@ namespace {
 #ifndef SPQR_MMA_OUTL_TAIL
 #define SPQR_MMA_OUTL_TAIL 1
 #endif
+#ifndef SPQR_MMA_TAIL_MIN_WARPS // fewest warps per strip (kw·ksplit) that take the tail
+#define SPQR_MMA_TAIL_MIN_WARPS 8
+#endif
 // Batch 5-8: the pass from this many outliers, the matmul then running the OS = 0 kernel (bench/
 // NOTES.md v6r; same call, w3 1 % batch 8, µs in-kernel / pass: 28672x8192 (2.35 M outliers)
 // 104.7 / 87.4, 8192x28672 135.9 / 101.2; 8192² (671 k) 36.5 / 46.3, 11008x4096 24.6 / 31.3).
@@ -178,7 +181,7 @@ static cudaError_t launch_mma_t(spqr_gpu_tensor *t, const Act *x, Act *y, float 
     const float *o32 = nullptr;
     // batch 9-16 with at most two rows per warp (kw·ksplit >= 8): in the kernel, after each
     // warp's tiles (SPQR_MMA_OUTL_TAIL)
-    if (outl_pass && NH == 2 && SPQR_MMA_OUTL_TAIL && (ksplit << kwl) >= 8) {
+    if (outl_pass && NH == 2 && SPQR_MMA_OUTL_TAIL && (ksplit << kwl) >= SPQR_MMA_TAIL_MIN_WARPS) {
         pk.fuse_outliers = 0, pk.outl_tail = 1;
     } else if (outl_pass) {
         cudaLaunchConfig_t oc = {};
