@@ -38,10 +38,10 @@ namespace {
 #endif
 // SPQR_MMA_OUTL_TAIL 1: at batch 9-16 the same sums are made inside the tensor-core kernel, after
 // each warp's tile loop (outlier_rows_tail), instead of by a pass the kernel waits for, where a
-// warp has at most two of its strip's rows to do (kw·ksplit >= 8): w3 1 % batch 16 8192² 37.9 →
-// 35.3 µs, 8192x28672 107.5 → 100.2, 4096x11008 29.1 → 26.4; with four rows a warp
-// (28672x8192, kw = 4) 105.9 → 112.8, so the pass there (bench/NOTES.md v6z). 0: the pass
-// always (a measurement build). Batch 5-8 keep the pass.
+// warp has at most two of its strip's rows to do (kw·ksplit >= 8): w3 1 % batch 16 8192x28672
+// 107.5 → 100.2 µs, 4096x11008 29.1 → 26.4, 8192² 37.9 → 35.3 (37.8 → 37.7 in a later call);
+// with four rows a warp (28672x8192, kw = 4) 105.9 → 112.8, so the pass there (bench/NOTES.md
+// v6z). 0: the pass always (a measurement build). Batch 5-8 keep the pass.
 #ifndef SPQR_MMA_OUTL_TAIL
 #define SPQR_MMA_OUTL_TAIL 1
 #endif
