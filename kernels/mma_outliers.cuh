@@ -242,10 +242,6 @@ __device__ __forceinline__ void outlier_rounds_all(const Params &p, const Act *_
     }
 }
 
-// SPQR_MMA_ROWSUM_PAIR (a measurement switch, v6z): 1 = two entries per lane and step.
-#ifndef SPQR_MMA_ROWSUM_PAIR
-#define SPQR_MMA_ROWSUM_PAIR 0
-#endif
 // Row row's outliers times the 16 vectors of xt, summed over the warp: the row's entries dealt
 // to the 32 lanes, each entry multiplied into all 16 vectors at once (two 16-byte loads of xt),
 // then a reduce-scatter (8 + 4 + 2 + 1 + 1 shuffles) that leaves vector lane / 2's sum in the
@@ -257,25 +253,6 @@ __device__ __forceinline__ float outlier_row_sum(const Params &p, const Act *__r
 #pragma unroll
     for (int i = 0; i < 16; i++) o[i] = 0.f;
     const uint32_t k1 = __ldg(p.rowptr + row + 1);
-#if SPQR_MMA_ROWSUM_PAIR // two entries per lane and step, their loads issued before the first use
-    for (uint32_t k = __ldg(p.rowptr + row) + lane; k < k1; k += 64) {
-        const bool two = k + 32 < k1; // (no second entry: correction 0 at the first's column)
-        const uint32_t c0 = outlier_col(p, k), c1 = two ? outlier_col(p, k + 32) : c0;
-        const float d[2] = {__ldg(p.delta + k), two ? __ldg(p.delta + k + 32) : 0.f};
-        const uint4 *xv0 = reinterpret_cast<const uint4 *>(xt + 16ull * c0);
-        const uint4 *xv1 = reinterpret_cast<const uint4 *>(xt + 16ull * c1);
-        const uint4 v[2][2] = {{__ldg(xv0), __ldg(xv0 + 1)}, {__ldg(xv1), __ldg(xv1 + 1)}};
-#pragma unroll
-        for (int j = 0; j < 2; j++) {
-            const Act *a = reinterpret_cast<const Act *>(v[j]);
-#pragma unroll
-            for (int i = 0; i < 16; i += 2) {
-                const float2 xf = pair_to_f2(a + i);
-                o[i] = fmaf(d[j], xf.x, o[i]), o[i + 1] = fmaf(d[j], xf.y, o[i + 1]);
-            }
-        }
-    }
-#else
     for (uint32_t k = __ldg(p.rowptr + row) + lane; k < k1; k += 32) {
         const uint32_t c = outlier_col(p, k);
         const float d = __ldg(p.delta + k);
@@ -288,7 +265,6 @@ __device__ __forceinline__ float outlier_row_sum(const Params &p, const Act *__r
             o[i] = fmaf(d, xf.x, o[i]), o[i + 1] = fmaf(d, xf.y, o[i + 1]);
         }
     }
-#endif
     // reduce-scatter: at each step a lane keeps the half of its values its lane bit selects and
     // adds the partner's copy of that half (vector index bits 3..0 = lane bits 4..1)
 #pragma unroll
