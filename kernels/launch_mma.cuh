@@ -84,6 +84,16 @@ namespace {
 #ifndef SPQR_MMA_MIN_TILES
 #define SPQR_MMA_MIN_TILES 16 // fewest macro tiles per warp before blocks split a strip
 #endif
+// SPQR_PDL_PREP 1: the x permute (prep_xh_kernel) is launched as a programmatic dependent of
+// whatever ran before it on the stream (it waits with griddepcontrol.wait before it reads x or
+// writes xh), so its launch, and the matmul's, are made while that kernel drains. Same call,
+// H100, 50 calls back to back, batch 1 w3 1 % µs plain / PDL: 4096² 9.6 / 8.0, 8192² 19.9 /
+// 18.3, 28672x8192 51.5 / 50.1, 8192x28672 53.0 / 51.3 (bench/NOTES.md v7a). Letting the next
+// call launch earlier still (the matmul's blocks trigger at their start) placed that call's
+// blocks on whichever SMs were free: 8192² once took 54.2 µs. 0: a plain launch (measurement).
+#ifndef SPQR_PDL_PREP
+#define SPQR_PDL_PREP 1
+#endif
 // Whether a call's outliers take their own pass (outlier_rows_kernel) before the matmul.
 static bool mma_outlier_pass(const spqr_gpu_tensor *t, int nb) {
     return SPQR_MMA_OUTL_ROWS && t->p.fuse_outliers && !mma_rounds(t, nb) &&
@@ -139,12 +149,22 @@ static cudaError_t launch_mma_t(spqr_gpu_tensor *t, const Act *x, Act *y, float 
     Act *xt = (nb > 8 && p.fuse_outliers && t->nnz) || outl_pass
                   ? xh + (uint64_t)SPQR_MAX_BATCH * stride
                   : nullptr;
-    prep_xh_kernel<Act><<<(uint32_t)pb, 256, 0, s>>>(p, x, nb, xh, stride, xt);
     // programmatic dependent launch: each next kernel may start while its predecessor runs (it
     // waits with griddepcontrol.wait before reading what the predecessor writes)
     cudaLaunchAttribute attr[1];
     attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     attr[0].val.programmaticStreamSerializationAllowed = 1;
+    {
+        cudaLaunchConfig_t pc = {};
+        pc.gridDim = dim3((uint32_t)pb), pc.blockDim = dim3(256), pc.stream = s;
+        pc.attrs = attr, pc.numAttrs = SPQR_PDL_PREP ? 1 : 0;
+        const cudaError_t e =
+            cudaLaunchKernelEx(&pc, prep_xh_kernel<Act>, p, x, nb, xh, stride, xt);
+        if (e != cudaSuccess) {
+            (void)cudaGetLastError();
+            return e;
+        }
+    }
     const auto kern = mma_kernel<WB, NH, SK, Act, OS>;
     const uint64_t resident =
         (uint64_t)t->sms * kMmaWarps *

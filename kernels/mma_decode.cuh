@@ -103,6 +103,9 @@ __global__ void prep_xh_kernel(Params p, const Act *__restrict__ x, int nb, Act 
     // let the matmul kernel launch now (programmatic dependent launch): it streams its first
     // weights while this runs and waits (griddepcontrol.wait) before it reads xh
     asm volatile("griddepcontrol.launch_dependents;\n" ::);
+    // launched itself as a programmatic dependent (SPQR_PDL_PREP): x may come from the kernel
+    // before, and the matmul before may still read xh, so wait for it (a no-op otherwise)
+    asm volatile("griddepcontrol.wait;\n" ::: "memory");
 #endif
     const uint64_t total = (uint64_t)nb * stride;
     for (uint64_t i = blockIdx.x * (uint64_t)blockDim.x + threadIdx.x; i < total;

@@ -6,6 +6,7 @@
 #   check: the quick subset of the GPU tests (SPQR_GPU_QUICK, 2-minute timeout) and nothing else.
 #   profile: ncu on one batch-1 kernel (KERNEL regex, SHAPE, SKIP launches) and the SASS; tune: the
 #   tensor-core kernel's compile-time variants (SPQR_MMA_WARPS_PER_SM, SPQR_MMA_MINBLOCKS).
+#   probe: builds with other CUDA flags beside the library's (PROBES, PROBE_* below).
 set -euo pipefail
 what=${1:-all}
 OUT=${OUT:-/tmp/out}
@@ -66,9 +67,10 @@ if [ "$what" = probe ]; then
   wait
   # PROBE_CHECK=1: each probe build's quick GPU tests first (a variant meant for the library)
   if [ -n "${PROBE_CHECK:-}" ]; then
-    for i in "${!probes[@]}"; do
-      rc=0; SPQR_GPU_QUICK=1 timeout 120 ./build-probe-$i/tests/gpu/test_gpu > "$OUT/check-probe-$i.log" 2>&1 || rc=$?
-      echo "== ${probes[$i]}: test_gpu (quick subset) exit $rc: $(grep -cE "FAIL" "$OUT/check-probe-$i.log") FAIL lines; $(grep -E "passed" "$OUT/check-probe-$i.log" | tail -1)"
+    for i in lib "${!probes[@]}"; do
+      if [ "$i" = lib ]; then dir=build-gpu; name="the library"; else dir=build-probe-$i; name="${probes[$i]}"; fi
+      rc=0; SPQR_GPU_QUICK=1 timeout 120 ./$dir/tests/gpu/test_gpu > "$OUT/check-probe-$i.log" 2>&1 || rc=$?
+      echo "== $name: test_gpu (quick subset) exit $rc: $(grep -cE "FAIL" "$OUT/check-probe-$i.log") FAIL lines; $(grep -E "passed" "$OUT/check-probe-$i.log" | tail -1)"
     done
   fi
   # PROBE_CONFIGS: bench_gpu --config values, one run each (default: its default configurations)
@@ -79,6 +81,9 @@ if [ "$what" = probe ]; then
       for c in ${PROBE_CONFIGS:-default}; do
         cfg=""; [ "$c" != default ] && cfg="--config $c"
         ./$dir/bench/gpu/bench_gpu --batch $b $cfg $shapes | grep "^| [0-9]"
+        # PROBE_GRAPH=1: the same again as one CUDA graph
+        [ -n "${PROBE_GRAPH:-}" ] && ./$dir/bench/gpu/bench_gpu --graph --batch $b $cfg $shapes | grep "^| [0-9]" | sed 's/^|/| graph/'
+        true
       done
     done
   done
