@@ -9,7 +9,8 @@
  * every SpQR tensor by name, and (when SPQR_REAL_SPQR names a file) every SpQR tensor of a real
  * compressed model is checked the same way; a matmul captured into a CUDA graph replays as the
  * direct call computes; the device memory a tensor reports matches the driver's count and is all
- * returned by spqr_gpu_free. Without a GPU it checks that the GPU entry points
+ * returned by spqr_gpu_free; calls chained on one stream (each output the next input) without a
+ * sync give what synchronized calls give. Without a GPU it checks that the GPU entry points
  * return SPQR_E_UNSUPPORTED, then exits 77 (ctest: skipped). */
 #define _POSIX_C_SOURCE 200809L
 #include "../check.h"
@@ -442,6 +443,100 @@ static void graph_capture(void) {
     unlink(path);
 }
 
+/* Calls chained on one stream, each call's output the next call's input (as a forward pass
+ * runs): launched back to back without a sync they must give, bit for bit, what the same calls
+ * give with the stream synchronized after each. Two 2048² w3 tensors with 1 % outliers and a
+ * permutation, eight calls alternating between them, batch 1 and 16, ten chained runs each (x in
+ * ±2^-7: the outputs grow about 5x a call and stay finite in fp16). The x permute is launched as
+ * a programmatic dependent of the kernel before it (bench/NOTES.md v7a), so its
+ * griddepcontrol.wait is what orders it after that kernel's writes. This test passed without
+ * that wait too (H100, session 19): the matmul lets its dependents launch only as its blocks
+ * exit. The wait is kept because the PDL contract guarantees nothing without it (a kernel before
+ * may trigger early). */
+static void chained_calls(void) {
+    enum { kSteps = 8, kRuns = 10 };
+    const uint64_t n = 2048;
+    char path[256];
+    spqr_gpu_tensor *t[2] = {NULL, NULL};
+    spqr_file *f[2] = {NULL, NULL};
+    spqr_error err = {0};
+    for (int k = 0; k < 2; k++) {
+        spqr_tensor_info in = {.kind = SPQR_KIND_SPQR,
+                               .ndim = 2,
+                               .dims = {n, n},
+                               .wbits = 3,
+                               .stat_bits = 3,
+                               .beta1 = 16,
+                               .beta2 = 16,
+                               .nnz = n * n / 100,
+                               .flags = SPQR_FLAG_PERM};
+        snprintf(path, sizeof path, "/tmp/spqr_gpu_chain_%d_%d.spqr", (int)getpid(), k);
+        f[k] = spqr_sample_open_tensor(path, &in, 3000 + (uint64_t)k, &err);
+        if (!f[k] || spqr_gpu_upload(f[k], 0, &t[k], &err) != SPQR_OK) {
+            CHECK(0, "chained calls: building/uploading tensor %d: %s", k, err.msg);
+            goto done;
+        }
+    }
+    cudaStream_t s;
+    cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking);
+    static const int batches[] = {1, 16};
+    for (int bi = 0; bi < 2; bi++) {
+        const int nb = batches[bi];
+        const uint64_t len = (uint64_t)nb * n;
+        void *d[kSteps + 1];
+        for (int i = 0; i <= kSteps; i++) cudaMalloc(&d[i], len * 2);
+        uint16_t *x = malloc(len * 2), *ref = malloc(kSteps * len * 2), *got = malloc(len * 2);
+        uint64_t rng = 31 + (uint64_t)nb;
+        for (uint64_t i = 0; i < len; i++)
+            x[i] = spqr_f32_to_f16((2.0f * spqr_rng_uniform(&rng) - 1.0f) / 128.0f);
+        cudaMemcpy(d[0], x, len * 2, cudaMemcpyHostToDevice);
+        /* the reference: the stream synchronized after every call */
+        int ok = 1;
+        for (int i = 0; i < kSteps; i++) {
+            ok &= spqr_gpu_matmul(t[i % 2], d[i], d[i + 1], nb, SPQR_ACT_F16, s, &err) == SPQR_OK;
+            ok &= cudaStreamSynchronize(s) == cudaSuccess;
+            cudaMemcpy(ref + (uint64_t)i * len, d[i + 1], len * 2, cudaMemcpyDeviceToHost);
+        }
+        uint64_t nonfinite = 0;
+        for (uint64_t i = 0; i < kSteps * len; i++) nonfinite += (ref[i] & 0x7c00) == 0x7c00;
+        CHECK(ok && nonfinite == 0,
+              "chained calls batch %d: synchronized reference: %s, %llu non-finite outputs", nb,
+              ok ? "ok" : err.msg, (unsigned long long)nonfinite);
+        for (int run = 0; run < kRuns && ok && !nonfinite; run++) {
+            for (int i = 1; i <= kSteps; i++) cudaMemsetAsync(d[i], 0xff, len * 2, s); /* NaN */
+            for (int i = 0; i < kSteps; i++)
+                ok &=
+                    spqr_gpu_matmul(t[i % 2], d[i], d[i + 1], nb, SPQR_ACT_F16, s, &err) == SPQR_OK;
+            ok &= cudaStreamSynchronize(s) == cudaSuccess;
+            uint64_t differ = 0;
+            int first = -1;
+            for (int i = 0; i < kSteps; i++) {
+                cudaMemcpy(got, d[i + 1], len * 2, cudaMemcpyDeviceToHost);
+                for (uint64_t j = 0; j < len; j++)
+                    if (got[j] != ref[(uint64_t)i * len + j]) {
+                        differ++;
+                        if (first < 0) first = i;
+                    }
+            }
+            CHECK(ok && differ == 0,
+                  "chained calls batch %d run %d: %s; %llu of %llu outputs differ from the "
+                  "synchronized calls (first at call %d)",
+                  nb, run, ok ? "ok" : err.msg, (unsigned long long)differ,
+                  (unsigned long long)(kSteps * len), first);
+        }
+        for (int i = 0; i <= kSteps; i++) cudaFree(d[i]);
+        free(x), free(ref), free(got);
+    }
+    cudaStreamDestroy(s);
+done:
+    for (int k = 0; k < 2; k++) {
+        spqr_gpu_free(t[k]);
+        spqr_file_close(f[k]);
+        snprintf(path, sizeof path, "/tmp/spqr_gpu_chain_%d_%d.spqr", (int)getpid(), k);
+        unlink(path);
+    }
+}
+
 static void errors(void) {
     spqr_error err = {0};
     char path[256];
@@ -693,6 +788,7 @@ int main(void) {
     outlier_rounds();
     outlier_pass();
     graph_capture();
+    chained_calls();
     device_memory();
     const char *real = getenv("SPQR_REAL_SPQR");
     model_upload(NULL);
