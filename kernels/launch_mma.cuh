@@ -94,6 +94,22 @@ namespace {
 #ifndef SPQR_PDL_PREP
 #define SPQR_PDL_PREP 1
 #endif
+// Launches kern on stream s; pdl: as a programmatic dependent of the kernel before it on s, so
+// it may start while that one runs (it waits with griddepcontrol.wait before it reads what that
+// kernel writes). A launch error is returned and cleared, not left for a later check.
+template <typename... KernelParams, typename... Args>
+static cudaError_t launch_dependent(dim3 grid, dim3 block, cudaStream_t s, bool pdl,
+                                    void (*kern)(KernelParams...), Args... args) {
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cudaLaunchConfig_t c = {};
+    c.gridDim = grid, c.blockDim = block, c.stream = s;
+    c.attrs = attr, c.numAttrs = pdl ? 1 : 0;
+    const cudaError_t e = cudaLaunchKernelEx(&c, kern, args...);
+    if (e != cudaSuccess) (void)cudaGetLastError();
+    return e;
+}
 // Whether a call's outliers take their own pass (outlier_rows_kernel) before the matmul.
 static bool mma_outlier_pass(const spqr_gpu_tensor *t, int nb) {
     return SPQR_MMA_OUTL_ROWS && t->p.fuse_outliers && !mma_rounds(t, nb) &&
@@ -149,22 +165,9 @@ static cudaError_t launch_mma_t(spqr_gpu_tensor *t, const Act *x, Act *y, float 
     Act *xt = (nb > 8 && p.fuse_outliers && t->nnz) || outl_pass
                   ? xh + (uint64_t)SPQR_MAX_BATCH * stride
                   : nullptr;
-    // programmatic dependent launch: each next kernel may start while its predecessor runs (it
-    // waits with griddepcontrol.wait before reading what the predecessor writes)
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[0].val.programmaticStreamSerializationAllowed = 1;
-    {
-        cudaLaunchConfig_t pc = {};
-        pc.gridDim = dim3((uint32_t)pb), pc.blockDim = dim3(256), pc.stream = s;
-        pc.attrs = attr, pc.numAttrs = SPQR_PDL_PREP ? 1 : 0;
-        const cudaError_t e =
-            cudaLaunchKernelEx(&pc, prep_xh_kernel<Act>, p, x, nb, xh, stride, xt);
-        if (e != cudaSuccess) {
-            (void)cudaGetLastError();
-            return e;
-        }
-    }
+    const cudaError_t pe = launch_dependent(dim3((uint32_t)pb), dim3(256), s, SPQR_PDL_PREP,
+                                            prep_xh_kernel<Act>, p, x, nb, xh, stride, xt);
+    if (pe != cudaSuccess) return pe;
     const auto kern = mma_kernel<WB, NH, SK, Act, OS>;
     const uint64_t resident =
         (uint64_t)t->sms * kMmaWarps *
@@ -204,28 +207,16 @@ static cudaError_t launch_mma_t(spqr_gpu_tensor *t, const Act *x, Act *y, float 
     if (outl_pass && NH == 2 && SPQR_MMA_OUTL_TAIL && (ksplit << kwl) >= SPQR_MMA_TAIL_MIN_WARPS) {
         pk.fuse_outliers = 0, pk.outl_tail = 1;
     } else if (outl_pass) {
-        cudaLaunchConfig_t oc = {};
-        oc.gridDim = dim3((p.rows + 7) / 8), oc.blockDim = dim3(256), oc.stream = s;
-        oc.attrs = attr, oc.numAttrs = 1;
-        const cudaError_t e =
-            cudaLaunchKernelEx(&oc, outlier_rows_kernel<Act>, p, (const Act *)xt, nb, t->ybuf);
-        if (e != cudaSuccess) {
-            (void)cudaGetLastError();
-            return e;
-        }
+        const cudaError_t oe =
+            launch_dependent(dim3((p.rows + 7) / 8), dim3(256), s, true, outlier_rows_kernel<Act>,
+                             p, (const Act *)xt, nb, t->ybuf);
+        if (oe != cudaSuccess) return oe;
         pk.fuse_outliers = 0, o32 = t->ybuf;
     }
     const uint32_t sets = (uint32_t)kMmaWarps >> kwl;
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3((p.strips + sets - 1) / sets * ksplit);
-    cfg.blockDim = dim3(kMmaThreads);
-    cfg.stream = s;
-    cfg.attrs = attr, cfg.numAttrs = 1;
-    const cudaError_t e =
-        cudaLaunchKernelEx(&cfg, kern, pk, (const Act *)xh, (const Act *)xt, stride, y, y32, nb,
-                           kwl, ksplit, t->acc32, t->counters, kMagic2, o32);
-    if (e != cudaSuccess) (void)cudaGetLastError(); // returned here: not left for a later check
-    return e;
+    return launch_dependent(dim3((p.strips + sets - 1) / sets * ksplit), dim3(kMmaThreads), s, true,
+                            kern, pk, (const Act *)xh, (const Act *)xt, stride, y, y32, nb, kwl,
+                            ksplit, t->acc32, t->counters, kMagic2, o32);
 }
 template <int WB, typename Act>
 static cudaError_t launch_mma_w(spqr_gpu_tensor *t, const Act *x, Act *y, float *y32, int nb,

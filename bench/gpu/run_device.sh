@@ -82,8 +82,9 @@ if [ "$what" = probe ]; then
         cfg=""; [ "$c" != default ] && cfg="--config $c"
         ./$dir/bench/gpu/bench_gpu --batch $b $cfg $shapes | grep "^| [0-9]"
         # PROBE_GRAPH=1: the same again as one CUDA graph
-        [ -n "${PROBE_GRAPH:-}" ] && ./$dir/bench/gpu/bench_gpu --graph --batch $b $cfg $shapes | grep "^| [0-9]" | sed 's/^|/| graph/'
-        true
+        if [ -n "${PROBE_GRAPH:-}" ]; then
+          ./$dir/bench/gpu/bench_gpu --graph --batch $b $cfg $shapes | grep "^| [0-9]" | sed 's/^|/| graph/'
+        fi
       done
     done
   done
