@@ -139,7 +139,7 @@ static void dequant_affine_is_two_roundings(void **state) {
     }
 }
 
-/* The tensor-core kernel's direct decode (w = 2, 3; kernels/mma_kernel.cuh direct_stats_folded,
+/* The tensor-core kernel's direct decode (w = 2, 3; kernels/mma_decode.cuh direct_stats_folded,
  * SPQR_MMA_STATFOLD 2) must give the same fp16 pair (b, c) as the per-row decode it replaced:
  *   per row:  scale = ss·((float)qs − zs), b = f16(scale·2^(14+w)),
  *             zero = sz·((float)qz − zz), c = f16(−(f32(b)·2^-(14+w))·zero);
