@@ -77,12 +77,14 @@ spqr_status spqr_gpu_dequantize_f16(spqr_gpu_tensor *t, void *w, void *stream, s
  * which the fp32 kernels run. */
 int spqr_gpu_uses_tensor_cores(const spqr_gpu_tensor *t);
 /* Outlier rounds built at upload (0: none). A round adds up to 16 outliers of each pair of rows
- * (r, r + 8) of a 16-row strip by tensor-core multiplies (one at batch 1, eight at batch 2-8).
- * The fused path uses them at batch 1, and at batch 2-8 while batch·cols <= 131072. Built for
+ * (r, r + 8) of a 16-row strip by tensor-core multiplies (one at batch 1, eight at batch 2-8, 16
+ * at batch 9-16). The fused path uses them at batch 1, at batch 2-8 while batch·cols <= 131072 and
+ * at batch 9-16 while cols <= 8192. Built for
  * tensor-core tensors with s-bit statistics, β1 >= 16 and at most 32768 columns, while they take
  * at most 16 bytes per outlier (at least a quarter of the slots used) and each outlier's
  * correction fits fp16; otherwise the kernels walk the CSR outliers. 512 bytes of device memory
- * each, on top of the CSR outliers (which batch 9-16, dequantize and cuSPARSE read). */
+ * each, on top of the CSR outliers (which the batches without rounds, dequantize and cuSPARSE
+ * read). */
 uint64_t spqr_gpu_outlier_rounds(const spqr_gpu_tensor *t);
 /* Device memory the tensor holds now, in bytes as allocated by the library (the driver rounds
  * each allocation up to its granularity; the cuSPARSE handle's own state is not counted): its

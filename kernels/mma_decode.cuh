@@ -98,7 +98,7 @@ __device__ __forceinline__ uint32_t code_pair(const uint32_t (&w)[WB], uint2 mag
 // xh[b][c] = x[b][perm[c]] for b < nb, c < stride = 64·mtiles (zeros past cols).
 template <typename Act>
 __global__ void prep_xh_kernel(Params p, const Act *__restrict__ x, int nb, Act *__restrict__ xh,
-                               uint32_t stride, Act *__restrict__ xt) {
+                               uint32_t stride, Act *__restrict__ xt, int xt_paired) {
 #if __CUDA_ARCH__ >= 900
     // let the matmul kernel launch now (programmatic dependent launch): it streams its first
     // weights while this runs and waits (griddepcontrol.wait) before it reads xh
@@ -115,12 +115,14 @@ __global__ void prep_xh_kernel(Params p, const Act *__restrict__ x, int nb, Act 
         if (c < p.cols) v = x[(uint64_t)b * p.cols + (p.has_perm ? __ldg(p.perm + c) : c)];
         xh[i] = v;
     }
-    // batch > 2 with outliers: xt[c][b] = the same values transposed (zero for b >= nb), so the
-    // outlier lookups of a row's four lanes fall in one 32-byte sector
+    // batch > 8 with outliers: xt[c][b] = the same values transposed (zero for b >= nb), so the
+    // outlier lookups of a row's four lanes fall in one 32-byte sector; paired (the batch 9-16
+    // rounds, outlier_round_n2): xt[c][2g + n] = x[8n + g][c], vectors g and 8 + g side by side
     if (xt)
         for (uint64_t i = blockIdx.x * (uint64_t)blockDim.x + threadIdx.x; i < 16ull * p.cols;
              i += (uint64_t)gridDim.x * blockDim.x) {
-            const uint32_t c = (uint32_t)(i / 16), b = (uint32_t)(i % 16);
+            const uint32_t c = (uint32_t)(i / 16), j = (uint32_t)(i % 16);
+            const uint32_t b = xt_paired ? 8 * (j & 1) + (j >> 1) : j;
             Act v = from_f<Act>(0.f);
             if ((int)b < nb) v = x[(uint64_t)b * p.cols + (p.has_perm ? __ldg(p.perm + c) : c)];
             xt[i] = v;
@@ -197,18 +199,25 @@ template <int SK> constexpr int stat_entry_words() {
 #ifndef SPQR_MMA_LANEPTR
 #define SPQR_MMA_LANEPTR 1
 #endif
-// (the kernels with outlier rounds, OS = 8, are as lean as OS = 1's)
-template <int OS> constexpr bool mma_late_x() {
-    return SPQR_MMA_LATE_X == 2 || (SPQR_MMA_LATE_X == 1 && (OS <= 1 || OS >= 8));
+// (the kernels with outlier rounds, OS = 8 and 9, are as lean as OS = 1's; at batch 9-16, NH = 2,
+// only with SPQR_MMA_LEAN_NH2 = 1, bench/NOTES.md v7b)
+#ifndef SPQR_MMA_LEAN_NH2
+#define SPQR_MMA_LEAN_NH2 1
+#endif
+template <int NH, int OS> constexpr bool mma_lean() {
+    return OS <= 1 || (OS >= 8 && (NH == 1 || SPQR_MMA_LEAN_NH2));
 }
-template <int OS> constexpr bool mma_lane_ptr() {
+template <int NH, int OS> constexpr bool mma_late_x() {
+    return SPQR_MMA_LATE_X == 2 || (SPQR_MMA_LATE_X == 1 && mma_lean<NH, OS>());
+}
+template <int NH, int OS> constexpr bool mma_lane_ptr() {
     return SPQR_MMA_PAIRSTATS &&
-           (SPQR_MMA_LANEPTR == 2 || (SPQR_MMA_LANEPTR == 1 && (OS <= 1 || OS >= 8)));
+           (SPQR_MMA_LANEPTR == 2 || (SPQR_MMA_LANEPTR == 1 && mma_lean<NH, OS>()));
 }
 template <int NH, bool HasX> struct MmaRawX { uint4 x[NH][2]; };
 template <int NH> struct MmaRawX<NH, false> {};
 // One macro tile's loads for one lane (x only where mma_late_x is false).
-template <int WB, int NH, int SK, int OS> struct MmaRaw : MmaRawX<NH, !mma_late_x<OS>()> {
+template <int WB, int NH, int SK, int OS> struct MmaRaw : MmaRawX<NH, !mma_late_x<NH, OS>()> {
     uint32_t c[WB];
     uint32_t e[stat_entry_words<SK>()];
     uint2 s2[SK == 1 ? 2 : 1];
@@ -243,7 +252,7 @@ template <int NH> __device__ __forceinline__ void mma_load_x(LaneCtx &L, uint4 (
 
 template <int WB, int NH, int SK, int OS>
 __device__ __forceinline__ void mma_load(const Params &p, LaneCtx &L, MmaRaw<WB, NH, SK, OS> &o) {
-    constexpr bool kLanePtr = mma_lane_ptr<OS>();
+    constexpr bool kLanePtr = mma_lane_ptr<NH, OS>();
 #if SPQR_MMA_PROBE >= 3 && SPQR_MMA_PROBE <= 5 // w = 4 codes as one 16-byte load per lane
     if constexpr (WB == 4) {
         const uint4 v = __ldg(reinterpret_cast<const uint4 *>(L.codes + 3 * (threadIdx.x & 31)));
@@ -284,7 +293,7 @@ __device__ __forceinline__ void mma_load(const Params &p, LaneCtx &L, MmaRaw<WB,
             o.s2[0] = __ldg(L.s2[0] + G), o.s2[1] = __ldg(L.s2[1] + G);
         }
     }
-    if constexpr (!mma_late_x<OS>()) mma_load_x<NH>(L, o.x);
+    if constexpr (!mma_late_x<NH, OS>()) mma_load_x<NH>(L, o.x);
     L.codes += L.rec_step, L.col += 64 * L.step;
     if constexpr (kLanePtr) {
         L.stat += L.rec_step;
@@ -442,7 +451,7 @@ template <int WB, int NH, int SK, typename Act, int OS>
 __device__ __forceinline__ void mma_compute(const Params &p, LaneCtx &L, uint2 magic,
                                             const MmaRaw<WB, NH, SK, OS> &o, float (&acc)[NH][4]) {
     uint4 x[NH][2];
-    if constexpr (mma_late_x<OS>()) {
+    if constexpr (mma_late_x<NH, OS>()) {
         mma_load_x<NH>(L, x);
     } else {
 #pragma unroll

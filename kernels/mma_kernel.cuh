@@ -151,7 +151,7 @@ __global__ void __launch_bounds__(kMmaThreads, mma_min_blocks<NH, OS>())
     asm volatile("griddepcontrol.wait;\n" ::: "memory"); // (no-op when already waited)
 #endif
     if constexpr (OS >= 8 && SPQR_MMA_ROUND_AT == 2)
-        outlier_rounds_all<OS, Act>(p, xh, xstride, nb, ostep, os, acc[0]);
+        outlier_rounds_all<NH, OS, Act>(p, xh, xt, xstride, nb, ostep, os, acc);
     // rows with more entries than the warp had tiles
     while (os.entries_left()) outlier_step<NH, OS, Act>(p, xh, xt, xstride, nb, t, ostep, os, acc);
     if constexpr (OS == 1) { // lanes t = 0, 1 hold row g's halves, t = 2, 3 row g + 8's: to lane 0

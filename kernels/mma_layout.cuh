@@ -67,22 +67,32 @@ __host__ __device__ constexpr bool direct_width(int wb) {
 }
 
 // Outlier rounds (mma_kernel.cuh OS = 8, bench/NOTES.md v6w): built at upload by make_rounds
-// (spqr_kernels.cu) and run by the OS = 8 kernels for batch 1 (1) or 1-8 (2); 0: neither, the
+// (spqr_kernels.cu) and run by the OS = 8, 9 kernels for batch 1 (1) or 1-16 (2); 0: neither, the
 // kernels walk the CSR outliers (a measurement build).
 #ifndef SPQR_MMA_ROUNDS
 #define SPQR_MMA_ROUNDS 2
 #endif
 
 // Whether a call of nb vectors adds the tensor's outliers by its rounds (on the fused path):
-// batch 1, and batch 2-8 while the batch's x (nb·cols fp16) fits 256 KB, an SM's L1, where a
+// batch 1, and batch 2-16 while the batch's x (nb·cols fp16) fits 256 KB, an SM's L1, where a
 // round's gathers find it. Same call, H100, w3 1 %, µs rounds / CSR walk or pass: batch 8 8192²
 // 29.9 / 35.8, 28672x8192 80.8 / 88.0, but 8192x28672 (458 KB of x) 122.6 / 84.1; batch 4
 // 8192x28672 (229 KB) 74.7 / 86.6 (bench/NOTES.md v6w).
+// Batch 9-16 (the OS = 9 kernels with NH = 2, outlier_round_n2) gather from xt, all 16 vectors
+// whatever nb, so while 16·cols <= 131072 (cols <= SPQR_MMA_ROUNDS16_MAX_COLS; 0: never, the CSR
+// pass or tail as before). H100, w3 1 %, batch 16, µs CSR → rounds (same call): 28672x8192 104.1
+// → 92.3, 11008x4096 32.4 → 22.8, 8192² 36.6 → 30.3; xt paired (another call): 92.3 → 85.5;
+// with cols past 8192 (paired, same call) 4096x11008 24.7 → 24.7, 8192x28672 98.2 → 111.4
+// (bench/NOTES.md v7b).
 constexpr uint64_t kRoundsMaxBatchCols = 131072;
+#ifndef SPQR_MMA_ROUNDS16_MAX_COLS
+#define SPQR_MMA_ROUNDS16_MAX_COLS (kRoundsMaxBatchCols / 16)
+#endif
 inline bool mma_rounds(const spqr_gpu_tensor *t, int nb) {
     return SPQR_MMA_ROUNDS && t->rounds &&
            (nb == 1 ||
-            (SPQR_MMA_ROUNDS >= 2 && nb <= 8 && (uint64_t)nb * t->p.cols <= kRoundsMaxBatchCols));
+            (SPQR_MMA_ROUNDS >= 2 && nb <= 8 && (uint64_t)nb * t->p.cols <= kRoundsMaxBatchCols) ||
+            (SPQR_MMA_ROUNDS >= 2 && nb > 8 && t->p.cols <= SPQR_MMA_ROUNDS16_MAX_COLS));
 }
 
 constexpr int kMmaWarps = 8;

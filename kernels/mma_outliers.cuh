@@ -42,22 +42,21 @@ template <int OS> struct OutlierState {
 };
 
 // OS = 8 (batch 1 of tensors with rounds; SPQR_MMA_ROUNDS, bench/NOTES.md v6w): the outliers
-// as rounds, each one more mma.m16n8k16 into acc (OS = 9, batch 2-8: eight, outlier_round_n). Batch
-// 1 leaves the mma's n dimension idle: every column n of B is the same x, so every column of C
-// holds the same sums, and the kernel's result for row r may be read from column n = r mod 8
-// instead of 0. A round uses that: its B column n holds x at the columns of row pair (n, n + 8)'s
-// outliers, so C[r][r mod 8] gains Σ_k A'[r][k]·x[col_k] for the 16 k-slots of row r's pair,
-// A'[r][k] the fp16 correction of the pair's k-th outlier where it is row r's, else 0 (the other
-// columns of C gain cross terms nobody reads). Lane (g, t) holds all of pair g's slots k = 2t, 2t +
-// 1, 2t + 8, 2t + 9: A' rows g and g + 8 at those k and B column g at those k, so a round is one
-// 16-byte load per lane (d.x, d.y: the four corrections as fp16; d.z, d.w: their columns, bit 15
-// set where the outlier is row g + 8's), four 2-byte x lookups and one mma for up to 128 outliers
-// of 16 rows. make_rounds (spqr_kernels.cu) fills a strip's rounds; its rounds are dealt to the
-// strip's kw·ksplit warps.
-// SPQR_MMA_ROUND_AT (bench/NOTES.md v6z): 2 = each warp takes its rounds after its tile loop
-// (outlier_rounds_all), so the loop is the OS = 0 kernels' (batch 1 w3 1 % 28672x8192 52.4 →
-// 51.5-52.0 µs, batch 2-4 4-9 % faster); 0 = one round per tile step, its slots loaded one step
-// ahead (v6w; a measurement build).
+// as rounds, each one more mma.m16n8k16 into acc (OS = 9, batch 2-8: eight, outlier_round_n; 9-16:
+// 16, outlier_round_n2). Batch 1 leaves the mma's n dimension idle: every column n of B is the same
+// x, so every column of C holds the same sums, and the kernel's result for row r may be read from
+// column n = r mod 8 instead of 0. A round uses that: its B column n holds x at the columns of row
+// pair (n, n + 8)'s outliers, so C[r][r mod 8] gains Σ_k A'[r][k]·x[col_k] for the 16 k-slots of
+// row r's pair, A'[r][k] the fp16 correction of the pair's k-th outlier where it is row r's, else 0
+// (the other columns of C gain cross terms nobody reads). Lane (g, t) holds all of pair g's slots k
+// = 2t, 2t + 1, 2t + 8, 2t + 9: A' rows g and g + 8 at those k and B column g at those k, so a
+// round is one 16-byte load per lane (d.x, d.y: the four corrections as fp16; d.z, d.w: their
+// columns, bit 15 set where the outlier is row g + 8's), four 2-byte x lookups and one mma for up
+// to 128 outliers of 16 rows. make_rounds (spqr_kernels.cu) fills a strip's rounds; its rounds are
+// dealt to the strip's kw·ksplit warps. SPQR_MMA_ROUND_AT (bench/NOTES.md v6z): 2 = each warp takes
+// its rounds after its tile loop (outlier_rounds_all), so the loop is the OS = 0 kernels' (batch 1
+// w3 1 % 28672x8192 52.4 → 51.5-52.0 µs, batch 2-4 4-9 % faster); 0 = one round per tile step, its
+// slots loaded one step ahead (v6w; a measurement build).
 #ifndef SPQR_MMA_ROUND_AT
 #define SPQR_MMA_ROUND_AT 2
 #endif
@@ -67,7 +66,8 @@ template <> struct OutlierState<8> {
     uint4 d;                        // round k's slots of this lane, loaded one step ahead
     __device__ bool entries_left() const { return k < end; }
 };
-// OS = 9: the same for batch 2-8 (outlier_round_n), its own kernels so that batch 1's stay lean.
+// OS = 9: the same for batch 2-16 (outlier_round_n, _n2), its own kernels so that batch 1's stay
+// lean.
 template <> struct OutlierState<9> : OutlierState<8> {};
 
 // Whether the lanes of a row split its entries (nb <= OS; the OS = 1 kernels run batch 1 only).
@@ -142,6 +142,57 @@ __device__ __forceinline__ void outlier_round_n(const Act *__restrict__ xh, uint
     }
 }
 
+// One outlier round, batch 9-16 (the OS = 9 kernels with NH = 2): as outlier_round_n, each row
+// pair g' of the round an mma per half of the vectors (16 mmas), B column g of half n vector 8n +
+// g. Its x comes from xt, the 16 vectors of a column in one 32-byte sector, which the eight lanes
+// of a slot's column share (xh would take a sector per vector). SPQR_MMA_XT_PAIRED 1: xt paired
+// (xt[16c + 2g + n] = x[8n + g][c], prep_xh_kernel), a lane's two vectors one 4-byte load; 0:
+// xt[16c + b] = x[b][c], two 2-byte loads (bench/NOTES.md v7b).
+#ifndef SPQR_MMA_XT_PAIRED
+#define SPQR_MMA_XT_PAIRED 1
+#endif
+template <typename Act>
+__device__ __forceinline__ void outlier_round_n2(const Act *__restrict__ xt, const uint4 &d,
+                                                 float (&acc)[2][4]) {
+    const uint32_t lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    uint32_t own[4];
+    round_a<Act>(d, own);
+#pragma unroll kRoundUnroll
+    for (uint32_t gp = 0; gp < 8; gp++) {
+        const uint32_t z = __shfl_sync(0xffffffffu, d.z, 4 * gp + t);
+        const uint32_t w = __shfl_sync(0xffffffffu, d.w, 4 * gp + t);
+        const uint32_t c[4] = {z & 0x7fffu, (z >> 16) & 0x7fffu, w & 0x7fffu, (w >> 16) & 0x7fffu};
+        uint32_t b[2][2]; // B' of half n: x of vector 8n + g at the four slots' columns, paired
+        if constexpr (SPQR_MMA_XT_PAIRED) {
+            const uint32_t *xs = reinterpret_cast<const uint32_t *>(xt) + g; // (vector g, 8 + g)
+            uint32_t xv[4];
+#pragma unroll
+            for (int j = 0; j < 4; j++) xv[j] = __ldg(xs + 8 * c[j]);
+#pragma unroll
+            for (int j = 0; j < 2; j++) {
+                b[0][j] = __byte_perm(xv[2 * j], xv[2 * j + 1], 0x5410);
+                b[1][j] = __byte_perm(xv[2 * j], xv[2 * j + 1], 0x7632);
+            }
+        } else {
+            const uint16_t *xs = reinterpret_cast<const uint16_t *>(xt) + g;
+            uint32_t xv[2][4];
+#pragma unroll
+            for (int n = 0; n < 2; n++)
+#pragma unroll
+                for (int j = 0; j < 4; j++) xv[n][j] = __ldg(xs + 16 * c[j] + 8 * n);
+#pragma unroll
+            for (int n = 0; n < 2; n++)
+#pragma unroll
+                for (int j = 0; j < 2; j++)
+                    b[n][j] = __byte_perm(xv[n][2 * j], xv[n][2 * j + 1], 0x5410);
+        }
+        const uint32_t a[4] = {g == gp ? own[0] : 0u, g == gp ? own[1] : 0u, g == gp ? own[2] : 0u,
+                               g == gp ? own[3] : 0u};
+#pragma unroll
+        for (int n = 0; n < 2; n++) mma_16816(acc[n], a, b[n][0], b[n][1], Act());
+    }
+}
+
 template <int NH, int OS, typename Act>
 __device__ __forceinline__ void outlier_step(const Params &p, const Act *__restrict__ xh,
                                              const Act *__restrict__ xt, uint32_t xstride, int nb,
@@ -151,6 +202,8 @@ __device__ __forceinline__ void outlier_step(const Params &p, const Act *__restr
         if (o.k < o.end) { // (the same in every lane of the warp)
             if constexpr (OS == 8)
                 outlier_round<Act>(xh, o.d, acc[0]);
+            else if constexpr (NH == 2)
+                outlier_round_n2<Act>(xt, o.d, acc);
             else
                 outlier_round_n<Act>(xh, xstride, nb, o.d, acc[0]);
             o.k += step;
@@ -196,15 +249,16 @@ __device__ __forceinline__ void outlier_step(const Params &p, const Act *__restr
 // All of a warp's rounds after its tile loop (SPQR_MMA_ROUND_AT 2). Batch 1: SPQR_MMA_ROUND_DEPTH
 // rounds per step, their slots loaded one step ahead and all their gathers issued before the first
 // mma (a missing round is all zero: zero corrections at column 0; depth 1 / 2 / 4 measured 52.0 /
-// 51.5 / 51.0 µs at 28672x8192, alike elsewhere); batch 2-8 one per step.
+// 51.5 / 51.0 µs at 28672x8192, alike elsewhere); batch 2-16 one per step.
 #ifndef SPQR_MMA_ROUND_DEPTH
 #define SPQR_MMA_ROUND_DEPTH 2
 #endif
 constexpr int kRoundDepth = SPQR_MMA_ROUND_DEPTH;
-template <int OS, typename Act>
+template <int NH, int OS, typename Act>
 __device__ __forceinline__ void outlier_rounds_all(const Params &p, const Act *__restrict__ xh,
-                                                   uint32_t xstride, int nb, uint32_t step,
-                                                   OutlierState<OS> &o, float (&acc)[4]) {
+                                                   const Act *__restrict__ xt, uint32_t xstride,
+                                                   int nb, uint32_t step, OutlierState<OS> &o,
+                                                   float (&acc)[NH][4]) {
     const uint32_t lane = threadIdx.x & 31;
     if constexpr (OS == 8) {
         constexpr int D = kRoundDepth;
@@ -229,7 +283,7 @@ __device__ __forceinline__ void outlier_rounds_all(const Params &p, const Act *_
                     k < o.end ? __ldg(p.rounds + (uint64_t)k * 32 + lane) : make_uint4(0, 0, 0, 0);
             }
 #pragma unroll
-            for (int j = 0; j < D; j++) mma_16816(acc, a[j], b[j].x, b[j].y, Act());
+            for (int j = 0; j < D; j++) mma_16816(acc[0], a[j], b[j].x, b[j].y, Act());
         }
     } else {
         if (o.k < o.end) o.d = __ldg(p.rounds + (uint64_t)o.k * 32 + lane);
@@ -237,7 +291,10 @@ __device__ __forceinline__ void outlier_rounds_all(const Params &p, const Act *_
             const uint4 d = o.d;
             o.k += step;
             if (o.k < o.end) o.d = __ldg(p.rounds + (uint64_t)o.k * 32 + lane);
-            outlier_round_n<Act>(xh, xstride, nb, d, acc);
+            if constexpr (NH == 2)
+                outlier_round_n2<Act>(xt, d, acc);
+            else
+                outlier_round_n<Act>(xh, xstride, nb, d, acc[0]);
         }
     }
 }

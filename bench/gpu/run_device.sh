@@ -74,10 +74,11 @@ if [ "$what" = probe ]; then
     done
   fi
   # PROBE_CONFIGS: bench_gpu --config values, one run each (default: its default configurations)
+  # PROBE_B1= (set, empty): leave batch 1 out (only the PROBE_BATCH batches)
   for i in lib "${!probes[@]}"; do
     if [ "$i" = lib ]; then dir=build-gpu; echo "== the library's kernel =="
     else dir=build-probe-$i; echo "== ${probes[$i]} =="; fi
-    for b in 1 ${PROBE_BATCH:-}; do
+    for b in ${PROBE_B1-1} ${PROBE_BATCH:-}; do
       for c in ${PROBE_CONFIGS:-default}; do
         cfg=""; [ "$c" != default ] && cfg="--config $c"
         ./$dir/bench/gpu/bench_gpu --batch $b $cfg $shapes | grep "^| [0-9]"

@@ -208,12 +208,13 @@ static void fp16_fallback(void) {
     unlink(path);
 }
 
-/* Batch-1 outlier rounds (kernels/spqr_kernels.cu make_rounds, mma_kernel.cuh OS = 8): strip S
+/* Outlier rounds (kernels/spqr_kernels.cu make_rounds, mma_outliers.cuh OS = 8, 9): strip S
  * takes max over its row pairs (g, g + 8) of ceil(outliers / 16) rounds, and a tensor has them
  * exactly when it is tiled with s-bit statistics, beta1 >= 16, cols <= 32768, and they average at
  * most 16 bytes per outlier (at least a quarter of the slots used). The count is checked against
- * the tensor's own row pointers, and each tensor against the reference as every other (batch 1
- * takes the rounds where there are any). Ragged rows leave a strip's last pairs short; 40 outliers
+ * the tensor's own row pointers, and each tensor against the reference as every other (batch 1,
+ * batch 2-8 while batch x cols <= 131072 and batch 9-16 while cols <= 8192 take the rounds where
+ * there are any). Ragged rows leave a strip's last pairs short; 40 outliers
  * in 2048 rows fill 1/128 of their rounds' slots (none built); 10 % of 4097 columns gives 52
  * rounds a strip. */
 static void outlier_rounds(void) {
@@ -286,14 +287,17 @@ static void outlier_rounds(void) {
     unlink(path);
 }
 
-/* Tensors with many outliers (at least SPQR_MMA_OUTL_ROWS_MIN_NNZ = 2^18) have them summed row by
- * row at batch 9-16 (5-16 in a SPQR_MMA_OUTL_ROWS_MIN_BATCH=4 build), and those with at least
- * SPQR_MMA_OUTL_ROWS_MID_NNZ = 2^21 from batch 5 (kernels/mma_outliers.cuh, outlier_row_sum): at
- * batch 9-16 inside the tensor-core kernel after its tiles where a warp has at most two rows of
- * its strip (1001x3000, 4096x5400), otherwise by the separate pass (outlier_rows_kernel; batch 5-8,
- * and 25600x512 at batch 9-16: 1600 strips take 4 warps each on an H100); ragged rows (1001: the
- * pass's last block of 8 rows is partial). The 2^21 tensor (4096x5400 at 9.95 %) and the 25600-row
- * one are left out of the quick subset. */
+/* Tensors with many outliers (at least SPQR_MMA_OUTL_ROWS_MIN_NNZ = 2^18) and no outlier rounds
+ * for the batch have them summed row by row at batch 9-16 (5-16 in a SPQR_MMA_OUTL_ROWS_MIN_BATCH=4
+ * build), and those with at least SPQR_MMA_OUTL_ROWS_MID_NNZ = 2^21 from batch 5
+ * (kernels/mma_outliers.cuh, outlier_row_sum): at batch 9-16 inside the tensor-core kernel after
+ * its tiles where a warp has at most two rows of its strip, otherwise by the separate pass
+ * (outlier_rows_kernel; batch 5-8). Batch 9-16 take rounds instead where the tensor has them and
+ * cols <= 8192 (s-bit statistics: 1001x3000 w3, 4096x5400, 25600x512 at batch 9-16, with 16
+ * vectors, kernels/mma_outliers.cuh outlier_round_n2); the sums row by row there with fp16
+ * statistics (1001x3000 w4 s16) and with cols > 8192 (300x9000, after the tiles). Ragged rows
+ * (1001: the pass's last block of 8 rows is partial). The 2^21 tensor (4096x5400 at 9.95 %) and the
+ * 25600-row one are left out of the quick subset. */
 static void outlier_pass(void) {
     static const struct {
         uint64_t rows, cols, nnz;
@@ -301,11 +305,12 @@ static void outlier_pass(void) {
     } cases[] = {{1001, 3000, 300000, 3, 3},
                  {1001, 3000, 300000, 4, 16},
                  {4096, 5400, 2200000, 3, 3},
-                 {25600, 512, 300000, 3, 3}};
+                 {25600, 512, 300000, 3, 3},
+                 {300, 9000, 270000, 3, 3}};
     const int quick = getenv("SPQR_GPU_QUICK") != NULL;
     char path[256];
     snprintf(path, sizeof path, "/tmp/spqr_gpu_op_%d.spqr", (int)getpid());
-    for (uint32_t i = 0; i < 4; i++) {
+    for (uint32_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         if (quick && (cases[i].nnz >= (1u << 21) || cases[i].rows > 4096)) continue;
         const uint32_t w = cases[i].w;
         spqr_tensor_info in = {.kind = SPQR_KIND_SPQR,
