@@ -163,6 +163,37 @@ struct spqr_gpu_tensor {
 };
 
 namespace spqr_cu {
+// Launches kern on stream s (smem bytes of dynamic shared memory); pdl: as a programmatic dependent
+// of the kernel before it on s, so it may start while that one runs (it waits with
+// griddepcontrol.wait before it reads what that kernel writes). A launch error is returned and
+// cleared, not left for a later check.
+template <typename... KernelParams, typename... Args>
+inline cudaError_t launch_dependent(dim3 grid, dim3 block, size_t smem, cudaStream_t s, bool pdl,
+                                    void (*kern)(KernelParams...), Args... args) {
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cudaLaunchConfig_t c = {};
+    c.gridDim = grid, c.blockDim = block, c.dynamicSmemBytes = smem, c.stream = s;
+    c.attrs = attr, c.numAttrs = pdl ? 1 : 0;
+    const cudaError_t e = cudaLaunchKernelEx(&c, kern, args...);
+    if (e != cudaSuccess) (void)cudaGetLastError();
+    return e;
+}
+// The wait a kernel launched by launch_dependent (pdl) makes before it reads what the kernel
+// before it writes, or writes what that kernel reads; it returns once that kernel has completed
+// and its writes are visible (a no-op for a plain launch). Trigger: let the kernel after this one
+// launch now (it waits the same way).
+__device__ __forceinline__ void pdl_wait() {
+#if __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_trigger() {
+#if __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;\n" ::);
+#endif
+}
 // y = W·x for nb vectors with w = WB (matmul_wb.cuh; one translation unit per WB), and the
 // generic kernel for any configuration (matmul_generic.cu). cudaSuccess or the launch's error.
 template <int WB, typename Act>

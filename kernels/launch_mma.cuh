@@ -101,22 +101,6 @@ namespace {
 #ifndef SPQR_PDL_PREP
 #define SPQR_PDL_PREP 1
 #endif
-// Launches kern on stream s; pdl: as a programmatic dependent of the kernel before it on s, so
-// it may start while that one runs (it waits with griddepcontrol.wait before it reads what that
-// kernel writes). A launch error is returned and cleared, not left for a later check.
-template <typename... KernelParams, typename... Args>
-static cudaError_t launch_dependent(dim3 grid, dim3 block, cudaStream_t s, bool pdl,
-                                    void (*kern)(KernelParams...), Args... args) {
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[0].val.programmaticStreamSerializationAllowed = 1;
-    cudaLaunchConfig_t c = {};
-    c.gridDim = grid, c.blockDim = block, c.stream = s;
-    c.attrs = attr, c.numAttrs = pdl ? 1 : 0;
-    const cudaError_t e = cudaLaunchKernelEx(&c, kern, args...);
-    if (e != cudaSuccess) (void)cudaGetLastError();
-    return e;
-}
 // Whether a call's outliers take their own pass (outlier_rows_kernel) before the matmul.
 static bool mma_outlier_pass(const spqr_gpu_tensor *t, int nb) {
     return SPQR_MMA_OUTL_ROWS && t->p.fuse_outliers && !mma_rounds(t, nb) &&
@@ -175,8 +159,8 @@ static cudaError_t launch_mma_t(spqr_gpu_tensor *t, const Act *x, Act *y, float 
     // the batch 9-16 rounds read xt paired (outlier_round_n2)
     const int xt_paired = SPQR_MMA_XT_PAIRED && OS == 9 && NH == 2 && mma_rounds(t, nb);
     const cudaError_t pe =
-        launch_dependent(dim3((uint32_t)pb), dim3(256), s, SPQR_PDL_PREP, prep_xh_kernel<Act>, p, x,
-                         nb, xh, stride, xt, xt_paired);
+        launch_dependent(dim3((uint32_t)pb), dim3(256), 0, s, SPQR_PDL_PREP, prep_xh_kernel<Act>, p,
+                         x, nb, xh, stride, xt, xt_paired);
     if (pe != cudaSuccess) return pe;
     const auto kern = mma_kernel<WB, NH, SK, Act, OS>;
     const uint64_t resident =
@@ -220,15 +204,15 @@ static cudaError_t launch_mma_t(spqr_gpu_tensor *t, const Act *x, Act *y, float 
         pk.fuse_outliers = 0, pk.outl_tail = 1;
     } else if (outl_pass) {
         const cudaError_t oe =
-            launch_dependent(dim3((p.rows + 7) / 8), dim3(256), s, true, outlier_rows_kernel<Act>,
-                             p, (const Act *)xt, nb, t->ybuf);
+            launch_dependent(dim3((p.rows + 7) / 8), dim3(256), 0, s, true,
+                             outlier_rows_kernel<Act>, p, (const Act *)xt, nb, t->ybuf);
         if (oe != cudaSuccess) return oe;
         pk.fuse_outliers = 0, o32 = t->ybuf;
     }
     const uint32_t sets = (uint32_t)kMmaWarps >> kwl;
-    return launch_dependent(dim3((p.strips + sets - 1) / sets * ksplit), dim3(kMmaThreads), s, true,
-                            kern, pk, (const Act *)xh, (const Act *)xt, stride, y, y32, nb, kwl,
-                            ksplit, t->acc32, t->counters, kMagic2, o32);
+    return launch_dependent(dim3((p.strips + sets - 1) / sets * ksplit), dim3(kMmaThreads), 0, s,
+                            true, kern, pk, (const Act *)xh, (const Act *)xt, stride, y, y32, nb,
+                            kwl, ksplit, t->acc32, t->counters, kMagic2, o32);
 }
 template <int WB, typename Act>
 static cudaError_t launch_mma_w(spqr_gpu_tensor *t, const Act *x, Act *y, float *y32, int nb,

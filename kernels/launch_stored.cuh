@@ -7,6 +7,14 @@
 namespace spqr_cu {
 namespace {
 
+// SPQR_PDL_STORED 1: these kernels are launched as programmatic dependents of the kernel before
+// them on the stream, as the tensor-core path's (launch_mma.cuh, SPQR_PDL_PREP): each waits
+// (pdl_wait) before it touches x, its scratch or y, and its launch is made while that kernel
+// drains (bench/NOTES.md v7b). 0: plain launches (a measurement build).
+#ifndef SPQR_PDL_STORED
+#define SPQR_PDL_STORED 1
+#endif
+
 static uint32_t tile_for(const Params &p, int batch, size_t *smem) {
     const size_t per_chunk = (size_t)batch * kStride * sizeof(float);
     uint32_t tile = (uint32_t)(kSmemBudget / per_chunk);
@@ -30,8 +38,8 @@ static cudaError_t launch_r(spqr_gpu_tensor *t, const Act *x, Act *y, float *y32
     cudaError_t e = allow_smem(kern, smem);
     if (e != cudaSuccess) return e;
     const uint32_t blocks = (t->p.rows + kWarps * R - 1) / (kWarps * R);
-    kern<<<blocks, kThreads, smem, s>>>(t->p, x, y, y32, nb, tile);
-    return cudaGetLastError();
+    return launch_dependent(dim3(blocks), dim3(kThreads), smem, s, SPQR_PDL_STORED, kern, t->p, x,
+                            y, y32, nb, tile);
 }
 
 // Rows per warp: 2 for batch <= 4 (4 when there are rows enough for two blocks per SM), 4 for
@@ -64,14 +72,17 @@ static cudaError_t launch_stream(spqr_gpu_tensor *t, const Act *x, Act *y, float
     const uint64_t total = (uint64_t)BATCH * stride;
     uint64_t pb = (total + 255) / 256;
     if (pb > (uint64_t)t->sms * 8) pb = (uint64_t)t->sms * 8;
-    prep_x_kernel<Act><<<(uint32_t)pb, 256, 0, s>>>(p, x, nb, BATCH, t->xbuf, stride, xs);
+    const cudaError_t pe =
+        launch_dependent(dim3((uint32_t)pb), dim3(256), 0, s, SPQR_PDL_STORED, prep_x_kernel<Act>,
+                         p, x, nb, BATCH, t->xbuf, stride, xs);
+    if (pe != cudaSuccess) return pe;
     int kwl = 0;
     while (kwl < 3 && p.chunks > (32u * SPQR_STREAM_LANE_CHUNKS << kwl)) kwl++;
     const uint32_t rows_per_block = (uint32_t)(kStreamWarps >> kwl) * R;
     const uint32_t blocks = (p.rows + rows_per_block - 1) / rows_per_block;
-    stream_kernel<WB, SUB, BATCH, R, Act>
-        <<<blocks, kStreamThreads, 0, s>>>(p, t->xbuf, stride, xs, y, y32, nb, kwl);
-    return cudaGetLastError();
+    return launch_dependent(dim3(blocks), dim3(kStreamThreads), 0, s, SPQR_PDL_STORED,
+                            stream_kernel<WB, SUB, BATCH, R, Act>, p, (const float *)t->xbuf,
+                            stride, (const float *)xs, y, y32, nb, kwl);
 }
 
 template <int WB, int SUB, typename Act>

@@ -145,6 +145,7 @@ __global__ void __launch_bounds__(kThreads)
     matmul_kernel(Params p, const Act *__restrict__ x, Act *__restrict__ y, float *__restrict__ y32,
                   int nb, uint32_t tile_chunks) {
     extern __shared__ float xs[];
+    pdl_wait(); // x may come from the kernel before, and y be read by it
     constexpr int RUNS = 32 / SUB;
     constexpr int NC =
         R >= 4 ? 1 : (R == 2 ? 2 : kMaxChunks); // chunks in flight per lane: bounded registers

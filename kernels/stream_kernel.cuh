@@ -187,6 +187,8 @@ __device__ __forceinline__ uint32_t xp_index(const Params &p, uint32_t c) {
 template <typename Act>
 __global__ void prep_x_kernel(Params p, const Act *__restrict__ x, int nb, int batch,
                               float *__restrict__ xp, uint32_t stride, float *__restrict__ xs) {
+    pdl_trigger(); // the stream kernel may launch now; it waits for xp
+    pdl_wait();    // x may come from the kernel before; the stream kernel before may still read xp
     const uint64_t total = (uint64_t)batch * stride;
     for (uint64_t i = blockIdx.x * (uint64_t)blockDim.x + threadIdx.x; i < total;
          i += (uint64_t)gridDim.x * blockDim.x) {
@@ -212,6 +214,7 @@ __global__ void __launch_bounds__(kStreamThreads, BATCH <= 2 ? SPQR_STREAM_MINBL
                   int nb, int kw_log2) {
     constexpr int RUNS = 32 / SUB;
     __shared__ float red[kStreamWarps][R][BATCH];
+    pdl_wait(); // xp, xs from prep_x_kernel; y may be read by a kernel before it
     const uint32_t lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const uint32_t kw = 1u << kw_log2, kwi = warp & (kw - 1), set = warp >> kw_log2;
     const uint32_t sets = kStreamWarps >> kw_log2;

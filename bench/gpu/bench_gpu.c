@@ -1,13 +1,15 @@
 /* bench_gpu.c — SpQR GPU matmul vs cuBLAS fp16, same process, same shapes (not a test).
- * Usage: bench_gpu [--quick] [--graph|--bytes] [--batch N] [--config 0..3] [--shape ROWSxCOLS]...
+ * Usage: bench_gpu [--quick] [--graph|--bytes] [--batch N] [--config 0..4] [--shape ROWSxCOLS]...
  *   --quick: the first two shapes; --batch: any of 1..16; --config: one configuration; --shape
- *   (repeatable): these shapes, any ROWSxCOLS, instead of the default six. Config 0 = w3 1%
- *   outliers, 1 = w4 no outliers; only when asked for: 2 = w3 no outliers (it splits config 0's
- *   time between the codes and the outliers), 3 = w2 no outliers. --graph: the 50 calls (spqr
- *   and cuBLAS alike) are captured into one CUDA graph on a stream and the graph is launched, as
- *   serving runtimes run a decode step: no host launch overhead between calls. --bytes: no
- *   timing; one line "BYTES n" per shape and configuration, n = spqr_gpu_matmul_bytes at the
- *   batch (default 1), the byte counts whose pure-read time read_bw --floor measures.
+ *   (repeatable): these shapes, any ROWSxCOLS, instead of the default six.
+ *   Config 0 = w3 1% outliers, 1 = w4 no outliers; only when asked for: 2 = w3 no outliers (it
+ *   splits config 0's time between the codes and the outliers), 3 = w2 no outliers, 4 = w3 1%
+ *   outliers with beta2 = 8 (the stored-layout kernels: no tensor-core layout below beta2 = 16).
+ *   --graph: the 50 calls (spqr and cuBLAS alike) are captured into one CUDA graph on a stream and
+ *   the graph is launched, as serving runtimes run a decode step: no host launch overhead between
+ *   calls. --bytes: no timing; one line "BYTES n" per shape and configuration, n =
+ *   spqr_gpu_matmul_bytes at the batch (default 1), the byte counts whose pure-read time read_bw
+ *   --floor measures.
  * For each shape (4096², 11008x4096, 4096x11008, 8192², 28672x8192, 8192x28672), configuration
  * (w3 s3 beta16 1% outliers act-order; w4 s3 beta16 no outliers act-order) and batch (1, 4, 16):
  * median µs per call (7 repeats of 50 calls timed with events, buffers rotated so the working set
@@ -173,7 +175,7 @@ int main(int argc, char **argv) {
             nsel++;
         else {
             fprintf(stderr,
-                    "usage: bench_gpu [--quick] [--graph|--bytes] [--batch N] [--config 0..3] "
+                    "usage: bench_gpu [--quick] [--graph|--bytes] [--batch N] [--config 0..4] "
                     "[--shape ROWSxCOLS]...\n");
             return 2;
         }
@@ -207,20 +209,21 @@ int main(int argc, char **argv) {
     /* --shape: these shapes (any, e.g. row counts that fill a whole number of waves), in order */
     const int nshapes = nsel ? nsel : quick ? 2 : 6;
     for (int si = 0; si < nshapes; si++)
-        for (int cfg = 0; cfg < 4; cfg++) {
+        for (int cfg = 0; cfg < 5; cfg++) {
             const int rows = nsel ? sel[si][0] : shapes[si][0];
             const int cols = nsel ? sel[si][1] : shapes[si][1];
             if (only_cfg < 0 ? cfg >= 2 : only_cfg != cfg) continue;
             const int wbits = cfg == 1 ? 4 : cfg == 3 ? 2 : 3;
-            spqr_tensor_info in = {.kind = SPQR_KIND_SPQR,
-                                   .ndim = 2,
-                                   .dims = {(uint64_t)rows, (uint64_t)cols},
-                                   .wbits = (uint32_t)wbits,
-                                   .stat_bits = 3,
-                                   .beta1 = 16,
-                                   .beta2 = 16,
-                                   .nnz = cfg == 0 ? (uint64_t)rows * (uint64_t)cols / 100 : 0,
-                                   .flags = SPQR_FLAG_PERM};
+            spqr_tensor_info in = {
+                .kind = SPQR_KIND_SPQR,
+                .ndim = 2,
+                .dims = {(uint64_t)rows, (uint64_t)cols},
+                .wbits = (uint32_t)wbits,
+                .stat_bits = 3,
+                .beta1 = 16,
+                .beta2 = cfg == 4 ? 8 : 16,
+                .nnz = cfg == 0 || cfg == 4 ? (uint64_t)rows * (uint64_t)cols / 100 : 0,
+                .flags = SPQR_FLAG_PERM};
             char path[128];
             snprintf(path, sizeof path, "/tmp/bench_gpu_%d_%d_%d.spqr", rows, cols, cfg);
             spqr_sample_tensor st;
@@ -292,9 +295,9 @@ int main(int argc, char **argv) {
                 char spbuf[32] = "-";
                 if (tsp > 0) snprintf(spbuf, sizeof spbuf, "%.1f", tsp);
                 printf(
-                    "| %dx%d | w%d s3 b16 %s | %d | %.1f | %.0f | %.0f%% | %s | %.1f | %.2fx |\n",
-                    rows, cols, wbits, in.nnz ? "1% outl" : "0 outl", c.batch, ts,
-                    bytes / (ts * 1e-6) / 1e9, 100.0 * bytes / (ts * 1e-6) / bw, spbuf, tc,
+                    "| %dx%d | w%d s3 b16%s %s | %d | %.1f | %.0f | %.0f%% | %s | %.1f | %.2fx |\n",
+                    rows, cols, wbits, cfg == 4 ? "/8" : "", in.nnz ? "1% outl" : "0 outl", c.batch,
+                    ts, bytes / (ts * 1e-6) / 1e9, 100.0 * bytes / (ts * 1e-6) / bw, spbuf, tc,
                     tc / ts);
                 fflush(stdout);
             }

@@ -451,10 +451,12 @@ static void graph_capture(void) {
 /* Calls chained on one stream, each call's output the next call's input (as a forward pass
  * runs): launched back to back without a sync they must give, bit for bit, what the same calls
  * give with the stream synchronized after each. Two 2048² w3 tensors with 1 % outliers and a
- * permutation, eight calls alternating between them, batch 1 and 16, ten chained runs each (x in
- * ±2^-7: the outputs grow about 5x a call and stay finite in fp16). The x permute is launched as
- * a programmatic dependent of the kernel before it (bench/NOTES.md v7a), so its
- * griddepcontrol.wait is what orders it after that kernel's writes. This test passed without
+ * permutation, one tiled (β2 = 16: the tensor-core kernels) and one in the stored layout (β2 = 8:
+ * the stream kernel at batch 1-4, the fp32 matmul kernel at 5-16), eight calls alternating between
+ * them, batch 1, 4 and 16, ten chained runs each (x in ±2^-7: the outputs grow about 5x a call and
+ * stay finite in fp16). Every kernel of both paths is launched as a programmatic dependent of the
+ * kernel before it (bench/NOTES.md v7a, v7b), so its griddepcontrol.wait is what orders it after
+ * that kernel's writes. This test passed without
  * that wait too (H100, session 19): the matmul lets its dependents launch only as its blocks
  * exit. The wait is kept because the PDL contract guarantees nothing without it (a kernel before
  * may trigger early). */
@@ -472,7 +474,7 @@ static void chained_calls(void) {
                                .wbits = 3,
                                .stat_bits = 3,
                                .beta1 = 16,
-                               .beta2 = 16,
+                               .beta2 = k ? 8 : 16,
                                .nnz = n * n / 100,
                                .flags = SPQR_FLAG_PERM};
         snprintf(path, sizeof path, "/tmp/spqr_gpu_chain_%d_%d.spqr", (int)getpid(), k);
@@ -481,11 +483,13 @@ static void chained_calls(void) {
             CHECK(0, "chained calls: building/uploading tensor %d: %s", k, err.msg);
             goto done;
         }
+        CHECK(spqr_gpu_uses_tensor_cores(t[k]) == !k, "chained calls: tensor %d (beta2 %u) %s", k,
+              in.beta2, k ? "tiled, expected the stored layout" : "not tiled");
     }
     cudaStream_t s;
     cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking);
-    static const int batches[] = {1, 16};
-    for (int bi = 0; bi < 2; bi++) {
+    static const int batches[] = {1, 4, 16};
+    for (int bi = 0; bi < 3; bi++) {
         const int nb = batches[bi];
         const uint64_t len = (uint64_t)nb * n;
         void *d[kSteps + 1];
