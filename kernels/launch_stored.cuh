@@ -14,6 +14,9 @@ namespace {
 #ifndef SPQR_PDL_STORED
 #define SPQR_PDL_STORED 1
 #endif
+#ifndef SPQR_STORED_SUB8 // 0: β2 = 8 takes the generic kernel (a measurement build)
+#define SPQR_STORED_SUB8 1
+#endif
 
 static uint32_t tile_for(const Params &p, int batch, size_t *smem) {
     const size_t per_chunk = (size_t)batch * kStride * sizeof(float);
@@ -95,10 +98,39 @@ static cudaError_t launch_batch(spqr_gpu_tensor *t, const Act *x, Act *y, float 
     return launch_one<WB, SUB, 16, Act>(t, x, y, y32, nb, s);
 }
 
+// β2 = 8 (runs of 8 columns): the v3 kernel at every batch (the stream kernel's sums of x come
+// in runs of 16). The generic kernel took these before; same call, H100, w3 1 %, µs generic / v3:
+// batch 1 8192² 316.5 / 76.9, 28672x8192 1074 / 273; batch 16 8192² 1224 / 439 (bench/NOTES.md
+// v7b). Still far from the tensor-core kernels, which need β2 >= 16.
+// SPQR_STORED_SUB8_R: rows per warp at β2 = 8 (0: launch_one's rule; 1 slower everywhere, 2
+// mixed: batch 16 faster, batch 4 28672x8192 slower; measurement builds)
+#ifndef SPQR_STORED_SUB8_R
+#define SPQR_STORED_SUB8_R 0
+#endif
+template <int WB, int BATCH, typename Act>
+static cudaError_t launch_sub8_b(spqr_gpu_tensor *t, const Act *x, Act *y, float *y32, int nb,
+                                 cudaStream_t s) {
+    if constexpr (SPQR_STORED_SUB8_R > 0)
+        return launch_r<WB, 8, BATCH, SPQR_STORED_SUB8_R, Act>(t, x, y, y32, nb, s);
+    return launch_one<WB, 8, BATCH, Act>(t, x, y, y32, nb, s);
+}
+template <int WB, typename Act>
+static cudaError_t launch_sub8(spqr_gpu_tensor *t, const Act *x, Act *y, float *y32, int nb,
+                               cudaStream_t s) {
+    if (nb == 1) return launch_sub8_b<WB, 1, Act>(t, x, y, y32, nb, s);
+    if (nb == 2) return launch_sub8_b<WB, 2, Act>(t, x, y, y32, nb, s);
+    if (nb <= 4) return launch_sub8_b<WB, 4, Act>(t, x, y, y32, nb, s);
+    if (nb <= 8) return launch_sub8_b<WB, 8, Act>(t, x, y, y32, nb, s);
+    return launch_sub8_b<WB, 16, Act>(t, x, y, y32, nb, s);
+}
+
 template <int WB, typename Act>
 static cudaError_t launch_sub(spqr_gpu_tensor *t, const Act *x, Act *y, float *y32, int nb,
                               cudaStream_t s) {
     switch (t->p.sub) {
+    case 8:
+        return SPQR_STORED_SUB8 ? launch_sub8<WB, Act>(t, x, y, y32, nb, s)
+                                : launch_generic_any<Act>(t, x, y, y32, nb, s);
     case 16:
         return launch_batch<WB, 16, Act>(t, x, y, y32, nb, s);
     case 32:
