@@ -89,8 +89,8 @@ uint64_t spqr_gpu_outlier_rounds(const spqr_gpu_tensor *t);
 /* Device memory the tensor holds now, in bytes as allocated by the library (the driver rounds
  * each allocation up to its granularity; the cuSPARSE handle's own state is not counted): its
  * sections, tiles, outlier rounds and corrections, per-tensor scratch for up to 16 vectors (x,
- * partial sums: about 128·rows + 68·cols bytes), and the cuSPARSE path's state once selected.
- * 0 for NULL. */
+ * partial sums: about 128·rows + 68·cols bytes, 72·cols at β2 = 8), and the cuSPARSE path's state
+ * once selected. 0 for NULL. */
 uint64_t spqr_gpu_device_bytes(const spqr_gpu_tensor *t);
 /* Bytes the matmul must read from device memory for batch b (weights, statistics, outliers,
  * permutation, x, y): the denominator of effective bandwidth. */

@@ -71,7 +71,7 @@ static cudaError_t launch_stream(spqr_gpu_tensor *t, const Act *x, Act *y, float
     constexpr int R = SPQR_STREAM_ROWS;
     const Params &p = t->p;
     const uint32_t stride = p.chunks * 32;
-    float *xs = t->xbuf + (uint64_t)SPQR_MAX_BATCH * stride; // half-chunk sums after xp
+    float *xs = t->xbuf + (uint64_t)SPQR_MAX_BATCH * stride; // chunk part sums after xp
     const uint64_t total = (uint64_t)BATCH * stride;
     uint64_t pb = (total + 255) / 256;
     if (pb > (uint64_t)t->sms * 8) pb = (uint64_t)t->sms * 8;
@@ -114,9 +114,21 @@ static cudaError_t launch_sub8_b(spqr_gpu_tensor *t, const Act *x, Act *y, float
         return launch_r<WB, 8, BATCH, SPQR_STORED_SUB8_R, Act>(t, x, y, y32, nb, s);
     return launch_one<WB, 8, BATCH, Act>(t, x, y, y32, nb, s);
 }
+// SPQR_STORED_SUB8_STREAM 1: batch 1-4 of s-bit statistics take the stream kernel, its sums of x
+// in quarter chunks (prep_x_kernel); fp16 statistics keep v3 (ChunkStats holds two runs' fp16).
+// Same call, H100, w3 1 %, µs v3 / stream: batch 1 8192² 76.9 / 51.1, 28672x8192 272.1 / 151.3
+// (1.07x cuBLAS); batch 4 8192² 131.8 / 74.6, 8192x28672 493.3 / 308.9 (bench/NOTES.md v7b).
+#ifndef SPQR_STORED_SUB8_STREAM
+#define SPQR_STORED_SUB8_STREAM 1
+#endif
 template <int WB, typename Act>
 static cudaError_t launch_sub8(spqr_gpu_tensor *t, const Act *x, Act *y, float *y32, int nb,
                                cudaStream_t s) {
+    if (SPQR_STORED_SUB8_STREAM && t->p.sbits != 16 && nb <= 4) {
+        if (nb == 1) return launch_stream<WB, 8, 1, Act>(t, x, y, y32, nb, s);
+        if (nb == 2) return launch_stream<WB, 8, 2, Act>(t, x, y, y32, nb, s);
+        return launch_stream<WB, 8, 4, Act>(t, x, y, y32, nb, s);
+    }
     if (nb == 1) return launch_sub8_b<WB, 1, Act>(t, x, y, y32, nb, s);
     if (nb == 2) return launch_sub8_b<WB, 2, Act>(t, x, y, y32, nb, s);
     if (nb <= 4) return launch_sub8_b<WB, 4, Act>(t, x, y, y32, nb, s);

@@ -322,7 +322,8 @@ extern "C" spqr_status spqr_gpu_upload(const spqr_file *f, size_t ti, spqr_gpu_t
     // by xt (x transposed, 16 values per column), both 2-byte activations
     const uint64_t x_mma =
         ((uint64_t)SPQR_MAX_BATCH * ((p.cols + 63) / 64 * 64) + 16ull * p.cols) / 2;
-    const uint64_t x_stream = (uint64_t)p.chunks * 34 * SPQR_MAX_BATCH;
+    // (xp: 32 per chunk and vector; its sums: 2 half chunks, or 4 quarters at β2 = 8)
+    const uint64_t x_stream = (uint64_t)p.chunks * (p.sub == 8 ? 36 : 34) * SPQR_MAX_BATCH;
     const uint64_t xlen = x_stream > x_mma + 16 ? x_stream : x_mma + 16;
     cudaError_t e = dev_alloc(t, &t->delta, (t->nnz ? t->nnz : 1) * sizeof(float));
     t->xbuf_bytes = xlen * sizeof(float);

@@ -118,7 +118,8 @@ __device__ __forceinline__ void load_chunk_rows(const Params &p, const uint32_t 
 }
 
 // acc[r][b] += Σ over the chunk's 32 columns of ŵ(row r) · xp[b]; xs: the sums of xp per half
-// chunk (16 columns), [b][half·chunks + ch]; E: the exponent word of code_plus_bias.
+// chunk (16 columns), [b][half·chunks + ch], or per quarter at SUB = 8 (s-bit statistics only:
+// decode_run_stats reads fp16 statistics of two runs); E: the exponent word of code_plus_bias.
 template <int WB, int SUB, int BATCH, int R>
 __device__ __forceinline__ void
 compute_chunk(const Params &p, const float *__restrict__ xp, uint32_t xp_stride,
@@ -132,7 +133,7 @@ compute_chunk(const Params &p, const float *__restrict__ xp, uint32_t xp_stride,
         float dot[R][BATCH], xsum[BATCH];
 #pragma unroll
         for (int b = 0; b < BATCH; b++) {
-            const float *xsb = xs + (uint64_t)b * 2 * p.chunks;
+            const float *xsb = xs + (uint64_t)b * (SUB == 8 ? 4 : 2) * p.chunks;
             xsum[b] = SUB == 32 ? __ldg(xsb + ch) + __ldg(xsb + p.chunks + ch)
                                 : __ldg(xsb + s * p.chunks + ch);
 #pragma unroll
@@ -181,8 +182,9 @@ __device__ __forceinline__ uint32_t xp_index(const Params &p, uint32_t c) {
 
 // xp[b][xp_index(c)] = x[b][perm[c]] as fp32 for b < batch, c < stride = 32·chunks (zeros past
 // cols and for b >= nb), and xs[b][h·chunks + ch] = the sum of the 16 values of half h of chunk
-// ch. One thread per element, so a warp holds exactly one chunk (stride, the block size and the
-// grid stride are multiples of 32) and the half sums are two 16-lane shuffle reductions.
+// ch (β2 = 8: xs[b][q·chunks + ch], the 8 values of quarter q). One thread per element, so a warp
+// holds exactly one chunk (stride, the block size and the grid stride are multiples of 32) and the
+// part sums are shuffle reductions.
 // (A thread per half chunk, gathering 16 values serially, was 5 µs slower at 4096 columns.)
 template <typename Act>
 __global__ void prep_x_kernel(Params p, const Act *__restrict__ x, int nb, int batch,
@@ -198,8 +200,11 @@ __global__ void prep_x_kernel(Params p, const Act *__restrict__ x, int nb, int b
             v = to_f<Act>(x[(uint64_t)b * p.cols + (p.has_perm ? __ldg(p.perm + c) : c)]);
         xp[(uint64_t)b * stride + xp_index(p, c)] = v;
 #pragma unroll
-        for (int o = 8; o; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-        if ((c & 15) == 0)
+        for (int o = 4; o; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+        if (p.sub == 8 && (c & 7) == 0) // β2 = 8: quarter chunks
+            xs[(uint64_t)b * 4 * p.chunks + ((c >> 3) & 3) * p.chunks + (c >> 5)] = v;
+        v += __shfl_xor_sync(0xffffffffu, v, 8);
+        if (p.sub != 8 && (c & 15) == 0)
             xs[(uint64_t)b * 2 * p.chunks + ((c >> 4) & 1) * p.chunks + (c >> 5)] = v;
     }
 }
