@@ -36,13 +36,6 @@ namespace {
 #ifndef SPQR_MMA_NOOUTL
 #define SPQR_MMA_NOOUTL 1 // 0: tensors without fused outliers run the OS = 2 kernels (measurement)
 #endif
-// 1: the same at batch 9-16 (s-bit statistics, β1 >= 16) with the OS = 9 kernels of NH = 2 (built
-// for the outlier rounds; without rounds to run, the lean loop of OS = 0) instead of OS = 2.
-// Rejected (same call, H100, batch 16, µs OS = 2 / OS = 9: w4 28672x8192 75.1 / 81.2, the CSR
-// tail of w3 1 % 8192x28672 98.3 / 122.4; bench/NOTES.md v7b); a measurement build.
-#ifndef SPQR_MMA_NOOUTL16
-#define SPQR_MMA_NOOUTL16 0
-#endif
 // SPQR_MMA_OUTL_TAIL 1: at batch 9-16 the same sums are made inside the tensor-core kernel, after
 // each warp's tile loop (outlier_rows_tail), instead of by a pass the kernel waits for, where a
 // warp has at most two of its strip's rows to do (kw·ksplit >= 8): w3 1 % batch 16 8192x28672
@@ -196,8 +189,6 @@ static cudaError_t launch_mma_t(spqr_gpu_tensor *t, const Act *x, Act *y, float 
     // added by the tensor-core kernel's epilogue (mma_kernel.cuh, outlier_rows_kernel)
     Params pk = p;
     const float *o32 = nullptr;
-    // the rounds kernels run without rounds too (SPQR_MMA_NOOUTL16): then they have none to add
-    if (OS >= 8 && !mma_rounds(t, nb)) pk.fuse_outliers = 0;
     // batch 9-16 with at most two rows per warp (kw·ksplit >= 8): in the kernel, after each
     // warp's tiles (SPQR_MMA_OUTL_TAIL)
     if (outl_pass && NH == 2 && SPQR_MMA_OUTL_TAIL && (ksplit << kwl) >= SPQR_MMA_TAIL_MIN_WARPS) {
@@ -228,12 +219,9 @@ static cudaError_t launch_mma_w(spqr_gpu_tensor *t, const Act *x, Act *y, float 
     // no fused outliers (none in the tensor, or the cuSPARSE path or their own pass adds them):
     // kernels without the outlier state (OS = 0; s-bit statistics with β1 >= 16 only, to bound the
     // kernel count)
-    if (SPQR_MMA_NOOUTL && sk == 0 &&
-        (t->nnz == 0 || !t->p.fuse_outliers || mma_outlier_pass(t, nb))) {
-        if (nb <= 8) return launch_mma_t<WB, 1, 0, Act, 0>(t, x, y, y32, nb, s);
-        // batch 9-16: the rounds kernels serve (no rounds to run; the CSR tail stays possible)
-        if (SPQR_MMA_NOOUTL16) return launch_mma_t<WB, 2, 0, Act, 9>(t, x, y, y32, nb, s);
-    }
+    if (SPQR_MMA_NOOUTL && nb <= 8 && sk == 0 &&
+        (t->nnz == 0 || !t->p.fuse_outliers || mma_outlier_pass(t, nb)))
+        return launch_mma_t<WB, 1, 0, Act, 0>(t, x, y, y32, nb, s);
     // batch 1 with fused outliers: the OS = 1 kernels (one row per lane)
     if constexpr (SPQR_MMA_OS1 != 0)
         if (nb == 1 && sk == 0 && t->nnz && t->p.fuse_outliers)

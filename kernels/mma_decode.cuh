@@ -99,14 +99,12 @@ __device__ __forceinline__ uint32_t code_pair(const uint32_t (&w)[WB], uint2 mag
 template <typename Act>
 __global__ void prep_xh_kernel(Params p, const Act *__restrict__ x, int nb, Act *__restrict__ xh,
                                uint32_t stride, Act *__restrict__ xt, int xt_paired) {
-#if __CUDA_ARCH__ >= 900
     // let the matmul kernel launch now (programmatic dependent launch): it streams its first
-    // weights while this runs and waits (griddepcontrol.wait) before it reads xh
-    asm volatile("griddepcontrol.launch_dependents;\n" ::);
+    // weights while this runs and waits (pdl_wait) before it reads xh
+    pdl_trigger();
     // launched itself as a programmatic dependent (SPQR_PDL_PREP): x may come from the kernel
     // before, and the matmul before may still read xh, so wait for it (a no-op otherwise)
-    asm volatile("griddepcontrol.wait;\n" ::: "memory");
-#endif
+    pdl_wait();
     const uint64_t total = (uint64_t)nb * stride;
     for (uint64_t i = blockIdx.x * (uint64_t)blockDim.x + threadIdx.x; i < total;
          i += (uint64_t)gridDim.x * blockDim.x) {

@@ -126,9 +126,7 @@ __global__ void __launch_bounds__(kMmaThreads, mma_min_blocks<NH, OS>())
                                                                 (i % WB) * 32));
         if constexpr (NH == 2 && SPQR_MMA_TAIL_PF)
             if (p.outl_tail) outlier_rows_prefetch(p, S, kwi + kw * q, kw * ksplit);
-#if __CUDA_ARCH__ >= 900
-        asm volatile("griddepcontrol.wait;\n" ::: "memory");
-#endif
+        pdl_wait();
         MmaRaw<WB, NH, SK, OS> ra, rb;
         // both magics derived from the argument, so they stay registers (see code_pair)
         const uint2 mg = make_uint2(magic, magic - (kMagic2 - kMagic2_64));
@@ -147,9 +145,7 @@ __global__ void __launch_bounds__(kMmaThreads, mma_min_blocks<NH, OS>())
             ++m;
         }
     }
-#if __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.wait;\n" ::: "memory"); // (no-op when already waited)
-#endif
+    pdl_wait(); // (no-op when already waited)
     if constexpr (OS >= 8 && SPQR_MMA_ROUND_AT == 2)
         outlier_rounds_all<NH, OS, Act>(p, xh, xt, xstride, nb, ostep, os, acc);
     // rows with more entries than the warp had tiles

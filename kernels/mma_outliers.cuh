@@ -53,10 +53,11 @@ template <int OS> struct OutlierState {
 // round is one 16-byte load per lane (d.x, d.y: the four corrections as fp16; d.z, d.w: their
 // columns, bit 15 set where the outlier is row g + 8's), four 2-byte x lookups and one mma for up
 // to 128 outliers of 16 rows. make_rounds (spqr_kernels.cu) fills a strip's rounds; its rounds are
-// dealt to the strip's kw·ksplit warps. SPQR_MMA_ROUND_AT (bench/NOTES.md v6z): 2 = each warp takes
-// its rounds after its tile loop (outlier_rounds_all), so the loop is the OS = 0 kernels' (batch 1
-// w3 1 % 28672x8192 52.4 → 51.5-52.0 µs, batch 2-4 4-9 % faster); 0 = one round per tile step, its
-// slots loaded one step ahead (v6w; a measurement build).
+// dealt to the strip's kw·ksplit warps.
+// SPQR_MMA_ROUND_AT (bench/NOTES.md v6z): 2 = each warp takes its rounds after its tile loop
+// (outlier_rounds_all), so the loop is the OS = 0 kernels' (batch 1 w3 1 % 28672x8192 52.4 →
+// 51.5-52.0 µs, batch 2-4 4-9 % faster); 0 = one round per tile step, its slots loaded one step
+// ahead (v6w; a measurement build).
 #ifndef SPQR_MMA_ROUND_AT
 #define SPQR_MMA_ROUND_AT 2
 #endif
@@ -345,10 +346,8 @@ __device__ __forceinline__ float outlier_row_sum(const Params &p, const Act *__r
 template <typename Act>
 __global__ void __launch_bounds__(256)
     outlier_rows_kernel(Params p, const Act *__restrict__ xt, int nb, float *__restrict__ o32) {
-#if __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.launch_dependents;\n" ::); // the matmul may start streaming
-    asm volatile("griddepcontrol.wait;\n" ::: "memory");    // xt comes from prep_xh_kernel
-#endif
+    pdl_trigger(); // the matmul may start streaming
+    pdl_wait();    // xt comes from prep_xh_kernel
     const uint32_t lane = threadIdx.x & 31;
     const uint32_t row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
     if (row >= p.rows) return;
