@@ -71,8 +71,9 @@ spqr_status spqr_gpu_matmul(spqr_gpu_tensor *t, const void *x, void *y, int batc
 /* Dequantizes into w (device, rows x cols fp16, original column order) for cuBLAS GEMM. */
 spqr_status spqr_gpu_dequantize_f16(spqr_gpu_tensor *t, void *w, void *stream, spqr_error *err);
 /* 1 when the tensor runs on the tensor-core kernel (its codes and first-order statistics were
- * re-tiled on the device at upload, bench/NOTES.md v6), 0 when it kept the stored layout (β2 < 16,
- * or statistics outside what an fp16 decode represents faithfully: |ŵ| bound >= 60000,
+ * re-tiled on the device at upload, bench/NOTES.md v6), 0 when it kept the stored layout (β2 < 8;
+ * β2 = 8 with fp16 statistics, β1 < 16 or w > 4; or statistics outside what an fp16 decode
+ * represents faithfully: |ŵ| bound >= 60000,
  * |zero| > 512, a nonzero |scale| < 2^-14, or |scale| >= 0.4997 for w = 3, 0.9995 for w = 2),
  * which the fp32 kernels run. */
 int spqr_gpu_uses_tensor_cores(const spqr_gpu_tensor *t);

@@ -112,7 +112,7 @@ template <int NH, typename Act, int OS> constexpr int mma_variant() {
 }
 // Blocks of a kernel variant resident per SM, from the occupancy calculator (registers and
 // shared memory as compiled), asked once per tensor and variant; mma_min_blocks if it fails.
-template <int NH, int OS, typename K>
+template <int NH, int OS, int SK, typename K>
 static uint32_t mma_resident_blocks(spqr_gpu_tensor *t, K kern, int variant) {
     if (!t->mma_blocks[variant]) {
         int n = 0;
@@ -120,7 +120,7 @@ static uint32_t mma_resident_blocks(spqr_gpu_tensor *t, K kern, int variant) {
                 cudaSuccess ||
             n < 1) {
             (void)cudaGetLastError();
-            n = mma_min_blocks<NH, OS>();
+            n = mma_min_blocks<NH, OS, SK>();
         }
         t->mma_blocks[variant] = (uint8_t)(n < 255 ? n : 255);
     }
@@ -159,8 +159,8 @@ static cudaError_t launch_mma_t(spqr_gpu_tensor *t, const Act *x, Act *y, float 
     const uint64_t resident =
         (uint64_t)t->sms * kMmaWarps *
         (SPQR_MMA_RESIDENT_FIXED ? SPQR_MMA_RESIDENT_FIXED
-         : SPQR_MMA_GEOM         ? mma_resident_blocks<NH, OS>(t, kern, mma_variant<NH, Act, OS>())
-                                 : mma_min_blocks<NH, OS>());
+         : SPQR_MMA_GEOM ? mma_resident_blocks<NH, OS, SK>(t, kern, mma_variant<NH, Act, OS>())
+                         : mma_min_blocks<NH, OS, SK>());
     const uint64_t target = (uint64_t)t->sms * SPQR_MMA_WARPS_PER_SM;
     int kwl = 0;
     while (kwl < 3 && ((uint64_t)p.strips << kwl) < target && (2u << kwl) <= p.mtiles) kwl++;
@@ -205,40 +205,49 @@ static cudaError_t launch_mma_t(spqr_gpu_tensor *t, const Act *x, Act *y, float 
                             true, kern, pk, (const Act *)xh, (const Act *)xt, stride, y, y32, nb,
                             kwl, ksplit, t->acc32, t->counters, kMagic2, o32);
 }
-template <int WB, typename Act>
-static cudaError_t launch_mma_w(spqr_gpu_tensor *t, const Act *x, Act *y, float *y32, int nb,
-                                cudaStream_t s) {
-    const int sk = t->p.sbits == 16 ? 2 : (t->p.log2beta1 >= 4 ? 0 : 1);
-    // fused outliers in rounds (the tensor has them only for sk = 0): the OS = 8 kernels for
-    // batch 1, OS = 9 for batch 2-16 (NH = 2 from batch 9)
-    if constexpr (SPQR_MMA_ROUNDS != 0)
-        if (t->p.fuse_outliers && mma_rounds(t, nb))
-            return nb == 1   ? launch_mma_t<WB, 1, 0, Act, 8>(t, x, y, y32, nb, s)
-                   : nb <= 8 ? launch_mma_t<WB, 1, 0, Act, 9>(t, x, y, y32, nb, s)
-                             : launch_mma_t<WB, 2, 0, Act, 9>(t, x, y, y32, nb, s);
-    // no fused outliers (none in the tensor, or the cuSPARSE path or their own pass adds them):
-    // kernels without the outlier state (OS = 0; s-bit statistics with β1 >= 16 only, to bound the
-    // kernel count)
-    if (SPQR_MMA_NOOUTL && nb <= 8 && sk == 0 &&
-        (t->nnz == 0 || !t->p.fuse_outliers || mma_outlier_pass(t, nb)))
-        return launch_mma_t<WB, 1, 0, Act, 0>(t, x, y, y32, nb, s);
-    // batch 1 with fused outliers: the OS = 1 kernels (one row per lane)
-    if constexpr (SPQR_MMA_OS1 != 0)
-        if (nb == 1 && sk == 0 && t->nnz && t->p.fuse_outliers)
-            return launch_mma_t<WB, 1, 0, Act, 1>(t, x, y, y32, nb, s);
+// The kernel variants of one statistics kind SK; sk0: the kinds whose tensors may have outlier
+// rounds and run the OS = 0, 1 kernels (s-bit statistics with β1 >= 16: SK 0, and SK 3 for β2 = 8).
+template <int WB, int SK, typename Act>
+static cudaError_t launch_mma_sk(spqr_gpu_tensor *t, const Act *x, Act *y, float *y32, int nb,
+                                 cudaStream_t s) {
+    constexpr bool sk0 = sk_rec_s2<SK>();
+    if constexpr (sk0) {
+        // fused outliers in rounds (only these tensors have them): the OS = 8 kernels for batch
+        // 1, OS = 9 for batch 2-16 (NH = 2 from batch 9)
+        if constexpr (SPQR_MMA_ROUNDS != 0)
+            if (t->p.fuse_outliers && mma_rounds(t, nb))
+                return nb == 1   ? launch_mma_t<WB, 1, SK, Act, 8>(t, x, y, y32, nb, s)
+                       : nb <= 8 ? launch_mma_t<WB, 1, SK, Act, 9>(t, x, y, y32, nb, s)
+                                 : launch_mma_t<WB, 2, SK, Act, 9>(t, x, y, y32, nb, s);
+        // no fused outliers (none in the tensor, or the cuSPARSE path or their own pass adds
+        // them): kernels without the outlier state (OS = 0; these kinds only, to bound the kernel
+        // count)
+        if (SPQR_MMA_NOOUTL && nb <= 8 &&
+            (t->nnz == 0 || !t->p.fuse_outliers || mma_outlier_pass(t, nb)))
+            return launch_mma_t<WB, 1, SK, Act, 0>(t, x, y, y32, nb, s);
+        // batch 1 with fused outliers: the OS = 1 kernels (one row per lane)
+        if constexpr (SPQR_MMA_OS1 != 0)
+            if (nb == 1 && t->nnz && t->p.fuse_outliers)
+                return launch_mma_t<WB, 1, SK, Act, 1>(t, x, y, y32, nb, s);
+    }
     // batch 3-4 with fused outliers: kernels whose four lanes of a row split the outliers for all
     // four vectors (SPQR_MMA_SPREAD4; bench/NOTES.md v6n)
     if (SPQR_MMA_SPREAD4 && nb >= 3 && nb <= 4 && t->nnz && t->p.fuse_outliers)
-        return sk == 0   ? launch_mma_t<WB, 1, 0, Act, 4>(t, x, y, y32, nb, s)
-               : sk == 1 ? launch_mma_t<WB, 1, 1, Act, 4>(t, x, y, y32, nb, s)
-                         : launch_mma_t<WB, 1, 2, Act, 4>(t, x, y, y32, nb, s);
-    if (nb <= 8)
-        return sk == 0   ? launch_mma_t<WB, 1, 0, Act>(t, x, y, y32, nb, s)
-               : sk == 1 ? launch_mma_t<WB, 1, 1, Act>(t, x, y, y32, nb, s)
-                         : launch_mma_t<WB, 1, 2, Act>(t, x, y, y32, nb, s);
-    return sk == 0   ? launch_mma_t<WB, 2, 0, Act>(t, x, y, y32, nb, s)
-           : sk == 1 ? launch_mma_t<WB, 2, 1, Act>(t, x, y, y32, nb, s)
-                     : launch_mma_t<WB, 2, 2, Act>(t, x, y, y32, nb, s);
+        return launch_mma_t<WB, 1, SK, Act, 4>(t, x, y, y32, nb, s);
+    if (nb <= 8) return launch_mma_t<WB, 1, SK, Act>(t, x, y, y32, nb, s);
+    return launch_mma_t<WB, 2, SK, Act>(t, x, y, y32, nb, s);
+}
+// The statistics kind of a tiled tensor (mma_decode.cuh SK): fp16 (2), s-bit with β1 >= 16 (0, or
+// 3 where β2 = 8: make_tiled tiles those only for w <= 4, mma_tiles_beta2_8), or any β1 (1).
+template <int WB, typename Act>
+static cudaError_t launch_mma_w(spqr_gpu_tensor *t, const Act *x, Act *y, float *y32, int nb,
+                                cudaStream_t s) {
+    const Params &p = t->p;
+    if (p.sbits == 16) return launch_mma_sk<WB, 2, Act>(t, x, y, y32, nb, s);
+    if (p.log2beta1 < 4) return launch_mma_sk<WB, 1, Act>(t, x, y, y32, nb, s);
+    if constexpr (WB <= 4)
+        if (p.log2beta2 == 3) return launch_mma_sk<WB, 3, Act>(t, x, y, y32, nb, s);
+    return launch_mma_sk<WB, 0, Act>(t, x, y, y32, nb, s);
 }
 
 } // namespace

@@ -128,7 +128,16 @@ __global__ void prep_xh_kernel(Params p, const Act *__restrict__ x, int nb, Act 
 }
 
 // SK, the statistics kind: 0 = s-bit codes, both rows of a lane in one second-order block
-// (β1 >= 16, so one stat2 quadruple per lane and tile); 1 = s-bit codes, any β1; 2 = fp16.
+// (β1 >= 16, so one stat2 quadruple per lane and tile); 1 = s-bit codes, any β1; 2 = fp16;
+// 3 = as 0 with β2 = 8: a lane's 16 columns are two groups (tiles J = 0, 1 of the macro tile
+// group 2t of the record, J = 2, 3 group 2t + 1), so two statistics entries per row and two stat2
+// quadruples (one 16-byte load: make_tiled aligns them) per lane and tile.
+template <int SK> constexpr int sk_groups() { // groups of a lane's chunk per row
+    return SK == 3 ? 2 : 1;
+}
+template <int SK> constexpr bool sk_rec_s2() { // stat2 read from the tile record
+    return SK == 0 || SK == 3;
+}
 // One macro tile's loads for one lane: code words, statistics words (s-bit: the two words
 // holding rows g and g+8's entries, side by side by stat_slot; fp16: the two rows' (scale, zero)
 // pairs, one 8-byte load), the stat2 quadruples, and x (NH = 1: vectors 0..7; NH = 2: also
@@ -178,7 +187,8 @@ template <int NH> __device__ __forceinline__ uint2 ld_rec2(const uint32_t *p) { 
 // statistics words a lane loads per tile: its two rows' entries (PAIRSTATS: one 4s-bit field, at
 // most two words; else two words per row; fp16: one word per row)
 template <int SK> constexpr int stat_entry_words() {
-    return SK == 2 || SPQR_MMA_PAIRSTATS ? 2 : 4;
+    static_assert(SK != 3 || SPQR_MMA_PAIRSTATS, "beta2 = 8 (SK 3) needs SPQR_MMA_PAIRSTATS");
+    return SK == 3 ? 4 : SK == 2 || SPQR_MMA_PAIRSTATS ? 2 : 4;
 }
 // The kernels without fused outliers (OS = 0) and the batch-1 kernels with one row of outliers per
 // lane (OS = 1) differ in two ways (bench/NOTES.md v6r), each a switch (0: no kernel, 1: the OS = 0
@@ -218,7 +228,7 @@ template <int NH> struct MmaRawX<NH, false> {};
 template <int WB, int NH, int SK, int OS> struct MmaRaw : MmaRawX<NH, !mma_late_x<NH, OS>()> {
     uint32_t c[WB];
     uint32_t e[stat_entry_words<SK>()];
-    uint2 s2[SK == 1 ? 2 : 1];
+    uint2 s2[SK == 1 || SK == 3 ? 2 : 1];
 };
 
 // A lane's running position: pointers advance by one macro tile per mma_load.
@@ -228,7 +238,7 @@ struct LaneCtx {
     const uint2 *s2[2];    // SK 1: stat2 of row g's / row g+8's block (group 0)
     uint32_t col;          // first stored column of this lane's chunk (64·m + 16·t)
     int eoff[2];           // from codes: the word holding row g / g+8's statistics entry
-    int s2off;             // SK 0: from codes, the stat2 pair of this lane's group
+    int s2off;             // SK 0, 3: from codes, the stat2 pair of this lane's (first) group
     uint32_t esh[2];       // bit of row g / g+8's entry in that word (PAIRSTATS: [0] for both)
     uint32_t step;         // tiles between this warp's consecutive tiles (SPQR_MMA_INTERLEAVE)
     uint32_t rec_step;     // words between them (step · rec_words)
@@ -271,6 +281,7 @@ __device__ __forceinline__ void mma_load(const Params &p, LaneCtx &L, MmaRaw<WB,
     if (true) {
         o.e[0] = o.e[1] = L.col;
         if constexpr (SK != 2) o.s2[0] = make_uint2(L.col, L.col);
+        if constexpr (SK == 3) o.e[2] = o.e[3] = L.col, o.s2[1] = o.s2[0];
     } else
 #endif
         if constexpr (SK == 2 && SPQR_MMA_PAIRSTATS) {
@@ -284,7 +295,12 @@ __device__ __forceinline__ void mma_load(const Params &p, LaneCtx &L, MmaRaw<WB,
         o.e[0] = ld_rec<NH>(e), o.e[1] = ld_rec<NH>(e + 1);
         if constexpr (!SPQR_MMA_PAIRSTATS)
             o.e[2] = ld_rec<NH>(L.codes + L.eoff[1]), o.e[3] = ld_rec<NH>(L.codes + L.eoff[1] + 1);
-        if constexpr (SK == 0) {
+        if constexpr (SK == 3) { // the second group's block follows the first's
+            o.e[2] = ld_rec<NH>(e + p.tstat_words), o.e[3] = ld_rec<NH>(e + p.tstat_words + 1);
+            const uint4 v =
+                __ldg(reinterpret_cast<const uint4 *>(kLanePtr ? L.s2w : L.codes + L.s2off));
+            o.s2[0] = make_uint2(v.x, v.y), o.s2[1] = make_uint2(v.z, v.w);
+        } else if constexpr (SK == 0) {
             o.s2[0] = __ldg(reinterpret_cast<const uint2 *>(kLanePtr ? L.s2w : L.codes + L.s2off));
         } else {
             const uint32_t G = min(L.col >> p.log2beta2, p.groups - 1);
@@ -295,7 +311,7 @@ __device__ __forceinline__ void mma_load(const Params &p, LaneCtx &L, MmaRaw<WB,
     L.codes += L.rec_step, L.col += 64 * L.step;
     if constexpr (kLanePtr) {
         L.stat += L.rec_step;
-        if constexpr (SK == 0) L.s2w += L.rec_step;
+        if constexpr (sk_rec_s2<SK>()) L.s2w += L.rec_step;
         if constexpr (mma_l2_prefetch<WB>() > 0) L.pf += L.rec_step;
     }
 }
@@ -309,6 +325,7 @@ __device__ __forceinline__ __half2 bits_h2(uint32_t u) {
 
 // Tile J (0..3) of a macro tile: A = the lane's pairs 4J..4J+3 decoded to fp16 weights
 // (ŵ = scale·(q − zi) − scale·zf: HSUB2 makes q − zi exactly, one HFMA2), B = x words 2J, 2J+1.
+// zq, sc, bi: the statistics of the group holding columns 16t + 4J .. +3 (per row of the lane).
 template <int WB, int NH, int SK, typename Act, int OS, int J>
 __device__ __forceinline__ void mma_tile(const MmaRaw<WB, NH, SK, OS> &o, const uint4 (&x)[NH][2],
                                          uint2 magic, const __half2 (&zq)[2],
@@ -363,15 +380,16 @@ __device__ __forceinline__ void mma_tile(const MmaRaw<WB, NH, SK, OS> &o, const 
 #define SPQR_MMA_STATFOLD 2
 #endif
 template <int WB, int SK> constexpr bool stat_fold() {
-    return SPQR_MMA_STATFOLD && SK == 0 && SPQR_MMA_PAIRSTATS && direct_decode<WB>();
+    return SPQR_MMA_STATFOLD && sk_rec_s2<SK>() && SPQR_MMA_PAIRSTATS && direct_decode<WB>();
 }
+// e0, e1: the two words holding the lane's entries of one group (rows g and g + 8).
 template <int WB>
-__device__ __forceinline__ void direct_stats_folded(const Params &p, const LaneCtx &L,
-                                                    const uint32_t (&e)[2], float2 s01, float2 s23,
+__device__ __forceinline__ void direct_stats_folded(const Params &p, const LaneCtx &L, uint32_t e0,
+                                                    uint32_t e1, float2 s01, float2 s23,
                                                     __half2 (&sc)[2], __half2 (&bi)[2]) {
     constexpr float up = (float)(1u << (14 + WB)), down = 1.f / up;
-    const float ss_up = s01.x * up, sz_down = s23.x * down;    // exact (see above)
-    const uint32_t ef = __funnelshift_r(e[0], e[1], L.esh[0]); // row g's entry, then row g + 8's
+    const float ss_up = s01.x * up, sz_down = s23.x * down; // exact (see above)
+    const uint32_t ef = __funnelshift_r(e0, e1, L.esh[0]);  // row g's entry, then row g + 8's
 #pragma unroll
     for (int r = 0; r < 2; r++) {
         const uint32_t er = r ? ef >> (2 * p.sbits) : ef;
@@ -388,32 +406,34 @@ __device__ __forceinline__ void direct_stats_folded(const Params &p, const LaneC
     }
 }
 
-// The per-row decode of a lane's two rows' statistics into (sc, zq, bi) for mma_tile: scale, then
-// the offset decode's 1024 + zi and −scale·zf, or the direct decode's b and c (w = 2, 3).
-template <int WB, int NH, int SK, int OS>
+// The per-row decode of a lane's two rows' statistics (of one group: e = its entry words, e[0] and
+// e[1], or with !PAIRSTATS e[0..3]; SK 1: s2 = each row's stat2) into (sc, zq, bi) for mma_tile:
+// scale, then the offset decode's 1024 + zi and −scale·zf, or the direct decode's b and c (w = 2,
+// 3).
+template <int WB, int SK>
 __device__ __forceinline__ void
-mma_stats_rows(const Params &p, const LaneCtx &L, const MmaRaw<WB, NH, SK, OS> &o, float2 s01,
-               float2 s23, __half2 (&sc)[2], __half2 (&zq)[2], __half2 (&bi)[2]) {
+mma_stats_rows(const Params &p, const LaneCtx &L, const uint32_t *e_words, const uint2 *s2,
+               float2 s01, float2 s23, __half2 (&sc)[2], __half2 (&zq)[2], __half2 (&bi)[2]) {
 #pragma unroll
     for (int r = 0; r < 2; r++) {
         float scale, zero;
 #if SPQR_MMA_PROBE == 2
         if (true) {
-            scale = 0.01f, zero = 3.25f + (float)(o.e[r] & 1u); // keeps the entry loads live
+            scale = 0.01f, zero = 3.25f + (float)(e_words[r] & 1u); // keeps the entry loads live
         } else
 #endif
             if constexpr (SK == 2) {
-            const float2 sz = __half22float2(bits_h2(o.e[r]));
+            const float2 sz = __half22float2(bits_h2(e_words[r]));
             scale = sz.x, zero = sz.y;
         } else {
             if constexpr (SK == 1)
-                s01 = __half22float2(bits_h2(o.s2[r].x)), s23 = __half22float2(bits_h2(o.s2[r].y));
+                s01 = __half22float2(bits_h2(s2[r].x)), s23 = __half22float2(bits_h2(s2[r].y));
             const uint32_t m = (1u << p.sbits) - 1u;
             uint32_t e;
             if constexpr (SPQR_MMA_PAIRSTATS) // row g's entry, then row g + 8's
-                e = __funnelshift_r(o.e[0], o.e[1], L.esh[0]) >> (r ? 2 * p.sbits : 0);
+                e = __funnelshift_r(e_words[0], e_words[1], L.esh[0]) >> (r ? 2 * p.sbits : 0);
             else
-                e = __funnelshift_r(o.e[2 * r], o.e[2 * r + 1], L.esh[r]);
+                e = __funnelshift_r(e_words[2 * r], e_words[2 * r + 1], L.esh[r]);
             scale = s01.x * ((float)(e & m) - s01.y); // spec §7.2 (no FMA: separate roundings)
             zero = s23.x * ((float)((e >> p.sbits) & m) - s23.y);
         }
@@ -462,26 +482,33 @@ __device__ __forceinline__ void mma_compute(const Params &p, LaneCtx &L, uint2 m
 #pragma unroll
     for (int i = 0; i < stat_entry_words<SK>(); i++) h ^= o.e[i];
     if constexpr (SK != 2) h ^= o.s2[0].x ^ o.s2[0].y;
+    if constexpr (SK == 3) h ^= o.s2[1].x ^ o.s2[1].y;
 #pragma unroll
     for (int n = 0; n < NH; n++) h ^= x[n][0].x ^ x[n][1].w;
     acc[0][0] += __uint_as_float(h & 0x007fffffu); // a denormal: keeps every load live
 #else
-    // per row of the lane: scale, 1024 + zi and −scale·zf as fp16x2 (same value in both halves)
-    __half2 sc[2], zq[2], bi[2];
-    // (ss, zs), (sz, zz) of the rows' second-order block (SK = 1: set per row)
-    float2 s01 = make_float2(0.f, 0.f), s23 = s01;
-    if constexpr (SK == 0)
-        s01 = __half22float2(bits_h2(o.s2[0].x)), s23 = __half22float2(bits_h2(o.s2[0].y));
-    if constexpr (stat_fold<WB, SK>() && SPQR_MMA_PROBE != 2) {
-        direct_stats_folded<WB>(p, L, o.e, s01, s23, sc, bi);
-        zq[0] = sc[0], zq[1] = sc[1]; // (not read by the direct decode)
-    } else {
-        mma_stats_rows<WB, NH, SK, OS>(p, L, o, s01, s23, sc, zq, bi);
+    // per group of the lane's chunk (SK 3: two) and row of the lane: scale, 1024 + zi and
+    // −scale·zf as fp16x2 (same value in both halves)
+    constexpr int G = sk_groups<SK>();
+    __half2 sc[G][2], zq[G][2], bi[G][2];
+#pragma unroll
+    for (int gr = 0; gr < G; gr++) {
+        // (ss, zs), (sz, zz) of the rows' second-order block (SK = 1: set per row)
+        float2 s01 = make_float2(0.f, 0.f), s23 = s01;
+        if constexpr (sk_rec_s2<SK>())
+            s01 = __half22float2(bits_h2(o.s2[gr].x)), s23 = __half22float2(bits_h2(o.s2[gr].y));
+        if constexpr (stat_fold<WB, SK>() && SPQR_MMA_PROBE != 2) {
+            direct_stats_folded<WB>(p, L, o.e[2 * gr], o.e[2 * gr + 1], s01, s23, sc[gr], bi[gr]);
+            zq[gr][0] = sc[gr][0], zq[gr][1] = sc[gr][1]; // (not read by the direct decode)
+        } else {
+            mma_stats_rows<WB, SK>(p, L, o.e + 2 * gr, o.s2, s01, s23, sc[gr], zq[gr], bi[gr]);
+        }
     }
-    mma_tile<WB, NH, SK, Act, OS, 0>(o, x, magic, zq, sc, bi, acc);
-    mma_tile<WB, NH, SK, Act, OS, 1>(o, x, magic, zq, sc, bi, acc);
-    mma_tile<WB, NH, SK, Act, OS, 2>(o, x, magic, zq, sc, bi, acc);
-    mma_tile<WB, NH, SK, Act, OS, 3>(o, x, magic, zq, sc, bi, acc);
+    // tiles 0, 1 take group 0, tiles 2, 3 group G − 1
+    mma_tile<WB, NH, SK, Act, OS, 0>(o, x, magic, zq[0], sc[0], bi[0], acc);
+    mma_tile<WB, NH, SK, Act, OS, 1>(o, x, magic, zq[0], sc[0], bi[0], acc);
+    mma_tile<WB, NH, SK, Act, OS, 2>(o, x, magic, zq[G - 1], sc[G - 1], bi[G - 1], acc);
+    mma_tile<WB, NH, SK, Act, OS, 3>(o, x, magic, zq[G - 1], sc[G - 1], bi[G - 1], acc);
 #endif
 }
 

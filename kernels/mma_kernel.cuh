@@ -17,11 +17,17 @@ namespace {
 #ifndef SPQR_MMA_MINBLOCKS_OS1 // the same for the OS = 1 kernels (SPQR_MMA_OS1)
 #define SPQR_MMA_MINBLOCKS_OS1 4
 #endif
-template <int NH, int OS> constexpr int mma_min_blocks() {
-    return NH == 2              ? 2
-           : OS == 4            ? SPQR_MMA_MINBLOCKS_OS4
-           : OS == 1 || OS >= 8 ? SPQR_MMA_MINBLOCKS_OS1
-                                : SPQR_MMA_MINBLOCKS;
+// the same for the OS = 1, 8, 9 kernels at β2 = 8 (SK = 3: eight more registers of loads in
+// flight and four of statistics; at 64 registers they spill 8-28 bytes)
+#ifndef SPQR_MMA_MINBLOCKS_SK3
+#define SPQR_MMA_MINBLOCKS_SK3 4
+#endif
+template <int NH, int OS, int SK> constexpr int mma_min_blocks() {
+    return NH == 2                           ? 2
+           : OS == 4                         ? SPQR_MMA_MINBLOCKS_OS4
+           : (OS == 1 || OS >= 8) && SK == 3 ? SPQR_MMA_MINBLOCKS_SK3
+           : OS == 1 || OS >= 8              ? SPQR_MMA_MINBLOCKS_OS1
+                                             : SPQR_MMA_MINBLOCKS;
 }
 
 // Grid: a block of 8 warps owns 8/kw strips (kw = 1, 2, 4 or 8 warps per strip, each over a
@@ -30,7 +36,7 @@ template <int NH, int OS> constexpr int mma_min_blocks() {
 // ksplit > 1 the blocks add theirs into acc32 (fp32, zero between calls) and the last block of the
 // strip to arrive (a counter per strip) writes y and re-zeroes acc32 and the counter.
 template <int WB, int NH, int SK, typename Act, int OS>
-__global__ void __launch_bounds__(kMmaThreads, mma_min_blocks<NH, OS>())
+__global__ void __launch_bounds__(kMmaThreads, mma_min_blocks<NH, OS, SK>())
     mma_kernel(Params p, const Act *__restrict__ xh, const Act *__restrict__ xt, uint32_t xstride,
                Act *__restrict__ y, float *__restrict__ y32, int nb, int kw_log2, uint32_t ksplit,
                float *__restrict__ acc32, uint32_t *__restrict__ counters, uint32_t magic,

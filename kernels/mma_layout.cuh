@@ -13,7 +13,8 @@
 //   own chunk: A registers of tile j are pairs 4j + (0: row g, cols 4j,4j+1; 1: row g+8, same;
 //   2: row g, cols 4j+2,4j+3; 3: row g+8, same), and the B (x) registers are x[16t + 4j .. +3],
 //   four consecutive values. So one lane's 32 weights share two (scale, zero) pairs (one per row;
-//   β2 >= 16 groups never split a chunk), decoded once.
+//   β2 >= 16 groups never split a chunk), decoded once; with β2 = 8, four (tiles 0-1 of group
+//   2t of the macro tile, tiles 2-3 of group 2t + 1).
 //   Codes: the lane's 16 pairs as two bit streams, first codes (A) and second codes (B), each
 //   16·w bits; bit k of stream A is bit (k mod 16) of word k / 16, stream B the same bit + 16.
 //   Pair p sits at bit p·w of both streams, so (word >> p·w mod 16) & (mask | mask << 16) | 0x6400
@@ -32,7 +33,8 @@
 //     2s·stat_slot(r) of the block (straddling allowed; stat_slot puts rows g and g + 8 side by
 //     side); s = 16: 16 words, word stat_slot(r) = scale_f16 | zero_f16 << 16;
 //   - for s-bit statistics with β1 >= 16 (a strip lies in one second-order block), at word
-//     rec_s2 (even) the tgpt stat2 pairs (ss | zs << 16, sz | zz << 16) of the strip's block.
+//     rec_s2 (even; a multiple of 4 where β2 = 8, so that a lane's two groups' pairs are one
+//     16-byte load) the tgpt stat2 pairs (ss | zs << 16, sz | zz << 16) of the strip's block.
 //   Before records (session 5, bench/NOTES.md v6l) the statistics and stat2 were read from their
 //   own arrays: the loads alone then reached only 64 % of copy bandwidth, 90 % without them.
 //   Rows past the end are code 0 and entry 0 (finite statistics, never written out); columns past
@@ -93,6 +95,19 @@ inline bool mma_rounds(const spqr_gpu_tensor *t, int nb) {
            (nb == 1 ||
             (SPQR_MMA_ROUNDS >= 2 && nb <= 8 && (uint64_t)nb * t->p.cols <= kRoundsMaxBatchCols) ||
             (SPQR_MMA_ROUNDS >= 2 && nb > 8 && t->p.cols <= SPQR_MMA_ROUNDS16_MAX_COLS));
+}
+
+// Whether a tensor of these dimensions is tiled (then kept tiled where its statistics suit the
+// fp16 decode, make_tiled): β2 >= 16 (a lane's chunk of 16 columns within one group), or β2 = 8
+// (two groups a chunk: the SK = 3 kernels, mma_decode.cuh) for w = 2-4 with s-bit statistics and
+// β1 >= 16, which SPQR_MMA_BETA2_8 = 0 leaves in the stored layout (a measurement build; bench/
+// NOTES.md v7c). β2 = 8 otherwise, and β2 < 8, keep the stored layout.
+#ifndef SPQR_MMA_BETA2_8
+#define SPQR_MMA_BETA2_8 1
+#endif
+inline bool mma_tiled_shape(const Params &p) {
+    return p.beta2 >= 16 ||
+           (SPQR_MMA_BETA2_8 && p.beta2 == 8 && p.wbits <= 4 && p.sbits != 16 && p.log2beta1 >= 4);
 }
 
 constexpr int kMmaWarps = 8;

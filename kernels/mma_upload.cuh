@@ -174,17 +174,21 @@ __global__ void dequant_tiled_kernel(Params p, __half *out) {
         const uint32_t S = (uint32_t)(sm / p.mtiles), M = (uint32_t)(sm % p.mtiles);
         const uint32_t c0 = 64 * M + 16 * t;
         if (c0 >= p.cols) continue;
-        const uint32_t G = c0 >> p.log2beta2;
-        float sc[2], ze[2];
-        tiled_stats_of(p, S, G, g, sc[0], ze[0]);
-        tiled_stats_of(p, S, G, g + 8, sc[1], ze[1]);
+        // the chunk's groups: one, or two with β2 = 8 (columns c0 .. c0 + 7, c0 + 8 .. c0 + 15)
+        const uint32_t G = c0 >> p.log2beta2, ng = p.log2beta2 < 4 && c0 + 8 < p.cols ? 2 : 1;
+        float sc[2][2], ze[2][2];
+        for (uint32_t k = 0; k < ng; k++) {
+            tiled_stats_of(p, S, G + k, g, sc[k][0], ze[k][0]);
+            tiled_stats_of(p, S, G + k, g + 8, sc[k][1], ze[k][1]);
+        }
         const uint32_t *w = p.tcodes + sm * p.rec_words + lane;
         for (uint32_t pr = 0; pr < 16; pr++)
             for (uint32_t h = 0; h < 2; h++) {
                 const uint32_t r = 16 * S + tile_row(g, pr), c = 64 * M + tile_col(t, pr, h);
                 if (r >= p.rows || c >= p.cols) continue;
+                const uint32_t k = (c >> p.log2beta2) - G;
                 const float q = (float)tiled_code(w, 32, p.wbits, pr, h);
-                const float v = __fmul_rn(sc[pr & 1], __fsub_rn(q, ze[pr & 1]));
+                const float v = __fmul_rn(sc[k][pr & 1], __fsub_rn(q, ze[k][pr & 1]));
                 out[(uint64_t)r * p.cols + (p.has_perm ? p.perm[c] : c)] = __float2half_rn(v);
             }
     }

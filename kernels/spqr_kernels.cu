@@ -161,7 +161,10 @@ static cudaError_t make_tiled(spqr_gpu_tensor *t) {
     p.tgpt = p.log2beta2 >= 6 ? 1 : 64u >> p.log2beta2;
     uint32_t rw = p.wbits * 32 + p.tgpt * p.tstat_words;
     p.rec_s2 = 0;
-    if (p.sbits != 16 && p.log2beta1 >= 4) rw = (rw + 1) & ~1u, p.rec_s2 = rw, rw += 2 * p.tgpt;
+    if (p.sbits != 16 && p.log2beta1 >= 4) {
+        rw = p.tgpt >= 8 ? (rw + 3) & ~3u : (rw + 1) & ~1u; // β2 = 8: 16-byte pairs of pairs
+        p.rec_s2 = rw, rw += 2 * p.tgpt;
+    }
     p.rec_words = (rw + 7) & ~7u;
     t->tcodes_size = (uint64_t)p.strips * p.mtiles * p.rec_words * 4;
     e = dev_alloc(t, &t->tcodes, t->tcodes_size + 16);
@@ -344,7 +347,7 @@ extern "C" spqr_status spqr_gpu_upload(const spqr_file *f, size_t ti, spqr_gpu_t
             return cuda_fail(err, e, "computing outlier corrections");
         }
     }
-    if (p.beta2 >= 16) {
+    if (mma_tiled_shape(p)) {
         e = make_tiled(t);
         if (e != cudaSuccess) {
             spqr_gpu_free(t);

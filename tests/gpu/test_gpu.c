@@ -29,6 +29,14 @@ static float act_round(float v, spqr_act_type a) {
                              : spqr_bf16_to_f32(spqr_f32_to_bf16(v));
 }
 
+/* Whether upload tiles a tensor of this configuration for the tensor-core kernels (when its
+ * statistics suit the fp16 decode, as the sample statistics do): beta2 >= 16, or beta2 = 8 for
+ * w = 2-4 with s-bit statistics and beta1 >= 16 (kernels/mma_layout.cuh mma_tiled_shape). */
+static int tiled_config(const spqr_tensor_info *in) {
+    return in->beta2 >= 16 ||
+           (in->beta2 == 8 && in->wbits <= 4 && in->stat_bits != 16 && in->beta1 >= 16);
+}
+
 /* One tensor: GPU matmul for several batches/activations/paths vs the double reference.
  * expect_tc: 1/0 = the tensor must (not) run on the tensor-core kernel; -1 = either. */
 static void check_tensor(const spqr_file *f, size_t ti, uint64_t seed, const char *label,
@@ -109,7 +117,9 @@ static void check_tensor(const spqr_file *f, size_t ti, uint64_t seed, const cha
 }
 
 static void random_configs(void) {
-    static const uint32_t betas[][2] = {{16, 16}, {8, 8}, {32, 64}, {128, 128}, {16, 2}, {2, 32}};
+    static const uint32_t betas[][2] = {{16, 16},   {8, 8},  {16, 8}, {32, 64},
+                                        {128, 128}, {16, 2}, {2, 32}};
+    enum { kBetas = sizeof betas / sizeof betas[0] };
     static const uint64_t shapes[][2] = {{37, 100}, {256, 4097}, {1000, 333},
                                          {1, 1},    {64, 40000}, {3, 70000}};
     static const double dens[] = {0.0, 0.01, 0.10};
@@ -117,8 +127,8 @@ static void random_configs(void) {
     char path[256];
     snprintf(path, sizeof path, "/tmp/spqr_gpu_test_%d.spqr", (int)getpid());
     for (uint32_t w = 2; w <= 8; w++)
-        for (int bi = 0; bi < 6; bi++, k++) {
-            if (quick && (w > 4 || bi > 2)) continue;
+        for (int bi = 0; bi < kBetas; bi++, k++) {
+            if (quick && (w > 4 || bi > 3)) continue;
             const uint64_t *sh = shapes[k % 6];
             spqr_tensor_info in = {.kind = SPQR_KIND_SPQR,
                                    .ndim = 2,
@@ -137,8 +147,11 @@ static void random_configs(void) {
                 CHECK(0, "%s: building tensor: %s", label, err.msg);
                 continue;
             }
-            /* the sample statistics suit the fp16 decode: tiled whenever beta2 >= 16 */
-            check_tensor(f, 0, (uint64_t)k, label, in.beta2 >= 16);
+            /* the sample statistics suit the fp16 decode, so every tiled_config is tiled; but
+             * with s = 1 a scale ss·(qs − zs) may fall below 2^-14 (ss down to 1e-4, qs − zs
+             * down to 0.2), which keeps the stored layout: either then */
+            check_tensor(f, 0, (uint64_t)k, label,
+                         in.stat_bits == 1 && tiled_config(&in) ? -1 : tiled_config(&in));
             spqr_file_close(f);
         }
     unlink(path);
@@ -163,7 +176,10 @@ static void fp16_fallback(void) {
                  {3, 16, 0.06f, 0.0f, NAN, NAN, 1, "scale 0..0.42"},
                  {3, 16, NAN, NAN, 1.0f, 400.0f, 1, "zero~-400"},
                  {2, 16, 0.2f, 0.0f, NAN, NAN, 0, "scale 0..1.4"},
-                 {2, 16, 0.12f, 0.0f, NAN, NAN, 1, "scale 0..0.84"}};
+                 {2, 16, 0.12f, 0.0f, NAN, NAN, 1, "scale 0..0.84"},
+                 {3, 8, NAN, NAN, 1.0f, -600.0f, 0, "zero~600"},
+                 {3, 8, 0.06f, 0.0f, NAN, NAN, 1, "scale 0..0.42"},
+                 {4, 8, NAN, NAN, 1.0f, 400.0f, 1, "zero~-400"}};
     char path[256];
     snprintf(path, sizeof path, "/tmp/spqr_gpu_fb_%d.spqr", (int)getpid());
     for (int i = 0; i < (int)(sizeof cases / sizeof cases[0]); i++) {
@@ -216,8 +232,11 @@ static void fp16_fallback(void) {
  * batch 2-8 while batch x cols <= 131072 and batch 9-16 while cols <= 8192 take the rounds where
  * there are any). Ragged rows leave a strip's last pairs short; 40 outliers
  * in 2048 rows fill 1/128 of their rounds' slots (none built); 10 % of 4097 columns gives 52
- * rounds a strip. The last case keeps the stored layout (β2 = 8; its fp16 statistics take the v3
- * kernel at every batch, kernels/launch_stored.cuh). */
+ * rounds a strip. The eighth case keeps the stored layout (β2 = 8 with fp16 statistics: the v3
+ * kernel at every batch, kernels/launch_stored.cuh); the rest are β2 = 8 tensors that are tiled
+ * (the SK = 3 kernels, two groups per lane, kernels/mma_decode.cuh): with rounds, beyond 32768
+ * columns (the CSR walks: OS = 1 at batch 1, OS = 4 at batch 3-4, OS = 2), with s = 5 and 7
+ * (entries straddling words) and without outliers (OS = 0). */
 static void outlier_rounds(void) {
     static const struct {
         uint64_t rows, cols;
@@ -234,11 +253,17 @@ static void outlier_rounds(void) {
         {256, 4096, 3, 16, 16, 16, 0.01, 0, " (fp16 statistics)"},
         {256, 4096, 3, 3, 8, 16, 0.01, 0, " (beta1 < 16)"},
         {256, 4097, 3, 16, 16, 8, 0.01, 0, " (fp16 statistics, beta2 8: stored layout)"},
+        {512, 4096, 3, 3, 16, 8, 0.01, 1, " (beta2 8, 1 %)"},
+        {257, 4097, 4, 4, 16, 8, 0.10, 1, " (beta2 8, 10 %, ragged)"},
+        {1000, 333, 2, 2, 32, 8, 0.01, 1, " (beta2 8, ragged, partial tiles)"},
+        {64, 40000, 3, 5, 16, 8, 0.01, 0, " (beta2 8, cols > 32768)"},
+        {300, 1000, 3, 7, 16, 8, 0.0, 0, " (beta2 8, s 7, no outliers)"},
+        {4096, 5400, 3, 3, 16, 8, 0.02, 1, " (beta2 8, many outliers)"},
     };
     char path[256];
     snprintf(path, sizeof path, "/tmp/spqr_gpu_rounds_%d.spqr", (int)getpid());
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        if (getenv("SPQR_GPU_QUICK") && i > 2) continue;
+        if (getenv("SPQR_GPU_QUICK") && i > 2 && i != 8) continue;
         spqr_tensor_info in = {
             .kind = SPQR_KIND_SPQR,
             .ndim = 2,
@@ -283,7 +308,7 @@ static void outlier_rounds(void) {
         } else {
             CHECK(0, "%s: upload: %s", label, err.msg);
         }
-        check_tensor(f, 0, 800 + (uint64_t)i, label, cases[i].b2 >= 16);
+        check_tensor(f, 0, 800 + (uint64_t)i, label, tiled_config(&in));
         spqr_file_close(f);
     }
     unlink(path);
@@ -453,15 +478,14 @@ static void graph_capture(void) {
 /* Calls chained on one stream, each call's output the next call's input (as a forward pass
  * runs): launched back to back without a sync they must give, bit for bit, what the same calls
  * give with the stream synchronized after each. Two 2048² w3 tensors with 1 % outliers and a
- * permutation, one tiled (β2 = 16: the tensor-core kernels) and one in the stored layout (β2 = 8:
- * the stream kernel at batch 1-4, the fp32 matmul kernel at 5-16), eight calls alternating between
- * them, batch 1, 4 and 16, ten chained runs each (x in ±2^-7: the outputs grow about 5x a call and
- * stay finite in fp16). Every kernel of both paths is launched as a programmatic dependent of the
- * kernel before it (bench/NOTES.md v7a, v7b), so its griddepcontrol.wait is what orders it after
- * that kernel's writes. This test passed without
- * that wait too (H100, session 19): the matmul lets its dependents launch only as its blocks
- * exit. The wait is kept because the PDL contract guarantees nothing without it (a kernel before
- * may trigger early). */
+ * permutation, one tiled (β2 = 16: the tensor-core kernels) and one in the stored layout (β1 = β2 =
+ * 8: the stream kernel at batch 1-4, the fp32 matmul kernel at 5-16), eight calls alternating
+ * between them, batch 1, 4 and 16, ten chained runs each (x in ±2^-7: the outputs grow about 5x a
+ * call and stay finite in fp16). Every kernel of both paths is launched as a programmatic dependent
+ * of the kernel before it (bench/NOTES.md v7a, v7b), so its griddepcontrol.wait is what orders it
+ * after that kernel's writes. This test passed without that wait too (H100, session 19): the matmul
+ * lets its dependents launch only as its blocks exit. The wait is kept because the PDL contract
+ * guarantees nothing without it (a kernel before may trigger early). */
 static void chained_calls(void) {
     enum { kSteps = 8, kRuns = 10 };
     const uint64_t n = 2048;
@@ -475,7 +499,7 @@ static void chained_calls(void) {
                                .dims = {n, n},
                                .wbits = 3,
                                .stat_bits = 3,
-                               .beta1 = 16,
+                               .beta1 = k ? 8 : 16,
                                .beta2 = k ? 8 : 16,
                                .nnz = n * n / 100,
                                .flags = SPQR_FLAG_PERM};
