@@ -4,7 +4,8 @@
  *   (repeatable): these shapes, any ROWSxCOLS, instead of the default six.
  *   Config 0 = w3 1% outliers, 1 = w4 no outliers; only when asked for: 2 = w3 no outliers (it
  *   splits config 0's time between the codes and the outliers), 3 = w2 no outliers, 4 = w3 1%
- *   outliers with beta2 = 8 (the stored-layout kernels: no tensor-core layout below beta2 = 16).
+ *   outliers with beta2 = 8 (two groups per lane in the tensor-core layout, bench/NOTES.md v7c;
+ *   the stored-layout kernels in a -DSPQR_MMA_BETA2_8=0 build).
  *   --graph: the 50 calls (spqr and cuBLAS alike) are captured into one CUDA graph on a stream and
  *   the graph is launched, as serving runtimes run a decode step: no host launch overhead between
  *   calls. --bytes: no timing; one line "BYTES n" per shape and configuration, n =

@@ -147,6 +147,9 @@ if [ "$what" != test ]; then
   # the same with the 50 calls as one CUDA graph (no host launch overhead), and the pure-read
   # floor of each configuration's bytes (read_bw --floor, both launch methods) at batch 1 of
   # 4096², 8192² and 28672x8192
+  # β2 = 8 (w3 1 %, config 4), batch 1, 4 and 16
+  echo "== bench_gpu --config 4 =="
+  ./build-gpu/bench/gpu/bench_gpu --config 4 | tee "$OUT/bench_gpu_beta2_8.md"
   echo "== bench_gpu --graph =="
   ./build-gpu/bench/gpu/bench_gpu --graph | tee "$OUT/bench_gpu_graph.md"
   echo "== pure-read floor =="
