@@ -238,15 +238,18 @@ static cudaError_t launch_mma_sk(spqr_gpu_tensor *t, const Act *x, Act *y, float
     return launch_mma_t<WB, 2, SK, Act>(t, x, y, y32, nb, s);
 }
 // The statistics kind of a tiled tensor (mma_decode.cuh SK): fp16 (2), s-bit with β1 >= 16 (0, or
-// 3 where β2 = 8: make_tiled tiles those only for w <= 4, mma_tiles_beta2_8), or any β1 (1).
+// 3 where β2 = 8), or any β1 (1, or 4 where β2 = 8). Upload tiles β2 = 8 only for w <= 4
+// (mma_layout.cuh mma_tiled_shape).
 template <int WB, typename Act>
 static cudaError_t launch_mma_w(spqr_gpu_tensor *t, const Act *x, Act *y, float *y32, int nb,
                                 cudaStream_t s) {
     const Params &p = t->p;
     if (p.sbits == 16) return launch_mma_sk<WB, 2, Act>(t, x, y, y32, nb, s);
-    if (p.log2beta1 < 4) return launch_mma_sk<WB, 1, Act>(t, x, y, y32, nb, s);
     if constexpr (WB <= 4)
-        if (p.log2beta2 == 3) return launch_mma_sk<WB, 3, Act>(t, x, y, y32, nb, s);
+        if (p.log2beta2 == 3)
+            return p.log2beta1 < 4 ? launch_mma_sk<WB, 4, Act>(t, x, y, y32, nb, s)
+                                   : launch_mma_sk<WB, 3, Act>(t, x, y, y32, nb, s);
+    if (p.log2beta1 < 4) return launch_mma_sk<WB, 1, Act>(t, x, y, y32, nb, s);
     return launch_mma_sk<WB, 0, Act>(t, x, y, y32, nb, s);
 }
 

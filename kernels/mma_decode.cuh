@@ -131,12 +131,16 @@ __global__ void prep_xh_kernel(Params p, const Act *__restrict__ x, int nb, Act 
 // (β1 >= 16, so one stat2 quadruple per lane and tile); 1 = s-bit codes, any β1; 2 = fp16;
 // 3 = as 0 with β2 = 8: a lane's 16 columns are two groups (tiles J = 0, 1 of the macro tile
 // group 2t of the record, J = 2, 3 group 2t + 1), so two statistics entries per row and two stat2
-// quadruples (one 16-byte load: make_tiled aligns them) per lane and tile.
+// quadruples (one 16-byte load: make_tiled aligns them) per lane and tile; 4 = as 1 with β2 = 8
+// (two groups, each row's two stat2 quadruples from the stored array).
 template <int SK> constexpr int sk_groups() { // groups of a lane's chunk per row
-    return SK == 3 ? 2 : 1;
+    return SK == 3 || SK == 4 ? 2 : 1;
 }
 template <int SK> constexpr bool sk_rec_s2() { // stat2 read from the tile record
     return SK == 0 || SK == 3;
+}
+template <int SK> constexpr bool sk_row_s2() { // stat2 per row, from the stored array
+    return SK == 1 || SK == 4;
 }
 // One macro tile's loads for one lane: code words, statistics words (s-bit: the two words
 // holding rows g and g+8's entries, side by side by stat_slot; fp16: the two rows' (scale, zero)
@@ -188,7 +192,8 @@ template <int NH> __device__ __forceinline__ uint2 ld_rec2(const uint32_t *p) { 
 // most two words; else two words per row; fp16: one word per row)
 template <int SK> constexpr int stat_entry_words() {
     static_assert(SK != 3 || SPQR_MMA_PAIRSTATS, "beta2 = 8 (SK 3) needs SPQR_MMA_PAIRSTATS");
-    return SK == 3 ? 4 : SK == 2 || SPQR_MMA_PAIRSTATS ? 2 : 4;
+    static_assert(SK != 4 || SPQR_MMA_PAIRSTATS, "beta2 = 8 (SK 4) needs SPQR_MMA_PAIRSTATS");
+    return sk_groups<SK>() == 2 ? 4 : SK == 2 || SPQR_MMA_PAIRSTATS ? 2 : 4;
 }
 // The kernels without fused outliers (OS = 0) and the batch-1 kernels with one row of outliers per
 // lane (OS = 1) differ in two ways (bench/NOTES.md v6r), each a switch (0: no kernel, 1: the OS = 0
@@ -228,7 +233,7 @@ template <int NH> struct MmaRawX<NH, false> {};
 template <int WB, int NH, int SK, int OS> struct MmaRaw : MmaRawX<NH, !mma_late_x<NH, OS>()> {
     uint32_t c[WB];
     uint32_t e[stat_entry_words<SK>()];
-    uint2 s2[SK == 1 || SK == 3 ? 2 : 1];
+    uint2 s2[SK == 4 ? 4 : SK == 1 || SK == 3 ? 2 : 1]; // SK 4: [2·group + row]
 };
 
 // A lane's running position: pointers advance by one macro tile per mma_load.
@@ -281,7 +286,8 @@ __device__ __forceinline__ void mma_load(const Params &p, LaneCtx &L, MmaRaw<WB,
     if (true) {
         o.e[0] = o.e[1] = L.col;
         if constexpr (SK != 2) o.s2[0] = make_uint2(L.col, L.col);
-        if constexpr (SK == 3) o.e[2] = o.e[3] = L.col, o.s2[1] = o.s2[0];
+        if constexpr (sk_groups<SK>() == 2) o.e[2] = o.e[3] = L.col, o.s2[1] = o.s2[0];
+        if constexpr (SK == 4) o.s2[2] = o.s2[3] = o.s2[0];
     } else
 #endif
         if constexpr (SK == 2 && SPQR_MMA_PAIRSTATS) {
@@ -295,8 +301,9 @@ __device__ __forceinline__ void mma_load(const Params &p, LaneCtx &L, MmaRaw<WB,
         o.e[0] = ld_rec<NH>(e), o.e[1] = ld_rec<NH>(e + 1);
         if constexpr (!SPQR_MMA_PAIRSTATS)
             o.e[2] = ld_rec<NH>(L.codes + L.eoff[1]), o.e[3] = ld_rec<NH>(L.codes + L.eoff[1] + 1);
-        if constexpr (SK == 3) { // the second group's block follows the first's
+        if constexpr (sk_groups<SK>() == 2) // the second group's block follows the first's
             o.e[2] = ld_rec<NH>(e + p.tstat_words), o.e[3] = ld_rec<NH>(e + p.tstat_words + 1);
+        if constexpr (SK == 3) {
             const uint4 v =
                 __ldg(reinterpret_cast<const uint4 *>(kLanePtr ? L.s2w : L.codes + L.s2off));
             o.s2[0] = make_uint2(v.x, v.y), o.s2[1] = make_uint2(v.z, v.w);
@@ -305,6 +312,10 @@ __device__ __forceinline__ void mma_load(const Params &p, LaneCtx &L, MmaRaw<WB,
         } else {
             const uint32_t G = min(L.col >> p.log2beta2, p.groups - 1);
             o.s2[0] = __ldg(L.s2[0] + G), o.s2[1] = __ldg(L.s2[1] + G);
+            if constexpr (SK == 4) {
+                const uint32_t G1 = min((L.col >> p.log2beta2) + 1, p.groups - 1);
+                o.s2[2] = __ldg(L.s2[0] + G1), o.s2[3] = __ldg(L.s2[1] + G1);
+            }
         }
     }
     if constexpr (!mma_late_x<NH, OS>()) mma_load_x<NH>(L, o.x);
@@ -426,7 +437,7 @@ mma_stats_rows(const Params &p, const LaneCtx &L, const uint32_t *e_words, const
             const float2 sz = __half22float2(bits_h2(e_words[r]));
             scale = sz.x, zero = sz.y;
         } else {
-            if constexpr (SK == 1)
+            if constexpr (sk_row_s2<SK>())
                 s01 = __half22float2(bits_h2(s2[r].x)), s23 = __half22float2(bits_h2(s2[r].y));
             const uint32_t m = (1u << p.sbits) - 1u;
             uint32_t e;
@@ -482,12 +493,12 @@ __device__ __forceinline__ void mma_compute(const Params &p, LaneCtx &L, uint2 m
 #pragma unroll
     for (int i = 0; i < stat_entry_words<SK>(); i++) h ^= o.e[i];
     if constexpr (SK != 2) h ^= o.s2[0].x ^ o.s2[0].y;
-    if constexpr (SK == 3) h ^= o.s2[1].x ^ o.s2[1].y;
+    if constexpr (SK == 3 || SK == 4) h ^= o.s2[1].x ^ o.s2[1].y;
 #pragma unroll
     for (int n = 0; n < NH; n++) h ^= x[n][0].x ^ x[n][1].w;
     acc[0][0] += __uint_as_float(h & 0x007fffffu); // a denormal: keeps every load live
 #else
-    // per group of the lane's chunk (SK 3: two) and row of the lane: scale, 1024 + zi and
+    // per group of the lane's chunk (SK 3, 4: two) and row of the lane: scale, 1024 + zi and
     // −scale·zf as fp16x2 (same value in both halves)
     constexpr int G = sk_groups<SK>();
     __half2 sc[G][2], zq[G][2], bi[G][2];
@@ -501,7 +512,8 @@ __device__ __forceinline__ void mma_compute(const Params &p, LaneCtx &L, uint2 m
             direct_stats_folded<WB>(p, L, o.e[2 * gr], o.e[2 * gr + 1], s01, s23, sc[gr], bi[gr]);
             zq[gr][0] = sc[gr][0], zq[gr][1] = sc[gr][1]; // (not read by the direct decode)
         } else {
-            mma_stats_rows<WB, SK>(p, L, o.e + 2 * gr, o.s2, s01, s23, sc[gr], zq[gr], bi[gr]);
+            mma_stats_rows<WB, SK>(p, L, o.e + 2 * gr, o.s2 + (SK == 4 ? 2 * gr : 0), s01, s23,
+                                   sc[gr], zq[gr], bi[gr]);
         }
     }
     // tiles 0, 1 take group 0, tiles 2, 3 group G − 1

@@ -22,8 +22,16 @@ namespace {
 #ifndef SPQR_MMA_MINBLOCKS_SK3
 #define SPQR_MMA_MINBLOCKS_SK3 4
 #endif
+// the same for the batch 1-8 kernels at β2 = 8 with β1 < 16 (SK = 4: the OS = 2, 4 kernels): at
+// 80 registers they spill 60-92 bytes; two blocks of up to 128 registers are faster (same call,
+// H100, w3 1 % β1 = β2 = 8, µs three / two blocks: batch 1 8192² 38.8 / 29.8, 8192x28672 127.5 /
+// 95.6; batch 4 8192² 46.3 / 31.2; bench/NOTES.md v7c)
+#ifndef SPQR_MMA_MINBLOCKS_SK4
+#define SPQR_MMA_MINBLOCKS_SK4 2
+#endif
 template <int NH, int OS, int SK> constexpr int mma_min_blocks() {
     return NH == 2                           ? 2
+           : SK == 4                         ? SPQR_MMA_MINBLOCKS_SK4
            : OS == 4                         ? SPQR_MMA_MINBLOCKS_OS4
            : (OS == 1 || OS >= 8) && SK == 3 ? SPQR_MMA_MINBLOCKS_SK3
            : OS == 1 || OS >= 8              ? SPQR_MMA_MINBLOCKS_OS1

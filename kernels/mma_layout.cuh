@@ -99,15 +99,14 @@ inline bool mma_rounds(const spqr_gpu_tensor *t, int nb) {
 
 // Whether a tensor of these dimensions is tiled (then kept tiled where its statistics suit the
 // fp16 decode, make_tiled): β2 >= 16 (a lane's chunk of 16 columns within one group), or β2 = 8
-// (two groups a chunk: the SK = 3 kernels, mma_decode.cuh) for w = 2-4 with s-bit statistics and
-// β1 >= 16, which SPQR_MMA_BETA2_8 = 0 leaves in the stored layout (a measurement build; bench/
-// NOTES.md v7c). β2 = 8 otherwise, and β2 < 8, keep the stored layout.
+// (two groups a chunk: the SK = 3 and 4 kernels, mma_decode.cuh) for w = 2-4 with s-bit
+// statistics, which SPQR_MMA_BETA2_8 = 0 leaves in the stored layout (a measurement build; bench/
+// NOTES.md v7c). β2 = 8 otherwise (fp16 statistics, w > 4), and β2 < 8, keep the stored layout.
 #ifndef SPQR_MMA_BETA2_8
 #define SPQR_MMA_BETA2_8 1
 #endif
 inline bool mma_tiled_shape(const Params &p) {
-    return p.beta2 >= 16 ||
-           (SPQR_MMA_BETA2_8 && p.beta2 == 8 && p.wbits <= 4 && p.sbits != 16 && p.log2beta1 >= 4);
+    return p.beta2 >= 16 || (SPQR_MMA_BETA2_8 && p.beta2 == 8 && p.wbits <= 4 && p.sbits != 16);
 }
 
 constexpr int kMmaWarps = 8;

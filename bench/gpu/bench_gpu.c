@@ -1,11 +1,12 @@
 /* bench_gpu.c — SpQR GPU matmul vs cuBLAS fp16, same process, same shapes (not a test).
- * Usage: bench_gpu [--quick] [--graph|--bytes] [--batch N] [--config 0..4] [--shape ROWSxCOLS]...
+ * Usage: bench_gpu [--quick] [--graph|--bytes] [--batch N] [--config 0..5] [--shape ROWSxCOLS]...
  *   --quick: the first two shapes; --batch: any of 1..16; --config: one configuration; --shape
  *   (repeatable): these shapes, any ROWSxCOLS, instead of the default six.
  *   Config 0 = w3 1% outliers, 1 = w4 no outliers; only when asked for: 2 = w3 no outliers (it
  *   splits config 0's time between the codes and the outliers), 3 = w2 no outliers, 4 = w3 1%
  *   outliers with beta2 = 8 (two groups per lane in the tensor-core layout, bench/NOTES.md v7c;
- *   the stored-layout kernels in a -DSPQR_MMA_BETA2_8=0 build).
+ *   the stored-layout kernels in a -DSPQR_MMA_BETA2_8=0 build), 5 = the same with beta1 = 8 too
+ *   (stat2 per row from the stored array).
  *   --graph: the 50 calls (spqr and cuBLAS alike) are captured into one CUDA graph on a stream and
  *   the graph is launched, as serving runtimes run a decode step: no host launch overhead between
  *   calls. --bytes: no timing; one line "BYTES n" per shape and configuration, n =
@@ -176,7 +177,7 @@ int main(int argc, char **argv) {
             nsel++;
         else {
             fprintf(stderr,
-                    "usage: bench_gpu [--quick] [--graph|--bytes] [--batch N] [--config 0..4] "
+                    "usage: bench_gpu [--quick] [--graph|--bytes] [--batch N] [--config 0..5] "
                     "[--shape ROWSxCOLS]...\n");
             return 2;
         }
@@ -210,7 +211,7 @@ int main(int argc, char **argv) {
     /* --shape: these shapes (any, e.g. row counts that fill a whole number of waves), in order */
     const int nshapes = nsel ? nsel : quick ? 2 : 6;
     for (int si = 0; si < nshapes; si++)
-        for (int cfg = 0; cfg < 5; cfg++) {
+        for (int cfg = 0; cfg < 6; cfg++) {
             const int rows = nsel ? sel[si][0] : shapes[si][0];
             const int cols = nsel ? sel[si][1] : shapes[si][1];
             if (only_cfg < 0 ? cfg >= 2 : only_cfg != cfg) continue;
@@ -221,9 +222,9 @@ int main(int argc, char **argv) {
                 .dims = {(uint64_t)rows, (uint64_t)cols},
                 .wbits = (uint32_t)wbits,
                 .stat_bits = 3,
-                .beta1 = 16,
-                .beta2 = cfg == 4 ? 8 : 16,
-                .nnz = cfg == 0 || cfg == 4 ? (uint64_t)rows * (uint64_t)cols / 100 : 0,
+                .beta1 = cfg == 5 ? 8 : 16,
+                .beta2 = cfg >= 4 ? 8 : 16,
+                .nnz = cfg == 0 || cfg >= 4 ? (uint64_t)rows * (uint64_t)cols / 100 : 0,
                 .flags = SPQR_FLAG_PERM};
             char path[128];
             snprintf(path, sizeof path, "/tmp/bench_gpu_%d_%d_%d.spqr", rows, cols, cfg);
@@ -296,10 +297,13 @@ int main(int argc, char **argv) {
                 char spbuf[32] = "-";
                 if (tsp > 0) snprintf(spbuf, sizeof spbuf, "%.1f", tsp);
                 printf(
-                    "| %dx%d | w%d s3 b16%s %s | %d | %.1f | %.0f | %.0f%% | %s | %.1f | %.2fx |\n",
-                    rows, cols, wbits, cfg == 4 ? "/8" : "", in.nnz ? "1% outl" : "0 outl", c.batch,
-                    ts, bytes / (ts * 1e-6) / 1e9, 100.0 * bytes / (ts * 1e-6) / bw, spbuf, tc,
-                    tc / ts);
+                    "| %dx%d | w%d s3 b%s %s | %d | %.1f | %.0f | %.0f%% | %s | %.1f | %.2fx |\n",
+                    rows, cols, wbits,
+                    cfg == 5   ? "8/8"
+                    : cfg == 4 ? "16/8"
+                               : "16",
+                    in.nnz ? "1% outl" : "0 outl", c.batch, ts, bytes / (ts * 1e-6) / 1e9,
+                    100.0 * bytes / (ts * 1e-6) / bw, spbuf, tc, tc / ts);
                 fflush(stdout);
             }
             for (int i = 0; i < c.nt; i++) spqr_gpu_free(c.t[i]);

@@ -31,10 +31,9 @@ static float act_round(float v, spqr_act_type a) {
 
 /* Whether upload tiles a tensor of this configuration for the tensor-core kernels (when its
  * statistics suit the fp16 decode, as the sample statistics do): beta2 >= 16, or beta2 = 8 for
- * w = 2-4 with s-bit statistics and beta1 >= 16 (kernels/mma_layout.cuh mma_tiled_shape). */
+ * w = 2-4 with s-bit statistics (kernels/mma_layout.cuh mma_tiled_shape). */
 static int tiled_config(const spqr_tensor_info *in) {
-    return in->beta2 >= 16 ||
-           (in->beta2 == 8 && in->wbits <= 4 && in->stat_bits != 16 && in->beta1 >= 16);
+    return in->beta2 >= 16 || (in->beta2 == 8 && in->wbits <= 4 && in->stat_bits != 16);
 }
 
 /* One tensor: GPU matmul for several batches/activations/paths vs the double reference.
@@ -236,7 +235,8 @@ static void fp16_fallback(void) {
  * kernel at every batch, kernels/launch_stored.cuh); the rest are β2 = 8 tensors that are tiled
  * (the SK = 3 kernels, two groups per lane, kernels/mma_decode.cuh): with rounds, beyond 32768
  * columns (the CSR walks: OS = 1 at batch 1, OS = 4 at batch 3-4, OS = 2), with s = 5 and 7
- * (entries straddling words) and without outliers (OS = 0). */
+ * (entries straddling words) and without outliers (OS = 0); the last three have beta1 < 16 (the
+ * SK = 4 kernels: stat2 per row from the stored array, no rounds). */
 static void outlier_rounds(void) {
     static const struct {
         uint64_t rows, cols;
@@ -259,11 +259,14 @@ static void outlier_rounds(void) {
         {64, 40000, 3, 5, 16, 8, 0.01, 0, " (beta2 8, cols > 32768)"},
         {300, 1000, 3, 7, 16, 8, 0.0, 0, " (beta2 8, s 7, no outliers)"},
         {4096, 5400, 3, 3, 16, 8, 0.02, 1, " (beta2 8, many outliers)"},
+        {512, 4096, 3, 3, 8, 8, 0.01, 0, " (beta1 8, beta2 8)"},
+        {257, 4097, 4, 2, 4, 8, 0.10, 0, " (beta1 4, beta2 8, 10 %, ragged)"},
+        {1000, 333, 2, 7, 8, 8, 0.01, 0, " (beta1 8, beta2 8, s 7, partial tiles)"},
     };
     char path[256];
     snprintf(path, sizeof path, "/tmp/spqr_gpu_rounds_%d.spqr", (int)getpid());
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        if (getenv("SPQR_GPU_QUICK") && i > 2 && i != 8) continue;
+        if (getenv("SPQR_GPU_QUICK") && i > 2 && i != 8 && i != 14) continue;
         spqr_tensor_info in = {
             .kind = SPQR_KIND_SPQR,
             .ndim = 2,
@@ -478,14 +481,14 @@ static void graph_capture(void) {
 /* Calls chained on one stream, each call's output the next call's input (as a forward pass
  * runs): launched back to back without a sync they must give, bit for bit, what the same calls
  * give with the stream synchronized after each. Two 2048² w3 tensors with 1 % outliers and a
- * permutation, one tiled (β2 = 16: the tensor-core kernels) and one in the stored layout (β1 = β2 =
- * 8: the stream kernel at batch 1-4, the fp32 matmul kernel at 5-16), eight calls alternating
- * between them, batch 1, 4 and 16, ten chained runs each (x in ±2^-7: the outputs grow about 5x a
- * call and stay finite in fp16). Every kernel of both paths is launched as a programmatic dependent
- * of the kernel before it (bench/NOTES.md v7a, v7b), so its griddepcontrol.wait is what orders it
- * after that kernel's writes. This test passed without that wait too (H100, session 19): the matmul
- * lets its dependents launch only as its blocks exit. The wait is kept because the PDL contract
- * guarantees nothing without it (a kernel before may trigger early). */
+ * permutation, one tiled (β2 = 16: the tensor-core kernels) and one in the stored layout (β2 = 8
+ * with fp16 statistics: the fp32 matmul kernel v3), eight calls alternating between them, batch 1,
+ * 4 and 16, ten chained runs each (x in ±2^-7: the outputs grow about 5x a call and stay finite in
+ * fp16). Every kernel of both paths is launched as a programmatic dependent of the kernel before it
+ * (bench/NOTES.md v7a, v7b), so its griddepcontrol.wait is what orders it after that kernel's
+ * writes. This test passed without that wait too (H100, session 19): the matmul lets its dependents
+ * launch only as its blocks exit. The wait is kept because the PDL contract guarantees nothing
+ * without it (a kernel before may trigger early). */
 static void chained_calls(void) {
     enum { kSteps = 8, kRuns = 10 };
     const uint64_t n = 2048;
@@ -498,8 +501,8 @@ static void chained_calls(void) {
                                .ndim = 2,
                                .dims = {n, n},
                                .wbits = 3,
-                               .stat_bits = 3,
-                               .beta1 = k ? 8 : 16,
+                               .stat_bits = k ? 16 : 3,
+                               .beta1 = 16,
                                .beta2 = k ? 8 : 16,
                                .nnz = n * n / 100,
                                .flags = SPQR_FLAG_PERM};
