@@ -132,7 +132,9 @@ __global__ void prep_xh_kernel(Params p, const Act *__restrict__ x, int nb, Act 
 // 3 = as 0 with β2 = 8: a lane's 16 columns are two groups (tiles J = 0, 1 of the macro tile
 // group 2t of the record, J = 2, 3 group 2t + 1), so two statistics entries per row and two stat2
 // quadruples (one 16-byte load: make_tiled aligns them) per lane and tile; 4 = as 1 with β2 = 8
-// (two groups, each row's two stat2 quadruples from the stored array).
+// (two groups, two stat2 quadruples per row). SK 1 and 4 read stat2 per row: with β1 = 8 from the
+// tile record (row g's in the strip's first block, row g + 8's in its second), with β1 < 8 from
+// the stored array.
 template <int SK> constexpr int sk_groups() { // groups of a lane's chunk per row
     return SK == 3 || SK == 4 ? 2 : 1;
 }
@@ -309,7 +311,18 @@ __device__ __forceinline__ void mma_load(const Params &p, LaneCtx &L, MmaRaw<WB,
             o.s2[0] = make_uint2(v.x, v.y), o.s2[1] = make_uint2(v.z, v.w);
         } else if constexpr (SK == 0) {
             o.s2[0] = __ldg(reinterpret_cast<const uint2 *>(kLanePtr ? L.s2w : L.codes + L.s2off));
-        } else {
+        } else if (p.rec_s2) { // SK 1, 4 with β1 = 8: row g's block, then row g + 8's
+            const uint32_t *s2w = kLanePtr ? L.s2w : L.codes + L.s2off;
+            if constexpr (SK == 4) {
+                const uint4 a = __ldg(reinterpret_cast<const uint4 *>(s2w));
+                const uint4 b = __ldg(reinterpret_cast<const uint4 *>(s2w + 2 * p.tgpt));
+                o.s2[0] = make_uint2(a.x, a.y), o.s2[1] = make_uint2(b.x, b.y);
+                o.s2[2] = make_uint2(a.z, a.w), o.s2[3] = make_uint2(b.z, b.w);
+            } else {
+                o.s2[0] = __ldg(reinterpret_cast<const uint2 *>(s2w));
+                o.s2[1] = __ldg(reinterpret_cast<const uint2 *>(s2w + 2 * p.tgpt));
+            }
+        } else { // SK 1, 4 with β1 < 8: from the stored array
             const uint32_t G = min(L.col >> p.log2beta2, p.groups - 1);
             o.s2[0] = __ldg(L.s2[0] + G), o.s2[1] = __ldg(L.s2[1] + G);
             if constexpr (SK == 4) {
@@ -322,7 +335,7 @@ __device__ __forceinline__ void mma_load(const Params &p, LaneCtx &L, MmaRaw<WB,
     L.codes += L.rec_step, L.col += 64 * L.step;
     if constexpr (kLanePtr) {
         L.stat += L.rec_step;
-        if constexpr (sk_rec_s2<SK>()) L.s2w += L.rec_step;
+        if constexpr (SK != 2) L.s2w += L.rec_step;
         if constexpr (mma_l2_prefetch<WB>() > 0) L.pf += L.rec_step;
     }
 }

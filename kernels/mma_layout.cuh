@@ -32,9 +32,10 @@
 //     block of s words each (s <= 8): entry r (row 16S + r) = qs | qz << s at bit
 //     2s·stat_slot(r) of the block (straddling allowed; stat_slot puts rows g and g + 8 side by
 //     side); s = 16: 16 words, word stat_slot(r) = scale_f16 | zero_f16 << 16;
-//   - for s-bit statistics with β1 >= 16 (a strip lies in one second-order block), at word
+//   - for s-bit statistics with β1 >= 8 (a strip lies in one second-order block, or two), at word
 //     rec_s2 (even; a multiple of 4 where β2 = 8, so that a lane's two groups' pairs are one
-//     16-byte load) the tgpt stat2 pairs (ss | zs << 16, sz | zz << 16) of the strip's block.
+//     16-byte load) the tgpt stat2 pairs (ss | zs << 16, sz | zz << 16) of the strip's block;
+//     with β1 = 8 those of its first block (rows 0-7), then the tgpt of its second (rows 8-15).
 //   Before records (session 5, bench/NOTES.md v6l) the statistics and stat2 were read from their
 //   own arrays: the loads alone then reached only 64 % of copy bandwidth, 90 % without them.
 //   Rows past the end are code 0 and entry 0 (finite statistics, never written out); columns past
@@ -102,6 +103,9 @@ inline bool mma_rounds(const spqr_gpu_tensor *t, int nb) {
 // (two groups a chunk: the SK = 3 and 4 kernels, mma_decode.cuh) for w = 2-4 with s-bit
 // statistics, which SPQR_MMA_BETA2_8 = 0 leaves in the stored layout (a measurement build; bench/
 // NOTES.md v7c). β2 = 8 otherwise (fp16 statistics, w > 4), and β2 < 8, keep the stored layout.
+#ifndef SPQR_MMA_S2_REC8 // 1: β1 = 8 tensors hold their stat2 in the tile records too (v7c)
+#define SPQR_MMA_S2_REC8 1
+#endif
 #ifndef SPQR_MMA_BETA2_8
 #define SPQR_MMA_BETA2_8 1
 #endif
