@@ -236,7 +236,8 @@ static void fp16_fallback(void) {
  * (the SK = 3 kernels, two groups per lane, kernels/mma_decode.cuh): with rounds, beyond 32768
  * columns (the CSR walks: OS = 1 at batch 1, OS = 4 at batch 3-4, OS = 2), with s = 5 and 7
  * (entries straddling words) and without outliers (OS = 0); the last three have beta1 < 16 (the
- * SK = 4 kernels: stat2 per row from the stored array, no rounds). */
+ * SK = 4 kernels: stat2 per row, from the tile records at beta1 = 8 and from the stored array at
+ * beta1 = 4; no rounds). */
 static void outlier_rounds(void) {
     static const struct {
         uint64_t rows, cols;
