@@ -81,7 +81,7 @@ int spqr_gpu_uses_tensor_cores(const spqr_gpu_tensor *t);
  * (r, r + 8) of a 16-row strip by tensor-core multiplies (one at batch 1, eight at batch 2-8, 16
  * at batch 9-16). The fused path uses them at batch 1, at batch 2-8 while batch·cols <= 131072 and
  * at batch 9-16 while cols <= 8192. Built for
- * tensor-core tensors with s-bit statistics, β1 >= 16 and at most 32768 columns, while they take
+ * tensor-core tensors with s-bit statistics and at most 32768 columns, while they take
  * at most 16 bytes per outlier (at least a quarter of the slots used) and each outlier's
  * correction fits fp16; otherwise the kernels walk the CSR outliers. 512 bytes of device memory
  * each, on top of the CSR outliers (which the batches without rounds, dequantize and cuSPARSE

@@ -54,7 +54,7 @@ namespace {
 #ifndef SPQR_MMA_OUTL_ROWS_MID_NNZ
 #define SPQR_MMA_OUTL_ROWS_MID_NNZ (1u << 21)
 #endif
-// Batch 1 with fused outliers (s-bit statistics, β1 >= 16): the OS = 1 kernels, whose lanes walk
+// Batch 1 with fused outliers (s-bit statistics): the OS = 1 kernels, whose lanes walk
 // one row's outliers each (bench/NOTES.md v6r; H100, w3 1 %, µs OS = 2 / OS = 1: 8192² 26.7 /
 // 23.1, 8192x28672 78.1 / 70.9, 28672x8192 71.8 / 69.9). 0: the OS = 2 kernels (measurement).
 #ifndef SPQR_MMA_OS1
@@ -205,13 +205,14 @@ static cudaError_t launch_mma_t(spqr_gpu_tensor *t, const Act *x, Act *y, float 
                             true, kern, pk, (const Act *)xh, (const Act *)xt, stride, y, y32, nb,
                             kwl, ksplit, t->acc32, t->counters, kMagic2, o32);
 }
-// The kernel variants of one statistics kind SK; sk0: the kinds whose tensors may have outlier
-// rounds and run the OS = 0, 1 kernels (s-bit statistics with β1 >= 16: SK 0, and SK 3 for β2 = 8).
+// The kernel variants of one statistics kind SK; sbit: the kinds whose tensors may have outlier
+// rounds and run the OS = 0, 1 kernels (s-bit statistics: SK 0, 1, 3, 4; β1 < 16 since v7c).
+// fp16 statistics (SK 2) take the CSR walks, to bound the kernel count.
 template <int WB, int SK, typename Act>
 static cudaError_t launch_mma_sk(spqr_gpu_tensor *t, const Act *x, Act *y, float *y32, int nb,
                                  cudaStream_t s) {
-    constexpr bool sk0 = sk_rec_s2<SK>();
-    if constexpr (sk0) {
+    constexpr bool sbit = SK != 2;
+    if constexpr (sbit) {
         // fused outliers in rounds (only these tensors have them): the OS = 8 kernels for batch
         // 1, OS = 9 for batch 2-16 (NH = 2 from batch 9)
         if constexpr (SPQR_MMA_ROUNDS != 0)
@@ -220,8 +221,7 @@ static cudaError_t launch_mma_sk(spqr_gpu_tensor *t, const Act *x, Act *y, float
                        : nb <= 8 ? launch_mma_t<WB, 1, SK, Act, 9>(t, x, y, y32, nb, s)
                                  : launch_mma_t<WB, 2, SK, Act, 9>(t, x, y, y32, nb, s);
         // no fused outliers (none in the tensor, or the cuSPARSE path or their own pass adds
-        // them): kernels without the outlier state (OS = 0; these kinds only, to bound the kernel
-        // count)
+        // them): kernels without the outlier state (OS = 0)
         if (SPQR_MMA_NOOUTL && nb <= 8 &&
             (t->nnz == 0 || !t->p.fuse_outliers || mma_outlier_pass(t, nb)))
             return launch_mma_t<WB, 1, SK, Act, 0>(t, x, y, y32, nb, s);

@@ -29,8 +29,13 @@ namespace {
 #ifndef SPQR_MMA_MINBLOCKS_SK4
 #define SPQR_MMA_MINBLOCKS_SK4 2
 #endif
+// and for its lean kernels (OS = 0, 1, 8, 9: 87-96 registers at two blocks)
+#ifndef SPQR_MMA_MINBLOCKS_SK4_LEAN
+#define SPQR_MMA_MINBLOCKS_SK4_LEAN 2
+#endif
 template <int NH, int OS, int SK> constexpr int mma_min_blocks() {
     return NH == 2                           ? 2
+           : SK == 4 && (OS <= 1 || OS >= 8) ? SPQR_MMA_MINBLOCKS_SK4_LEAN
            : SK == 4                         ? SPQR_MMA_MINBLOCKS_SK4
            : OS == 4                         ? SPQR_MMA_MINBLOCKS_OS4
            : (OS == 1 || OS >= 8) && SK == 3 ? SPQR_MMA_MINBLOCKS_SK3

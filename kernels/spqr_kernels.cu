@@ -194,7 +194,7 @@ static cudaError_t make_tiled(spqr_gpu_tensor *t) {
 
 // Outlier rounds for batch 1-8 (mma_kernel.cuh, OS = 8; bench/NOTES.md v6w) from the CSR outliers
 // and their fp32 corrections, for a tiled tensor whose kernels have an OS = 8 variant (s-bit
-// statistics, β1 >= 16) and whose columns fit a slot's 15 bits. Strip S takes R_S = max over its
+// statistics) and whose columns fit a slot's 15 bits. Strip S takes R_S = max over its
 // row pairs (g, g + 8) of ⌈outliers / 16⌉ rounds of 512 bytes (128 slots). Kept while they
 // average at most kRoundBytes bytes per outlier (at least a quarter of the slots used; the CSR walk
 // reads 6 and its row pointers; the shared model's tensors use 34-68 %) and every correction is a
@@ -203,8 +203,7 @@ static cudaError_t make_tiled(spqr_gpu_tensor *t) {
 static constexpr uint64_t kRoundBytes = 16;
 static cudaError_t make_rounds(spqr_gpu_tensor *t) {
     Params &p = t->p;
-    if (!SPQR_MMA_ROUNDS || !t->tcodes || !t->nnz || p.cols > 32768 || p.sbits == 16 ||
-        p.log2beta1 < 4)
+    if (!SPQR_MMA_ROUNDS || !t->tcodes || !t->nnz || p.cols > 32768 || p.sbits == 16)
         return cudaSuccess;
     uint32_t *rowptr = (uint32_t *)malloc((p.rows + 1ull + p.strips + 1ull) * 4);
     if (!rowptr) return cudaErrorMemoryAllocation;

@@ -225,7 +225,7 @@ static void fp16_fallback(void) {
 
 /* Outlier rounds (kernels/spqr_kernels.cu make_rounds, mma_outliers.cuh OS = 8, 9): strip S
  * takes max over its row pairs (g, g + 8) of ceil(outliers / 16) rounds, and a tensor has them
- * exactly when it is tiled with s-bit statistics, beta1 >= 16, cols <= 32768, and they average at
+ * exactly when it is tiled with s-bit statistics, cols <= 32768, and they average at
  * most 16 bytes per outlier (at least a quarter of the slots used). The count is checked against
  * the tensor's own row pointers, and each tensor against the reference as every other (batch 1,
  * batch 2-8 while batch x cols <= 131072 and batch 9-16 while cols <= 8192 take the rounds where
@@ -235,9 +235,10 @@ static void fp16_fallback(void) {
  * kernel at every batch, kernels/launch_stored.cuh); the rest are β2 = 8 tensors that are tiled
  * (the SK = 3 kernels, two groups per lane, kernels/mma_decode.cuh): with rounds, beyond 32768
  * columns (the CSR walks: OS = 1 at batch 1, OS = 4 at batch 3-4, OS = 2), with s = 5 and 7
- * (entries straddling words) and without outliers (OS = 0); the last three have beta1 < 16 (the
- * SK = 4 kernels: stat2 per row, from the tile records at beta1 = 8 and from the stored array at
- * beta1 = 4; no rounds). */
+ * (entries straddling words) and without outliers (OS = 0); the last three β2 = 8 cases have beta1
+ * < 16 (the SK = 4 kernels: stat2 per row, from the tile records at beta1 = 8 and from the stored
+ * array at beta1 = 4); with the seventh case and the last (beta1 = 2) they check the rounds of
+ * beta1 < 16 tensors (since v7c). */
 static void outlier_rounds(void) {
     static const struct {
         uint64_t rows, cols;
@@ -252,7 +253,7 @@ static void outlier_rounds(void) {
         {2048, 4096, 3, 3, 16, 16, 40.0 / (2048.0 * 4096.0), 0, " (slots 1/128 used)"},
         {64, 40000, 3, 3, 16, 16, 0.01, 0, " (cols > 32768)"},
         {256, 4096, 3, 16, 16, 16, 0.01, 0, " (fp16 statistics)"},
-        {256, 4096, 3, 3, 8, 16, 0.01, 0, " (beta1 < 16)"},
+        {256, 4096, 3, 3, 8, 16, 0.01, 1, " (beta1 8)"},
         {256, 4097, 3, 16, 16, 8, 0.01, 0, " (fp16 statistics, beta2 8: stored layout)"},
         {512, 4096, 3, 3, 16, 8, 0.01, 1, " (beta2 8, 1 %)"},
         {257, 4097, 4, 4, 16, 8, 0.10, 1, " (beta2 8, 10 %, ragged)"},
@@ -260,9 +261,10 @@ static void outlier_rounds(void) {
         {64, 40000, 3, 5, 16, 8, 0.01, 0, " (beta2 8, cols > 32768)"},
         {300, 1000, 3, 7, 16, 8, 0.0, 0, " (beta2 8, s 7, no outliers)"},
         {4096, 5400, 3, 3, 16, 8, 0.02, 1, " (beta2 8, many outliers)"},
-        {512, 4096, 3, 3, 8, 8, 0.01, 0, " (beta1 8, beta2 8)"},
-        {257, 4097, 4, 2, 4, 8, 0.10, 0, " (beta1 4, beta2 8, 10 %, ragged)"},
-        {1000, 333, 2, 7, 8, 8, 0.01, 0, " (beta1 8, beta2 8, s 7, partial tiles)"},
+        {512, 4096, 3, 3, 8, 8, 0.01, 1, " (beta1 8, beta2 8)"},
+        {257, 4097, 4, 2, 4, 8, 0.10, 1, " (beta1 4, beta2 8, 10 %, ragged)"},
+        {1000, 333, 2, 7, 8, 8, 0.01, 1, " (beta1 8, beta2 8, s 7, partial tiles)"},
+        {300, 2000, 3, 3, 2, 32, 0.01, 1, " (beta1 2)"},
     };
     char path[256];
     snprintf(path, sizeof path, "/tmp/spqr_gpu_rounds_%d.spqr", (int)getpid());
