@@ -157,7 +157,8 @@ static cudaError_t make_tiled(spqr_gpu_tensor *t) {
     if (e != cudaSuccess) return e;
     if (hbad) return cudaSuccess; // stays in the stored layout
     // tile record (mma_kernel.cuh): w·32 code words, the statistics blocks of the tile's groups,
-    // for s-bit statistics with β1 >= 16 their stat2 pairs (8-byte aligned), padded to 32 bytes
+    // for s-bit statistics with β1 >= 8 their stat2 pairs (8-byte aligned; β1 = 8: two blocks'),
+    // padded to 32 bytes
     p.tgpt = p.log2beta2 >= 6 ? 1 : 64u >> p.log2beta2;
     uint32_t rw = p.wbits * 32 + p.tgpt * p.tstat_words;
     p.rec_s2 = 0;

@@ -1,6 +1,7 @@
 // stored_kernels.cuh — v3 and the generic kernel: the fp32 matmul kernels that read the tensor in
-// its stored layout (tensors the tensor-core kernel does not take: β2 < 16, or statistics that
-// do not suit an fp16 decode).
+// its stored layout (tensors the tensor-core kernel does not take: β2 < 8; β2 = 8 with fp16
+// statistics or w > 4, mma_layout.cuh mma_tiled_shape; or statistics that do not suit an fp16
+// decode).
 //
 // Layout read as stored (spec §5-§6): row r of the codes is ceil(cols/32)·w 32-bit words; each
 // run of 32 columns ("chunk") is exactly w words. A warp owns a row; lane l decodes chunks
