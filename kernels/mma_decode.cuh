@@ -141,7 +141,7 @@ template <int SK> constexpr int sk_groups() { // groups of a lane's chunk per ro
 template <int SK> constexpr bool sk_rec_s2() { // stat2 read from the tile record
     return SK == 0 || SK == 3;
 }
-template <int SK> constexpr bool sk_row_s2() { // stat2 per row, from the stored array
+template <int SK> constexpr bool sk_row_s2() { // stat2 per row (β1 < 16)
     return SK == 1 || SK == 4;
 }
 // One macro tile's loads for one lane: code words, statistics words (s-bit: the two words
@@ -193,8 +193,7 @@ template <int NH> __device__ __forceinline__ uint2 ld_rec2(const uint32_t *p) { 
 // statistics words a lane loads per tile: its two rows' entries (PAIRSTATS: one 4s-bit field, at
 // most two words; else two words per row; fp16: one word per row)
 template <int SK> constexpr int stat_entry_words() {
-    static_assert(SK != 3 || SPQR_MMA_PAIRSTATS, "beta2 = 8 (SK 3) needs SPQR_MMA_PAIRSTATS");
-    static_assert(SK != 4 || SPQR_MMA_PAIRSTATS, "beta2 = 8 (SK 4) needs SPQR_MMA_PAIRSTATS");
+    static_assert(sk_groups<SK>() == 1 || SPQR_MMA_PAIRSTATS, "beta2 = 8 needs PAIRSTATS");
     return sk_groups<SK>() == 2 ? 4 : SK == 2 || SPQR_MMA_PAIRSTATS ? 2 : 4;
 }
 // The kernels without fused outliers (OS = 0) and the batch-1 kernels with one row of outliers per
@@ -242,10 +241,10 @@ template <int WB, int NH, int SK, int OS> struct MmaRaw : MmaRawX<NH, !mma_late_
 struct LaneCtx {
     const uint32_t *codes; // code word 0 of this lane in the current tile record
     const uint8_t *x[2];   // x of vector 8n + g (clamped to nb − 1) at this lane's chunk
-    const uint2 *s2[2];    // SK 1: stat2 of row g's / row g+8's block (group 0)
+    const uint2 *s2[2];    // SK 1, 4, β1 < 8: stat2 of row g's / row g+8's block (group 0)
     uint32_t col;          // first stored column of this lane's chunk (64·m + 16·t)
     int eoff[2];           // from codes: the word holding row g / g+8's statistics entry
-    int s2off;             // SK 0, 3: from codes, the stat2 pair of this lane's (first) group
+    int s2off;             // from codes, the stat2 pair of this lane's (first) group (rec_s2)
     uint32_t esh[2];       // bit of row g / g+8's entry in that word (PAIRSTATS: [0] for both)
     uint32_t step;         // tiles between this warp's consecutive tiles (SPQR_MMA_INTERLEAVE)
     uint32_t rec_step;     // words between them (step · rec_words)
@@ -312,6 +311,7 @@ __device__ __forceinline__ void mma_load(const Params &p, LaneCtx &L, MmaRaw<WB,
         } else if constexpr (SK == 0) {
             o.s2[0] = __ldg(reinterpret_cast<const uint2 *>(kLanePtr ? L.s2w : L.codes + L.s2off));
         } else if (p.rec_s2) { // SK 1, 4 with β1 = 8: row g's block, then row g + 8's
+            // (rec_s2_word: the second block's pairs 2·tgpt words on)
             const uint32_t *s2w = kLanePtr ? L.s2w : L.codes + L.s2off;
             if constexpr (SK == 4) {
                 const uint4 a = __ldg(reinterpret_cast<const uint4 *>(s2w));
@@ -431,7 +431,7 @@ __device__ __forceinline__ void direct_stats_folded(const Params &p, const LaneC
 }
 
 // The per-row decode of a lane's two rows' statistics (of one group: e = its entry words, e[0] and
-// e[1], or with !PAIRSTATS e[0..3]; SK 1: s2 = each row's stat2) into (sc, zq, bi) for mma_tile:
+// e[1], or with !PAIRSTATS e[0..3]; SK 1, 4: s2 = each row's stat2) into (sc, zq, bi) for mma_tile:
 // scale, then the offset decode's 1024 + zi and −scale·zf, or the direct decode's b and c (w = 2,
 // 3).
 template <int WB, int SK>
@@ -505,8 +505,8 @@ __device__ __forceinline__ void mma_compute(const Params &p, LaneCtx &L, uint2 m
     for (int i = 0; i < WB; i++) h ^= o.c[i];
 #pragma unroll
     for (int i = 0; i < stat_entry_words<SK>(); i++) h ^= o.e[i];
-    if constexpr (SK != 2) h ^= o.s2[0].x ^ o.s2[0].y;
-    if constexpr (SK == 3 || SK == 4) h ^= o.s2[1].x ^ o.s2[1].y;
+    if constexpr (SK != 2)
+        for (const uint2 &v : o.s2) h ^= v.x ^ v.y;
 #pragma unroll
     for (int n = 0; n < NH; n++) h ^= x[n][0].x ^ x[n][1].w;
     acc[0][0] += __uint_as_float(h & 0x007fffffu); // a denormal: keeps every load live
@@ -517,7 +517,7 @@ __device__ __forceinline__ void mma_compute(const Params &p, LaneCtx &L, uint2 m
     __half2 sc[G][2], zq[G][2], bi[G][2];
 #pragma unroll
     for (int gr = 0; gr < G; gr++) {
-        // (ss, zs), (sz, zz) of the rows' second-order block (SK = 1: set per row)
+        // (ss, zs), (sz, zz) of the rows' second-order block (SK = 1, 4: set per row)
         float2 s01 = make_float2(0.f, 0.f), s23 = s01;
         if constexpr (sk_rec_s2<SK>())
             s01 = __half22float2(bits_h2(o.s2[gr].x)), s23 = __half22float2(bits_h2(o.s2[gr].y));

@@ -29,7 +29,8 @@ namespace {
 #ifndef SPQR_MMA_MINBLOCKS_SK4
 #define SPQR_MMA_MINBLOCKS_SK4 2
 #endif
-// and for its lean kernels (OS = 0, 1, 8, 9: 87-96 registers at two blocks)
+// and for its lean kernels (OS = 0, 1, 8, 9: 87-96 registers at two blocks; three measured
+// mixed, batch 1 28672x8192 76.8 → 70.0 µs but 8192x28672 74.7 → 84.7, bench/NOTES.md v7c)
 #ifndef SPQR_MMA_MINBLOCKS_SK4_LEAN
 #define SPQR_MMA_MINBLOCKS_SK4_LEAN 2
 #endif

@@ -103,14 +103,27 @@ inline bool mma_rounds(const spqr_gpu_tensor *t, int nb) {
 // (two groups a chunk: the SK = 3 and 4 kernels, mma_decode.cuh) for w = 2-4 with s-bit
 // statistics, which SPQR_MMA_BETA2_8 = 0 leaves in the stored layout (a measurement build; bench/
 // NOTES.md v7c). β2 = 8 otherwise (fp16 statistics, w > 4), and β2 < 8, keep the stored layout.
-#ifndef SPQR_MMA_S2_REC8 // 1: β1 = 8 tensors hold their stat2 in the tile records too (v7c)
-#define SPQR_MMA_S2_REC8 1
-#endif
 #ifndef SPQR_MMA_BETA2_8
 #define SPQR_MMA_BETA2_8 1
 #endif
 inline bool mma_tiled_shape(const Params &p) {
     return p.beta2 >= 16 || (SPQR_MMA_BETA2_8 && p.beta2 == 8 && p.wbits <= 4 && p.sbits != 16);
+}
+
+// The second-order blocks whose stat2 pairs a tile record holds (make_tiled sets rec_s2 where
+// it holds any): one for β1 >= 16, the strip's two for β1 = 8 (SPQR_MMA_S2_REC8 = 0: none below
+// β1 = 16, a measurement build), each a run of tgpt pairs; and the word of row r's (r = 0..15 in
+// the strip) pair of the tile's group gi.
+#ifndef SPQR_MMA_S2_REC8
+#define SPQR_MMA_S2_REC8 1
+#endif
+__host__ __device__ inline uint32_t rec_s2_blocks(const Params &p) {
+    return p.sbits == 16 || p.log2beta1 < (SPQR_MMA_S2_REC8 ? 3u : 4u) ? 0
+           : p.log2beta1 == 3                                          ? 2
+                                                                       : 1;
+}
+__host__ __device__ inline uint32_t rec_s2_word(const Params &p, uint32_t r, uint32_t gi) {
+    return p.rec_s2 + (p.log2beta1 == 3 ? 2 * p.tgpt * (r >> 3) : 0) + 2 * gi;
 }
 
 constexpr int kMmaWarps = 8;

@@ -92,11 +92,11 @@ __global__ void tile_stats_kernel(Params p, uint32_t *tcodes) {
         if (G >= p.groups) continue; // past the last column: stays zero
         uint32_t *rec = tcodes + sm * p.rec_words;
         // the strip's second-order block (β1 = 8: its two blocks, rows 0-7 then 8-15)
-        for (uint32_t b = 0; p.rec_s2 && b < (p.log2beta1 == 3 ? 2u : 1u); b++) {
+        for (uint32_t b = 0; b < rec_s2_blocks(p); b++) {
             const uint32_t row = min(16 * S + 8 * b, p.rows - 1);
             const uint32_t *s2 = reinterpret_cast<const uint32_t *>(
                 p.stat2 + 4 * ((uint64_t)(row >> p.log2beta1) * p.groups + G));
-            uint32_t *d = rec + p.rec_s2 + 2 * p.tgpt * b + 2 * gi;
+            uint32_t *d = rec + rec_s2_word(p, 8 * b, gi);
             d[0] = s2[0], d[1] = s2[1];
         }
         uint32_t *blk = rec + p.wbits * 32 + gi * p.tstat_words;
@@ -157,7 +157,7 @@ __device__ __forceinline__ void tiled_stats_of(const Params &p, uint32_t S, uint
     const uint32_t e = __funnelshift_r(blk[bit >> 5], blk[(bit >> 5) + 1], bit & 31);
     const uint32_t row = min(16 * S + r, p.rows - 1);
     // stat2 from the record where it holds it (the stored array is then released, make_tiled)
-    const uint32_t *rs2 = rec + p.rec_s2 + 2 * gi + (p.log2beta1 == 3 && r >= 8 ? 2 * p.tgpt : 0);
+    const uint32_t *rs2 = rec + rec_s2_word(p, r, gi);
     const uint2 s2 = p.rec_s2 ? make_uint2(rs2[0], rs2[1])
                               : *reinterpret_cast<const uint2 *>(
                                     p.stat2 + 4 * ((uint64_t)(row >> p.log2beta1) * p.groups + G));

@@ -162,10 +162,9 @@ static cudaError_t make_tiled(spqr_gpu_tensor *t) {
     p.tgpt = p.log2beta2 >= 6 ? 1 : 64u >> p.log2beta2;
     uint32_t rw = p.wbits * 32 + p.tgpt * p.tstat_words;
     p.rec_s2 = 0;
-    // SPQR_MMA_S2_REC8 0: β1 = 8 reads stat2 from the stored array (a measurement build)
-    if (p.sbits != 16 && p.log2beta1 >= (SPQR_MMA_S2_REC8 ? 3u : 4u)) { // β1 = 8: two blocks
+    if (rec_s2_blocks(p)) {
         rw = p.tgpt >= 8 ? (rw + 3) & ~3u : (rw + 1) & ~1u; // β2 = 8: 16-byte pairs of pairs
-        p.rec_s2 = rw, rw += 2 * p.tgpt * (p.log2beta1 == 3 ? 2 : 1);
+        p.rec_s2 = rw, rw += 2 * p.tgpt * rec_s2_blocks(p);
     }
     p.rec_words = (rw + 7) & ~7u;
     t->tcodes_size = (uint64_t)p.strips * p.mtiles * p.rec_words * 4;
