@@ -3,7 +3,7 @@
 // that build the layout (mma_upload.cuh). See bench/NOTES.md "v6".
 //
 // Tiled layout (built on the device at upload from the stored sections: the same bytes up to
-// padding to whole tiles and 32-byte records, with each strip's stat2 pairs copied into its
+// padding to whole tiles and 16-byte records, with each strip's stat2 pairs copied into its
 // records; the stored codes and first-order statistics are then released, and stat2 too where
 // the records hold it):
 //   strip S = rows 16S..16S+15, macro tile M = stored columns 64M..64M+63. In a warp's 16 x 64
@@ -24,7 +24,8 @@
 //   five pairs per word at bits 1, 4, 7, 10, 13 of each half, pair 15 in the three bits 0), so
 //   that no pair straddles and each reads as the fp16 subnormal q·2^-17. Exactly w words per lane.
 //   Tile record: everything a warp reads for macro tile (S, M) is one contiguous run of R words
-//   (rec_words, a multiple of 8) at (S·mtiles + M)·R, a strip's records contiguous:
+//   (rec_words, a multiple of 4: SPQR_MMA_REC_ALIGN) at (S·mtiles + M)·R, a strip's records
+//   contiguous:
 //   - words [0, 32·w): code word i of lane l at 32·i + l, so each of the lane's w loads is one
 //     coalesced 128-byte warp access;
 //   - then the first-order statistics of the tile's tgpt = max(1, 64/β2) groups (the groups of
@@ -61,6 +62,15 @@ namespace spqr_cu {
 #ifndef SPQR_MMA_W2S
 #define SPQR_MMA_W2S 1
 #endif
+// Tile records are padded to a multiple of SPQR_MMA_REC_ALIGN words: 4 (16 bytes, the least the
+// 16-byte statistics loads allow) or 8 (32 bytes, every record on a sector; a measurement build).
+// Same call, H100, batch 1, 8 / 4: w4 28672x8192 55.3 / 53.8 µs, 8192x28672 53.6 / 52.7; w3 1 %
+// within ±0.3 µs (4096² 9.1 / 8.7, 8192² 18.4 / 18.3, 28672x8192 49.8 / 50.1); records 3.3 % (w3)
+// and 2.6 % (w4) smaller (bench/NOTES.md v7d).
+#ifndef SPQR_MMA_REC_ALIGN
+#define SPQR_MMA_REC_ALIGN 4
+#endif
+static_assert(SPQR_MMA_REC_ALIGN == 4 || SPQR_MMA_REC_ALIGN == 8, "records: 16 or 32 bytes");
 // Widths decoded without an offset: a w-bit field at mantissa bits 10 − w .. 9 of an fp16 whose
 // exponent bits are 0 is the subnormal q·2^-(14 + w), so weights are (q·2^-(14 + w))·fp16(scale·
 // 2^(14 + w)) + fp16(−scale·zero), one HFMA2 per pair (mma_kernel.cuh, code_pair); upload keeps

@@ -158,7 +158,7 @@ static cudaError_t make_tiled(spqr_gpu_tensor *t) {
     if (hbad) return cudaSuccess; // stays in the stored layout
     // tile record (mma_kernel.cuh): w·32 code words, the statistics blocks of the tile's groups,
     // for s-bit statistics with β1 >= 8 their stat2 pairs (8-byte aligned; β1 = 8: two blocks'),
-    // padded to 32 bytes
+    // padded to SPQR_MMA_REC_ALIGN words (mma_layout.cuh)
     p.tgpt = p.log2beta2 >= 6 ? 1 : 64u >> p.log2beta2;
     uint32_t rw = p.wbits * 32 + p.tgpt * p.tstat_words;
     p.rec_s2 = 0;
@@ -166,7 +166,7 @@ static cudaError_t make_tiled(spqr_gpu_tensor *t) {
         rw = p.tgpt >= 8 ? (rw + 3) & ~3u : (rw + 1) & ~1u; // β2 = 8: 16-byte pairs of pairs
         p.rec_s2 = rw, rw += 2 * p.tgpt * rec_s2_blocks(p);
     }
-    p.rec_words = (rw + 7) & ~7u;
+    p.rec_words = (rw + SPQR_MMA_REC_ALIGN - 1) & ~(SPQR_MMA_REC_ALIGN - 1u);
     t->tcodes_size = (uint64_t)p.strips * p.mtiles * p.rec_words * 4;
     e = dev_alloc(t, &t->tcodes, t->tcodes_size + 16);
     if (e == cudaSuccess) e = cudaMemset(t->tcodes, 0, t->tcodes_size + 16);
