@@ -155,7 +155,7 @@ struct spqr_gpu_tensor {
     cusparseHandle_t sp;    // cuSPARSE path: the handle (device pointer mode), its scalars and
     float *sp_one;          // workspace, made once so that a call does nothing a CUDA graph could
     void *sp_ws;            // not replay (no host scalars read later, no per-call allocation)
-    uint8_t mma_blocks[24]; // tensor-core kernel variants' resident blocks per SM (0: not asked)
+    uint8_t mma_blocks[28]; // tensor-core kernel variants' resident blocks per SM (0: not asked)
     size_t sp_ws_size;      // bytes of sp_ws
     uint64_t xbuf_bytes;    // bytes of xbuf this tensor needs
     uint64_t dev_bytes;     // device bytes held now (dev_alloc / dev_release, spqr_kernels.cu)

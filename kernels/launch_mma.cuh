@@ -102,13 +102,14 @@ static bool mma_outlier_pass(const spqr_gpu_tensor *t, int nb) {
 }
 // Index of a kernel variant in spqr_gpu_tensor::mma_blocks (the tensor fixes WB and SK).
 template <int NH, typename Act, int OS> constexpr int mma_variant() {
-    return (std::is_same<Act, __half>::value ? 0 : 12) + (NH - 1) * 6 +
+    return (std::is_same<Act, __half>::value ? 0 : 14) + (NH - 1) * 7 +
            (OS == 0   ? 0
             : OS == 1 ? 1
             : OS == 2 ? 2
             : OS == 4 ? 3
             : OS == 8 ? 4
-                      : 5);
+            : OS == 9 ? 5
+                      : 6);
 }
 // Blocks of a kernel variant resident per SM, from the occupancy calculator (registers and
 // shared memory as compiled), asked once per tensor and variant; mma_min_blocks if it fails.
@@ -150,7 +151,7 @@ static cudaError_t launch_mma_t(spqr_gpu_tensor *t, const Act *x, Act *y, float 
                   ? xh + (uint64_t)SPQR_MAX_BATCH * stride
                   : nullptr;
     // the batch 9-16 rounds read xt paired (outlier_round_n2)
-    const int xt_paired = SPQR_MMA_XT_PAIRED && OS == 9 && NH == 2 && mma_rounds(t, nb);
+    const int xt_paired = SPQR_MMA_XT_PAIRED && OS >= 9 && NH == 2 && mma_rounds(t, nb);
     const cudaError_t pe =
         launch_dependent(dim3((uint32_t)pb), dim3(256), 0, s, SPQR_PDL_PREP, prep_xh_kernel<Act>, p,
                          x, nb, xh, stride, xt, xt_paired);
@@ -214,12 +215,17 @@ static cudaError_t launch_mma_sk(spqr_gpu_tensor *t, const Act *x, Act *y, float
     constexpr bool sbit = SK != 2;
     if constexpr (sbit) {
         // fused outliers in rounds (only these tensors have them): the OS = 8 kernels for batch
-        // 1, OS = 9 for batch 2-16 (NH = 2 from batch 9)
+        // 1, OS = 9 for batch 2-16 (NH = 2 from batch 9), OS = 10 for batch 9-16 past 8192
+        // columns (SK = 0 only)
         if constexpr (SPQR_MMA_ROUNDS != 0)
-            if (t->p.fuse_outliers && mma_rounds(t, nb))
+            if (t->p.fuse_outliers && mma_rounds(t, nb)) {
+                if constexpr (SK == 0)
+                    if (mma_rounds16_loop(t, nb))
+                        return launch_mma_t<WB, 2, SK, Act, 10>(t, x, y, y32, nb, s);
                 return nb == 1   ? launch_mma_t<WB, 1, SK, Act, 8>(t, x, y, y32, nb, s)
                        : nb <= 8 ? launch_mma_t<WB, 1, SK, Act, 9>(t, x, y, y32, nb, s)
                                  : launch_mma_t<WB, 2, SK, Act, 9>(t, x, y, y32, nb, s);
+            }
         // no fused outliers (none in the tensor, or the cuSPARSE path or their own pass adds
         // them): kernels without the outlier state (OS = 0)
         if (SPQR_MMA_NOOUTL && nb <= 8 &&

@@ -67,7 +67,7 @@ __global__ void __launch_bounds__(kMmaThreads, mma_min_blocks<NH, OS, SK>())
     for (int n = 0; n < NH; n++) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.f;
 
     OutlierState<OS> os;
-    constexpr bool kRoundsInLoop = OS < 8 || SPQR_MMA_ROUND_AT != 2;
+    constexpr bool kRoundsInLoop = OS < 8 || OS == 10 || SPQR_MMA_ROUND_AT != 2;
     constexpr int orows = OutlierState<OS>::kRows;
     const bool spread = outl_spread<OS>(nb);
     // spread: the lanes of a row split its entries (4 lanes; OS = 1: the 2 lanes t, t ^ 1)
@@ -78,7 +78,7 @@ __global__ void __launch_bounds__(kMmaThreads, mma_min_blocks<NH, OS, SK>())
         os.k = os.end = 0;
         if (p.fuse_outliers && S < p.strips) {
             os.k = __ldg(p.rptr + S) + kwi + kw * q, os.end = __ldg(p.rptr + S + 1);
-            if (SPQR_MMA_ROUND_AT == 0 && os.k < os.end)
+            if ((SPQR_MMA_ROUND_AT == 0 || OS == 10) && os.k < os.end)
                 os.d = __ldg(p.rounds + (uint64_t)os.k * 32 + lane);
         }
     } else {
@@ -111,6 +111,11 @@ __global__ void __launch_bounds__(kMmaThreads, mma_min_blocks<NH, OS, SK>())
         const uint32_t m0 = min(b0 + kwi * per_warp, b1), ntiles = min(m0 + per_warp, b1) - m0;
         const uint32_t step = 1;
 #endif
+        if constexpr (OS == 10) { // the warp's nr rounds spaced evenly over its ntiles tiles
+            const uint32_t nr = os.k < os.end ? (os.end - os.k + ostep - 1) / ostep : 0;
+            const uint32_t every = nr && ntiles > nr ? ntiles / nr - 1 : 0;
+            os.sched = min(every, 0xffffu) << 16;
+        }
         LaneCtx L;
         L.step = step;
         L.codes = p.tcodes + ((uint64_t)S * p.mtiles + m0) * p.rec_words + lane;
@@ -165,8 +170,8 @@ __global__ void __launch_bounds__(kMmaThreads, mma_min_blocks<NH, OS, SK>())
             ++m;
         }
     }
-    pdl_wait(); // (no-op when already waited)
-    if constexpr (OS >= 8 && SPQR_MMA_ROUND_AT == 2)
+    pdl_wait();                                      // (no-op when already waited)
+    if constexpr (OS >= 8 && SPQR_MMA_ROUND_AT == 2) // (OS = 10: the rounds left, if any)
         outlier_rounds_all<NH, OS, Act>(p, xh, xt, xstride, nb, ostep, os, acc);
     // rows with more entries than the warp had tiles
     while (os.entries_left()) outlier_step<NH, OS, Act>(p, xh, xt, xstride, nb, t, ostep, os, acc);

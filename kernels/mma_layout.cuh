@@ -97,15 +97,28 @@ __host__ __device__ constexpr bool direct_width(int wb) {
 // → 92.3, 11008x4096 32.4 → 22.8, 8192² 36.6 → 30.3; xt paired (another call): 92.3 → 85.5;
 // with cols past 8192 (paired, same call) 4096x11008 24.7 → 24.7, 8192x28672 98.2 → 111.4
 // (bench/NOTES.md v7b).
+// Past 8192 columns, tensors whose statistics take the SK = 0 kernels (s-bit, β1 >= 16, β2 >= 16)
+// run their batch 9-16 rounds inside the tile loop instead (the OS = 10 kernels, mma_outliers.cuh;
+// SPQR_MMA_ROUNDS16_LOOP 0: the CSR rows after the tiles, or the pass, as before; a measurement
+// build).
 constexpr uint64_t kRoundsMaxBatchCols = 131072;
 #ifndef SPQR_MMA_ROUNDS16_MAX_COLS
 #define SPQR_MMA_ROUNDS16_MAX_COLS (kRoundsMaxBatchCols / 16)
 #endif
+#ifndef SPQR_MMA_ROUNDS16_LOOP
+#define SPQR_MMA_ROUNDS16_LOOP 1
+#endif
+inline bool mma_rounds16_loop(const spqr_gpu_tensor *t, int nb) {
+    const Params &p = t->p;
+    return SPQR_MMA_ROUNDS16_LOOP && nb > 8 && p.cols > SPQR_MMA_ROUNDS16_MAX_COLS &&
+           p.sbits != 16 && p.log2beta1 >= 4 && p.log2beta2 >= 4;
+}
 inline bool mma_rounds(const spqr_gpu_tensor *t, int nb) {
     return SPQR_MMA_ROUNDS && t->rounds &&
            (nb == 1 ||
             (SPQR_MMA_ROUNDS >= 2 && nb <= 8 && (uint64_t)nb * t->p.cols <= kRoundsMaxBatchCols) ||
-            (SPQR_MMA_ROUNDS >= 2 && nb > 8 && t->p.cols <= SPQR_MMA_ROUNDS16_MAX_COLS));
+            (SPQR_MMA_ROUNDS >= 2 && nb > 8 &&
+             (t->p.cols <= SPQR_MMA_ROUNDS16_MAX_COLS || mma_rounds16_loop(t, nb))));
 }
 
 // Whether a tensor of these dimensions is tiled (then kept tiled where its statistics suit the

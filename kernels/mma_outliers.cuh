@@ -1,6 +1,6 @@
 // mma_outliers.cuh — the tensor-core kernel's outliers (mma_kernel.cuh): the CSR walks pipelined
-// with the macro tiles (OS = 1, 2, 4), the outlier rounds (OS = 8, 9: one mma per round) and the
-// batch 9-16 pass of its own (outlier_rows_kernel).
+// with the macro tiles (OS = 1, 2, 4), the outlier rounds (OS = 8, 9, 10: one mma per round) and
+// the batch 9-16 pass of its own (outlier_rows_kernel).
 #pragma once
 #include "mma_decode.cuh"
 
@@ -65,11 +65,21 @@ template <> struct OutlierState<8> {
     static constexpr int kRows = 2; // (for the kernel's lane arithmetic; no rows walked)
     uint32_t k, end;                // the warp's next round, the strip's end (rptr)
     uint4 d;                        // round k's slots of this lane, loaded one step ahead
+    uint32_t sched; // OS = 10: (tile steps between rounds − 1) << 16 | steps to the next round
     __device__ bool entries_left() const { return k < end; }
 };
 // OS = 9: the same for batch 2-16 (outlier_round_n, _n2), its own kernels so that batch 1's stay
 // lean.
 template <> struct OutlierState<9> : OutlierState<8> {};
+// OS = 10 (batch 9-16, NH = 2, s-bit statistics with β1 >= 16 and β2 >= 16, SK = 0; bench/NOTES.md
+// v7e): the rounds of outlier_round_n2 taken inside the tile loop, one every ⌊tiles / rounds⌋ tile
+// steps, instead of after it. Where cols > 8192 xt (16 vectors) is past L1, and a round's 32
+// gathers per lane wait on L2; inside the loop the warp's record loads are in flight meanwhile.
+// Same call, H100, w3 1 %, µs CSR rows after the tiles / OS = 10: batch 16 8192x28672 99.0 /
+// 93.9, 4096x11008 24.7 / 23.8; batch 12 94.5 / 89.7, 23.8 / 22.8. Not for cols <= 8192: there
+// the rounds after the loop (OS = 9) are faster (28672x8192 84.7 / 98.3, 11008x4096 21.5 / 27.0),
+// in part because OS = 10 needs 96 registers (two blocks per SM) where OS = 9 fits 80 (three).
+template <> struct OutlierState<10> : OutlierState<8> {};
 
 // Whether the lanes of a row split its entries (nb <= OS; the OS = 1 kernels run batch 1 only).
 template <int OS> __device__ __forceinline__ bool outl_spread(int nb) {
@@ -200,7 +210,14 @@ __device__ __forceinline__ void outlier_step(const Params &p, const Act *__restr
                                              uint32_t t, uint32_t step, OutlierState<OS> &o,
                                              float (&acc)[NH][4]) {
     if constexpr (OS >= 8) {
-        if (o.k < o.end) { // (the same in every lane of the warp)
+        if (o.k < o.end) {            // (the same in every lane of the warp)
+            if constexpr (OS == 10) { // a round every (sched >> 16) + 1 steps
+                if (o.sched & 0xffffu) {
+                    o.sched--;
+                    return;
+                }
+                o.sched |= o.sched >> 16;
+            }
             if constexpr (OS == 8)
                 outlier_round<Act>(xh, o.d, acc[0]);
             else if constexpr (NH == 2)

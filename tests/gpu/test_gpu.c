@@ -327,19 +327,18 @@ static void outlier_rounds(void) {
  * its tiles where a warp has at most two rows of its strip, otherwise by the separate pass
  * (outlier_rows_kernel; batch 5-8). Batch 9-16 take rounds instead where the tensor has them and
  * cols <= 8192 (s-bit statistics: 1001x3000 w3, 4096x5400, 25600x512 at batch 9-16, with 16
- * vectors, kernels/mma_outliers.cuh outlier_round_n2); the sums row by row there with fp16
- * statistics (1001x3000 w4 s16) and with cols > 8192 (300x9000, after the tiles). Ragged rows
- * (1001: the pass's last block of 8 rows is partial). The 2^21 tensor (4096x5400 at 9.95 %) and the
- * 25600-row one are left out of the quick subset. */
+ * vectors, kernels/mma_outliers.cuh outlier_round_n2), or inside the tile loop past 8192 columns
+ * with β1 >= 16 (300x9000 β1 16: the OS = 10 kernels); the sums row by row there with fp16
+ * statistics (1001x3000 w4 s16) and past 8192 columns with β1 < 16 (300x9000 β1 8, after the
+ * tiles). Ragged rows (1001: the pass's last block of 8 rows is partial). The 2^21 tensor
+ * (4096x5400 at 9.95 %) and the 25600-row one are left out of the quick subset. */
 static void outlier_pass(void) {
     static const struct {
         uint64_t rows, cols, nnz;
-        uint32_t w, s;
-    } cases[] = {{1001, 3000, 300000, 3, 3},
-                 {1001, 3000, 300000, 4, 16},
-                 {4096, 5400, 2200000, 3, 3},
-                 {25600, 512, 300000, 3, 3},
-                 {300, 9000, 270000, 3, 3}};
+        uint32_t w, s, beta1;
+    } cases[] = {{1001, 3000, 300000, 3, 3, 16},  {1001, 3000, 300000, 4, 16, 16},
+                 {4096, 5400, 2200000, 3, 3, 16}, {25600, 512, 300000, 3, 3, 16},
+                 {300, 9000, 270000, 3, 3, 16},   {300, 9000, 270000, 3, 3, 8}};
     const int quick = getenv("SPQR_GPU_QUICK") != NULL;
     char path[256];
     snprintf(path, sizeof path, "/tmp/spqr_gpu_op_%d.spqr", (int)getpid());
@@ -351,7 +350,7 @@ static void outlier_pass(void) {
                                .dims = {cases[i].rows, cases[i].cols},
                                .wbits = w,
                                .stat_bits = cases[i].s,
-                               .beta1 = 16,
+                               .beta1 = cases[i].beta1,
                                .beta2 = 16,
                                .nnz = cases[i].nnz,
                                .flags = SPQR_FLAG_PERM};
