@@ -147,11 +147,14 @@ static cudaError_t launch_mma_t(spqr_gpu_tensor *t, const Act *x, Act *y, float 
     // transposed copy cost more there than it saved, bench/NOTES.md v6k)
     // the outlier pass below reads xt too (with SPQR_MMA_OUTL_ROWS_MIN_BATCH < 8)
     const bool outl_pass = mma_outlier_pass(t, nb);
-    Act *xt = (nb > 8 && p.fuse_outliers && t->nnz) || outl_pass
+    // batch 2-8 rounds (OS = 9, NH = 1) gather from xt where mma_layout.cuh mma_rounds_xt, paired
+    static_assert(SPQR_MMA_XT_PAIRED || !SPQR_MMA_ROUNDS_XT, "round_b_xt reads xt paired");
+    const bool xt_nh1 = OS == 9 && NH == 1 && mma_rounds_xt(t, nb);
+    Act *xt = (nb > 8 && p.fuse_outliers && t->nnz) || outl_pass || xt_nh1
                   ? xh + (uint64_t)SPQR_MAX_BATCH * stride
                   : nullptr;
     // the batch 9-16 rounds read xt paired (outlier_round_n2)
-    const int xt_paired = SPQR_MMA_XT_PAIRED && OS >= 9 && NH == 2 && mma_rounds(t, nb);
+    const int xt_paired = SPQR_MMA_XT_PAIRED && OS >= 9 && (NH == 2 || xt_nh1) && mma_rounds(t, nb);
     const cudaError_t pe =
         launch_dependent(dim3((uint32_t)pb), dim3(256), 0, s, SPQR_PDL_PREP, prep_xh_kernel<Act>, p,
                          x, nb, xh, stride, xt, xt_paired);

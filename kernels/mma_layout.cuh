@@ -113,10 +113,26 @@ inline bool mma_rounds16_loop(const spqr_gpu_tensor *t, int nb) {
     return SPQR_MMA_ROUNDS16_LOOP && nb > 8 && p.cols > SPQR_MMA_ROUNDS16_MAX_COLS &&
            p.sbits != 16 && p.log2beta1 >= 4 && p.log2beta2 >= 4;
 }
+// Batch 2-8 rounds gather their x from xt (the transposed copy that batch 9-16 makes;
+// outlier_round_n) instead of xh at batch 8, and wherever nb·cols is past kRoundsMaxBatchCols (so
+// at any cols). Same call, H100, w3 1 %, µs xh (or the CSR pass past the limit) → xt: batch 8
+// 28672x8192 77.8 → 70.6, 8192² 25.5 → 24.6, 4096x11008 22.6 → 19.9, 8192x28672 (the pass) 81.7
+// → 69.3; batch 5 and 6 8192x28672 (the pass) 78.8 → 66.0, 79.9 → 67.1; but with xh in reach xt is
+// slower below batch 8 (batch 5 8192² 22.4 → 25.0, 4096x11008 18.3 → 19.9; batch 4 8192² 21.7
+// → 24.7): writing xt costs more than it saves there (bench/NOTES.md v7e). SPQR_MMA_ROUNDS_XT 0:
+// never (a measurement build).
+#ifndef SPQR_MMA_ROUNDS_XT
+#define SPQR_MMA_ROUNDS_XT 1
+#endif
+inline bool mma_rounds_xt(const spqr_gpu_tensor *t, int nb) {
+    return SPQR_MMA_ROUNDS_XT && nb >= 2 && nb <= 8 &&
+           (nb == 8 || (uint64_t)nb * t->p.cols > kRoundsMaxBatchCols);
+}
 inline bool mma_rounds(const spqr_gpu_tensor *t, int nb) {
     return SPQR_MMA_ROUNDS && t->rounds &&
            (nb == 1 ||
-            (SPQR_MMA_ROUNDS >= 2 && nb <= 8 && (uint64_t)nb * t->p.cols <= kRoundsMaxBatchCols) ||
+            (SPQR_MMA_ROUNDS >= 2 && nb <= 8 &&
+             ((uint64_t)nb * t->p.cols <= kRoundsMaxBatchCols || mma_rounds_xt(t, nb))) ||
             (SPQR_MMA_ROUNDS >= 2 && nb > 8 &&
              (t->p.cols <= SPQR_MMA_ROUNDS16_MAX_COLS || mma_rounds16_loop(t, nb))));
 }

@@ -135,18 +135,29 @@ __device__ __forceinline__ void outlier_round(const Act *__restrict__ xh, const 
 #define SPQR_MMA_ROUND_UNROLL 4
 #endif
 constexpr int kRoundUnroll = SPQR_MMA_ROUND_UNROLL;
+// With xt (batch 8, and past L1 from batch 2: mma_layout.cuh mma_rounds_xt): vector g of column c
+// from the paired xt at 16c + 2g, so that the eight vectors of a slot's column are one 32-byte
+// sector, as at batch 9-16, instead of eight scattered 2-byte reads (bench/NOTES.md v7e).
+__device__ __forceinline__ uint2 round_b_xt(const uint16_t *xs, uint32_t z, uint32_t w) {
+    const uint32_t x0 = __ldg(xs + 16 * (z & 0x7fffu)), x1 = __ldg(xs + 16 * ((z >> 16) & 0x7fffu));
+    const uint32_t x2 = __ldg(xs + 16 * (w & 0x7fffu)), x3 = __ldg(xs + 16 * ((w >> 16) & 0x7fffu));
+    return make_uint2(__byte_perm(x0, x1, 0x5410), __byte_perm(x2, x3, 0x5410));
+}
 template <typename Act>
-__device__ __forceinline__ void outlier_round_n(const Act *__restrict__ xh, uint32_t xstride,
-                                                int nb, const uint4 &d, float (&acc)[4]) {
+__device__ __forceinline__ void outlier_round_n(const Act *__restrict__ xh, const Act *xt,
+                                                uint32_t xstride, int nb, const uint4 &d,
+                                                float (&acc)[4]) {
     const uint32_t lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     uint32_t own[4];
     round_a<Act>(d, own);
     const uint16_t *xs =
-        reinterpret_cast<const uint16_t *>(xh + (uint64_t)min((int)g, nb - 1) * xstride);
+        xt ? reinterpret_cast<const uint16_t *>(xt) + 2 * g
+           : reinterpret_cast<const uint16_t *>(xh + (uint64_t)min((int)g, nb - 1) * xstride);
 #pragma unroll kRoundUnroll
     for (uint32_t gp = 0; gp < 8; gp++) {
-        const uint2 b = round_b(xs, __shfl_sync(0xffffffffu, d.z, 4 * gp + t),
-                                __shfl_sync(0xffffffffu, d.w, 4 * gp + t));
+        const uint32_t z = __shfl_sync(0xffffffffu, d.z, 4 * gp + t);
+        const uint32_t w = __shfl_sync(0xffffffffu, d.w, 4 * gp + t);
+        const uint2 b = xt ? round_b_xt(xs, z, w) : round_b(xs, z, w);
         const uint32_t a[4] = {g == gp ? own[0] : 0u, g == gp ? own[1] : 0u, g == gp ? own[2] : 0u,
                                g == gp ? own[3] : 0u};
         mma_16816(acc, a, b.x, b.y, Act());
@@ -223,7 +234,7 @@ __device__ __forceinline__ void outlier_step(const Params &p, const Act *__restr
             else if constexpr (NH == 2)
                 outlier_round_n2<Act>(xt, o.d, acc);
             else
-                outlier_round_n<Act>(xh, xstride, nb, o.d, acc[0]);
+                outlier_round_n<Act>(xh, xt, xstride, nb, o.d, acc[0]);
             o.k += step;
             if (o.k < o.end) o.d = __ldg(p.rounds + (uint64_t)o.k * 32 + (threadIdx.x & 31));
         }
@@ -312,7 +323,7 @@ __device__ __forceinline__ void outlier_rounds_all(const Params &p, const Act *_
             if constexpr (NH == 2)
                 outlier_round_n2<Act>(xt, d, acc);
             else
-                outlier_round_n<Act>(xh, xstride, nb, d, acc[0]);
+                outlier_round_n<Act>(xh, xt, xstride, nb, d, acc[0]);
         }
     }
 }
