@@ -237,8 +237,10 @@ static void fp16_fallback(void) {
  * columns (the CSR walks: OS = 1 at batch 1, OS = 4 at batch 3-4, OS = 2), with s = 5 and 7
  * (entries straddling words) and without outliers (OS = 0); the last three β2 = 8 cases have beta1
  * < 16 (the SK = 4 kernels: stat2 per row, from the tile records at beta1 = 8 and from the stored
- * array at beta1 = 4); with the seventh case and the last (beta1 = 2) they check the rounds of
- * beta1 < 16 tensors (since v7c). */
+ * array at beta1 = 4); with the seventh case and beta1 = 2 they check the rounds of beta1 < 16
+ * tensors (since v7c). The last case has 30000 columns: its batch 5 rounds gather x from xt (5 ·
+ * 30000 values are past L1; lanes past nb read zeros there), as every tensor's batch 8 rounds do,
+ * and batch 9-16 take its rounds inside the tile loop (the OS = 10 kernels, v7e). */
 static void outlier_rounds(void) {
     static const struct {
         uint64_t rows, cols;
@@ -265,6 +267,7 @@ static void outlier_rounds(void) {
         {257, 4097, 4, 2, 4, 8, 0.10, 1, " (beta1 4, beta2 8, 10 %, ragged)"},
         {1000, 333, 2, 7, 8, 8, 0.01, 1, " (beta1 8, beta2 8, s 7, partial tiles)"},
         {300, 2000, 3, 3, 2, 32, 0.01, 1, " (beta1 2)"},
+        {64, 30000, 3, 3, 16, 16, 0.01, 1, " (5 x 30000 past L1: batch 5 rounds from xt)"},
     };
     char path[256];
     snprintf(path, sizeof path, "/tmp/spqr_gpu_rounds_%d.spqr", (int)getpid());
