@@ -148,7 +148,7 @@ static cudaError_t launch_mma_t(spqr_gpu_tensor *t, const Act *x, Act *y, float 
     // the outlier pass below reads xt too (with SPQR_MMA_OUTL_ROWS_MIN_BATCH < 8)
     const bool outl_pass = mma_outlier_pass(t, nb);
     // batch 2-8 rounds (OS = 9, NH = 1) gather from xt where mma_layout.cuh mma_rounds_xt, paired
-    static_assert(SPQR_MMA_XT_PAIRED || !SPQR_MMA_ROUNDS_XT, "round_b_xt reads xt paired");
+    static_assert(SPQR_MMA_XT_PAIRED || !SPQR_MMA_ROUNDS_XT, "round_b<16> reads xt paired");
     const bool xt_nh1 = OS == 9 && NH == 1 && mma_rounds_xt(t, nb);
     Act *xt = (nb > 8 && p.fuse_outliers && t->nnz) || outl_pass || xt_nh1
                   ? xh + (uint64_t)SPQR_MAX_BATCH * stride
@@ -246,19 +246,17 @@ static cudaError_t launch_mma_sk(spqr_gpu_tensor *t, const Act *x, Act *y, float
     if (nb <= 8) return launch_mma_t<WB, 1, SK, Act>(t, x, y, y32, nb, s);
     return launch_mma_t<WB, 2, SK, Act>(t, x, y, y32, nb, s);
 }
-// The statistics kind of a tiled tensor (mma_decode.cuh SK): fp16 (2), s-bit with β1 >= 16 (0, or
-// 3 where β2 = 8), or any β1 (1, or 4 where β2 = 8). Upload tiles β2 = 8 only for w <= 4
-// (mma_layout.cuh mma_tiled_shape).
+// The tensor's kernels by its statistics kind (mma_layout.cuh mma_stat_kind).
 template <int WB, typename Act>
 static cudaError_t launch_mma_w(spqr_gpu_tensor *t, const Act *x, Act *y, float *y32, int nb,
                                 cudaStream_t s) {
-    const Params &p = t->p;
-    if (p.sbits == 16) return launch_mma_sk<WB, 2, Act>(t, x, y, y32, nb, s);
-    if constexpr (WB <= 4)
-        if (p.log2beta2 == 3)
-            return p.log2beta1 < 4 ? launch_mma_sk<WB, 4, Act>(t, x, y, y32, nb, s)
-                                   : launch_mma_sk<WB, 3, Act>(t, x, y, y32, nb, s);
-    if (p.log2beta1 < 4) return launch_mma_sk<WB, 1, Act>(t, x, y, y32, nb, s);
+    const int sk = mma_stat_kind(t->p);
+    if constexpr (WB <= 4) { // (β2 = 8 is tiled only for w <= 4)
+        if (sk == 4) return launch_mma_sk<WB, 4, Act>(t, x, y, y32, nb, s);
+        if (sk == 3) return launch_mma_sk<WB, 3, Act>(t, x, y, y32, nb, s);
+    }
+    if (sk == 2) return launch_mma_sk<WB, 2, Act>(t, x, y, y32, nb, s);
+    if (sk == 1 || sk == 4) return launch_mma_sk<WB, 1, Act>(t, x, y, y32, nb, s);
     return launch_mma_sk<WB, 0, Act>(t, x, y, y32, nb, s);
 }
 

@@ -108,10 +108,18 @@ constexpr uint64_t kRoundsMaxBatchCols = 131072;
 #ifndef SPQR_MMA_ROUNDS16_LOOP
 #define SPQR_MMA_ROUNDS16_LOOP 1
 #endif
+// The statistics kind of a tiled tensor (mma_decode.cuh SK): fp16 (2), s-bit with β1 >= 16 (0, or
+// 3 where β2 = 8), or any β1 (1, or 4 where β2 = 8; upload tiles β2 = 8 only for w <= 4,
+// mma_tiled_shape).
+inline int mma_stat_kind(const Params &p) {
+    return p.sbits == 16      ? 2
+           : p.log2beta2 == 3 ? (p.log2beta1 < 4 ? 4 : 3)
+           : p.log2beta1 < 4  ? 1
+                              : 0;
+}
 inline bool mma_rounds16_loop(const spqr_gpu_tensor *t, int nb) {
-    const Params &p = t->p;
-    return SPQR_MMA_ROUNDS16_LOOP && nb > 8 && p.cols > SPQR_MMA_ROUNDS16_MAX_COLS &&
-           p.sbits != 16 && p.log2beta1 >= 4 && p.log2beta2 >= 4;
+    return SPQR_MMA_ROUNDS16_LOOP && nb > 8 && t->p.cols > SPQR_MMA_ROUNDS16_MAX_COLS &&
+           mma_stat_kind(t->p) == 0;
 }
 // Batch 2-8 rounds gather their x from xt (the transposed copy that batch 9-16 makes;
 // outlier_round_n) instead of xh at batch 8, and wherever nb·cols is past kRoundsMaxBatchCols (so

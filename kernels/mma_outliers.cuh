@@ -108,10 +108,12 @@ template <typename Act> __device__ __forceinline__ void round_a(const uint4 &d, 
         }
     }
 }
-// B' registers of four slots' columns (z, w: two 15-bit columns each): x there, paired.
+// B' registers of four slots' columns (z, w: two 15-bit columns each): x there, paired; column c's
+// value at xs[CS·c] (CS = 1: a row of xh; 16: the paired xt, outlier_round_n at batch 2-8).
+template <uint32_t CS = 1>
 __device__ __forceinline__ uint2 round_b(const uint16_t *xs, uint32_t z, uint32_t w) {
-    const uint32_t x0 = __ldg(xs + (z & 0x7fffu)), x1 = __ldg(xs + ((z >> 16) & 0x7fffu));
-    const uint32_t x2 = __ldg(xs + (w & 0x7fffu)), x3 = __ldg(xs + ((w >> 16) & 0x7fffu));
+    const uint32_t x0 = __ldg(xs + CS * (z & 0x7fffu)), x1 = __ldg(xs + CS * ((z >> 16) & 0x7fffu));
+    const uint32_t x2 = __ldg(xs + CS * (w & 0x7fffu)), x3 = __ldg(xs + CS * ((w >> 16) & 0x7fffu));
     return make_uint2(__byte_perm(x0, x1, 0x5410), __byte_perm(x2, x3, 0x5410));
 }
 
@@ -138,11 +140,6 @@ constexpr int kRoundUnroll = SPQR_MMA_ROUND_UNROLL;
 // With xt (batch 8, and past L1 from batch 2: mma_layout.cuh mma_rounds_xt): vector g of column c
 // from the paired xt at 16c + 2g, so that the eight vectors of a slot's column are one 32-byte
 // sector, as at batch 9-16, instead of eight scattered 2-byte reads (bench/NOTES.md v7e).
-__device__ __forceinline__ uint2 round_b_xt(const uint16_t *xs, uint32_t z, uint32_t w) {
-    const uint32_t x0 = __ldg(xs + 16 * (z & 0x7fffu)), x1 = __ldg(xs + 16 * ((z >> 16) & 0x7fffu));
-    const uint32_t x2 = __ldg(xs + 16 * (w & 0x7fffu)), x3 = __ldg(xs + 16 * ((w >> 16) & 0x7fffu));
-    return make_uint2(__byte_perm(x0, x1, 0x5410), __byte_perm(x2, x3, 0x5410));
-}
 template <typename Act>
 __device__ __forceinline__ void outlier_round_n(const Act *__restrict__ xh, const Act *xt,
                                                 uint32_t xstride, int nb, const uint4 &d,
@@ -157,7 +154,7 @@ __device__ __forceinline__ void outlier_round_n(const Act *__restrict__ xh, cons
     for (uint32_t gp = 0; gp < 8; gp++) {
         const uint32_t z = __shfl_sync(0xffffffffu, d.z, 4 * gp + t);
         const uint32_t w = __shfl_sync(0xffffffffu, d.w, 4 * gp + t);
-        const uint2 b = xt ? round_b_xt(xs, z, w) : round_b(xs, z, w);
+        const uint2 b = xt ? round_b<16>(xs, z, w) : round_b(xs, z, w);
         const uint32_t a[4] = {g == gp ? own[0] : 0u, g == gp ? own[1] : 0u, g == gp ? own[2] : 0u,
                                g == gp ? own[3] : 0u};
         mma_16816(acc, a, b.x, b.y, Act());
