@@ -580,6 +580,71 @@ done:
     }
 }
 
+/* Batch 1 after wider batches on the same scratch. A tensor's calls share its device scratch (the
+ * permuted x, xt, partial sums), which a batch-16 call fills in every row; a batch-1 call must
+ * read nothing of it that it did not write itself. So a batch-1 call after a batch-16 call (other
+ * x) must give, bit for bit, what the same batch-1 call gave before it, and stay within the
+ * tolerance of check_tensor against the exact product. Batch-1 kernels covered: the outlier
+ * rounds (OS = 8), no outliers (OS = 0), and past 32768 columns the CSR outliers (OS = 1). (Written
+ * for bench/experiments/scale_out_v7f.patch, whose batch-1 kernels read a zero row and x's chunk
+ * sums from that scratch; kept as a property of every batch-1 kernel.) */
+static void batch1_after_wider(void) {
+    static const struct {
+        uint64_t rows, cols;
+        uint32_t w;
+        double density;
+    } cases[] = {{1000, 3000, 3, 0.01}, {512, 2048, 2, 0.0}, {64, 40000, 3, 0.01}};
+    char path[256];
+    snprintf(path, sizeof path, "/tmp/spqr_gpu_b1_%d.spqr", (int)getpid());
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const uint64_t rows = cases[i].rows, cols = cases[i].cols;
+        spqr_tensor_info in = {.kind = SPQR_KIND_SPQR,
+                               .ndim = 2,
+                               .dims = {rows, cols},
+                               .wbits = cases[i].w,
+                               .stat_bits = 3,
+                               .beta1 = 16,
+                               .beta2 = 16,
+                               .nnz = (uint64_t)(cases[i].density * (double)(rows * cols)),
+                               .flags = SPQR_FLAG_PERM};
+        spqr_error err = {0};
+        char label[200];
+        spqr_sample_describe(&in, label, sizeof label);
+        spqr_file *f = spqr_sample_open_tensor(path, &in, 900 + (uint64_t)i, &err);
+        spqr_gpu_tensor *t = NULL;
+        if (!f || spqr_gpu_upload(f, 0, &t, &err) != SPQR_OK) {
+            CHECK(0, "batch 1 after 16, %s: building/uploading: %s", label, err.msg);
+            if (f) spqr_file_close(f);
+            continue;
+        }
+        uint16_t *x = malloc(16 * cols * 2), *y1 = malloc(rows * 2), *y2 = malloc(rows * 2);
+        uint64_t rng = 77 + i;
+        for (uint64_t j = 0; j < 16 * cols; j++)
+            x[j] = spqr_f32_to_f16(2.0f * spqr_rng_uniform(&rng) - 1.0f);
+        void *dx1, *dx16, *dy;
+        cudaMalloc(&dx1, cols * 2), cudaMalloc(&dx16, 16 * cols * 2),
+            cudaMalloc(&dy, 16 * rows * 2);
+        cudaMemcpy(dx16, x, 16 * cols * 2, cudaMemcpyHostToDevice);
+        cudaMemcpy(dx1, x + 5 * cols, cols * 2, cudaMemcpyHostToDevice); /* not vector 0 */
+        int ok = spqr_gpu_matmul(t, dx1, dy, 1, SPQR_ACT_F16, NULL, &err) == SPQR_OK;
+        ok &= cudaMemcpy(y1, dy, rows * 2, cudaMemcpyDeviceToHost) == cudaSuccess;
+        ok &= spqr_gpu_matmul(t, dx16, dy, 16, SPQR_ACT_F16, NULL, &err) == SPQR_OK;
+        cudaMemset(dy, 0xff, rows * 2); /* poison */
+        ok &= spqr_gpu_matmul(t, dx1, dy, 1, SPQR_ACT_F16, NULL, &err) == SPQR_OK;
+        ok &= cudaMemcpy(y2, dy, rows * 2, cudaMemcpyDeviceToHost) == cudaSuccess;
+        uint64_t differ = 0;
+        for (uint64_t r = 0; r < rows; r++) differ += y1[r] != y2[r];
+        CHECK(ok && differ == 0,
+              "batch 1 after 16, %s: %s; %llu of %llu outputs differ from the call before", label,
+              ok ? "ok" : err.msg, (unsigned long long)differ, (unsigned long long)rows);
+        cudaFree(dx1), cudaFree(dx16), cudaFree(dy), free(x), free(y1), free(y2);
+        spqr_gpu_free(t);
+        check_tensor(f, 0, 950 + (uint64_t)i, label, 1);
+        spqr_file_close(f);
+    }
+    unlink(path);
+}
+
 static void errors(void) {
     spqr_error err = {0};
     char path[256];
@@ -832,6 +897,7 @@ int main(void) {
     outlier_pass();
     graph_capture();
     chained_calls();
+    batch1_after_wider();
     device_memory();
     const char *real = getenv("SPQR_REAL_SPQR");
     model_upload(NULL);
