@@ -44,6 +44,76 @@ template <int NH, int OS, int SK> constexpr int mma_min_blocks() {
                                              : SPQR_MMA_MINBLOCKS;
 }
 
+// The tile loop: a warp's ntiles macro tiles m0, m0 + step, .. of strip S, summed into acc (C
+// fragments, mma_16816), with one tile's loads in flight while the other is decoded. First the
+// lane's pointers (LaneCtx), then, before xh is ready, the first two tiles' code words pulled
+// towards L2 and before_wait() (a prefetch of the caller's); then pdl_wait (a no-op when already
+// waited). pf_tiles: the tiles of the warp's run of records from m0 on, which the L2 prefetch
+// ahead of the loads stays within (ntiles, or more where the run goes on into the next strip's
+// records: mma_balanced.cuh).
+template <int WB, int NH, int SK, typename Act, int OS, typename BeforeWait>
+__device__ __forceinline__ void
+mma_strip_tiles(const Params &p, const Act *__restrict__ xh, const Act *__restrict__ xt,
+                uint32_t xstride, int nb, uint32_t S, uint32_t m0, uint32_t ntiles, uint32_t step,
+                uint32_t pf_tiles, uint32_t magic, uint32_t ostep, OutlierState<OS> &os,
+                float (&acc)[NH][4], BeforeWait before_wait) {
+    constexpr bool kRoundsInLoop = OS < 8 || OS == 10 || SPQR_MMA_ROUND_AT != 2;
+    const uint32_t lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    LaneCtx L;
+    L.step = step;
+    L.codes = p.tcodes + ((uint64_t)S * p.mtiles + m0) * p.rec_words + lane;
+    L.rec_step = step * p.rec_words;
+    L.pf_left = (int)pf_tiles - mma_l2_prefetch<WB>();
+    L.col = 64 * m0 + 16 * t;
+    const uint32_t gi = (16 * t) >> p.log2beta2; // this lane's group in a tile record
+    L.s2off = (int)(p.rec_s2 + 2 * gi) - (int)lane;
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        const uint32_t rr = g + 8 * r, row = min(16 * S + rr, p.rows - 1);
+        L.s2[r] =
+            reinterpret_cast<const uint2 *>(p.stat2) + (uint64_t)(row >> p.log2beta1) * p.groups;
+        const uint32_t bit = (SK == 2 ? 32 : 2 * p.sbits) * stat_slot(rr);
+        L.eoff[r] = (int)(WB * 32 + gi * p.tstat_words + (bit >> 5)) - (int)lane;
+        L.esh[r] = bit & 31;
+    }
+    L.stat = L.codes + L.eoff[0], L.s2w = L.codes + L.s2off;
+    // lane l prefetches line l of the record mma_l2_prefetch tiles ahead (lanes past the
+    // record's lines repeat one: every lane issues the instruction anyway)
+    L.pf = L.codes - lane + mma_l2_prefetch<WB>() * L.rec_step +
+           32 * (lane % ((p.rec_words + 31) / 32));
+#pragma unroll
+    for (int n = 0; n < NH; n++) {
+        L.x[n] = reinterpret_cast<const uint8_t *>(
+            xh + (uint64_t)min((int)(8 * n + g), nb - 1) * xstride + 64 * m0 + 16 * t);
+    }
+    // before xh is ready (prep_xh_kernel, launched as our programmatic predecessor): pull the
+    // first two tiles' code words towards L2, then wait for the predecessor's writes
+#pragma unroll
+    for (int i = 0; i < 2 * WB; i++)
+        if ((uint32_t)(i / WB) < ntiles)
+            asm volatile("prefetch.global.L2 [%0];\n" ::"l"(L.codes + (i / WB) * L.rec_step +
+                                                            (i % WB) * 32));
+    before_wait();
+    pdl_wait();
+    MmaRaw<WB, NH, SK, OS> ra, rb;
+    // both magics derived from the argument, so they stay registers (see code_pair)
+    const uint2 mg = make_uint2(magic, magic - (kMagic2 - kMagic2_64));
+    uint32_t m = 0; // tiles done
+    if (m < ntiles) mma_load<WB, NH, SK, OS>(p, L, ra);
+    while (m < ntiles) {
+        if (m + 1 < ntiles) mma_load<WB, NH, SK, OS>(p, L, rb);
+        mma_compute<WB, NH, SK, Act, OS>(p, L, mg, ra, acc);
+        if constexpr (kRoundsInLoop)
+            outlier_step<NH, OS, Act>(p, xh, xt, xstride, nb, t, ostep, os, acc);
+        if (++m >= ntiles) break;
+        if (m + 1 < ntiles) mma_load<WB, NH, SK, OS>(p, L, ra);
+        mma_compute<WB, NH, SK, Act, OS>(p, L, mg, rb, acc);
+        if constexpr (kRoundsInLoop)
+            outlier_step<NH, OS, Act>(p, xh, xt, xstride, nb, t, ostep, os, acc);
+        ++m;
+    }
+}
+
 // Grid: a block of 8 warps owns 8/kw strips (kw = 1, 2, 4 or 8 warps per strip, each over a
 // contiguous range of the strip's macro tiles); with ksplit > 1 (only with kw = 8, for layers with
 // few rows and many columns) ksplit blocks share a strip. Partial sums meet in shared memory; with
@@ -67,7 +137,6 @@ __global__ void __launch_bounds__(kMmaThreads, mma_min_blocks<NH, OS, SK>())
     for (int n = 0; n < NH; n++) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.f;
 
     OutlierState<OS> os;
-    constexpr bool kRoundsInLoop = OS < 8 || OS == 10 || SPQR_MMA_ROUND_AT != 2;
     constexpr int orows = OutlierState<OS>::kRows;
     const bool spread = outl_spread<OS>(nb);
     // spread: the lanes of a row split its entries (4 lanes; OS = 1: the 2 lanes t, t ^ 1)
@@ -116,59 +185,11 @@ __global__ void __launch_bounds__(kMmaThreads, mma_min_blocks<NH, OS, SK>())
             const uint32_t every = nr && ntiles > nr ? ntiles / nr - 1 : 0;
             os.sched = min(every, 0xffffu) << 16;
         }
-        LaneCtx L;
-        L.step = step;
-        L.codes = p.tcodes + ((uint64_t)S * p.mtiles + m0) * p.rec_words + lane;
-        L.rec_step = step * p.rec_words;
-        L.pf_left = (int)ntiles - mma_l2_prefetch<WB>();
-        L.col = 64 * m0 + 16 * t;
-        const uint32_t gi = (16 * t) >> p.log2beta2; // this lane's group in a tile record
-        L.s2off = (int)(p.rec_s2 + 2 * gi) - (int)lane;
-#pragma unroll
-        for (int r = 0; r < 2; r++) {
-            const uint32_t rr = g + 8 * r, row = min(16 * S + rr, p.rows - 1);
-            L.s2[r] = reinterpret_cast<const uint2 *>(p.stat2) +
-                      (uint64_t)(row >> p.log2beta1) * p.groups;
-            const uint32_t bit = (SK == 2 ? 32 : 2 * p.sbits) * stat_slot(rr);
-            L.eoff[r] = (int)(WB * 32 + gi * p.tstat_words + (bit >> 5)) - (int)lane;
-            L.esh[r] = bit & 31;
-        }
-        L.stat = L.codes + L.eoff[0], L.s2w = L.codes + L.s2off;
-        // lane l prefetches line l of the record mma_l2_prefetch tiles ahead (lanes past the
-        // record's lines repeat one: every lane issues the instruction anyway)
-        L.pf = L.codes - lane + mma_l2_prefetch<WB>() * L.rec_step +
-               32 * (lane % ((p.rec_words + 31) / 32));
-#pragma unroll
-        for (int n = 0; n < NH; n++)
-            L.x[n] = reinterpret_cast<const uint8_t *>(
-                xh + (uint64_t)min((int)(8 * n + g), nb - 1) * xstride + 64 * m0 + 16 * t);
-            // before xh is ready (prep_xh_kernel, launched as our programmatic predecessor): pull
-            // the first two tiles' code words towards L2, then wait for the predecessor's writes
-#pragma unroll
-        for (int i = 0; i < 2 * WB; i++)
-            if ((uint32_t)(i / WB) < ntiles)
-                asm volatile("prefetch.global.L2 [%0];\n" ::"l"(L.codes + (i / WB) * L.rec_step +
-                                                                (i % WB) * 32));
-        if constexpr (NH == 2 && SPQR_MMA_TAIL_PF)
-            if (p.outl_tail) outlier_rows_prefetch(p, S, kwi + kw * q, kw * ksplit);
-        pdl_wait();
-        MmaRaw<WB, NH, SK, OS> ra, rb;
-        // both magics derived from the argument, so they stay registers (see code_pair)
-        const uint2 mg = make_uint2(magic, magic - (kMagic2 - kMagic2_64));
-        uint32_t m = 0; // tiles done
-        if (m < ntiles) mma_load<WB, NH, SK, OS>(p, L, ra);
-        while (m < ntiles) {
-            if (m + 1 < ntiles) mma_load<WB, NH, SK, OS>(p, L, rb);
-            mma_compute<WB, NH, SK, Act, OS>(p, L, mg, ra, acc);
-            if constexpr (kRoundsInLoop)
-                outlier_step<NH, OS, Act>(p, xh, xt, xstride, nb, t, ostep, os, acc);
-            if (++m >= ntiles) break;
-            if (m + 1 < ntiles) mma_load<WB, NH, SK, OS>(p, L, ra);
-            mma_compute<WB, NH, SK, Act, OS>(p, L, mg, rb, acc);
-            if constexpr (kRoundsInLoop)
-                outlier_step<NH, OS, Act>(p, xh, xt, xstride, nb, t, ostep, os, acc);
-            ++m;
-        }
+        mma_strip_tiles<WB, NH, SK, Act, OS>(
+            p, xh, xt, xstride, nb, S, m0, ntiles, step, ntiles, magic, ostep, os, acc, [&] {
+                if constexpr (NH == 2 && SPQR_MMA_TAIL_PF)
+                    if (p.outl_tail) outlier_rows_prefetch(p, S, kwi + kw * q, kw * ksplit);
+            });
     }
     pdl_wait();                                      // (no-op when already waited)
     if constexpr (OS >= 8 && SPQR_MMA_ROUND_AT == 2) // (OS = 10: the rounds left, if any)

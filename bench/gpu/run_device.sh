@@ -25,7 +25,10 @@ fi
 if [ "$what" = check ]; then
   rc=0; SPQR_GPU_QUICK=1 timeout 120 ./build-gpu/tests/gpu/test_gpu > "$OUT/check.log" 2>&1 || rc=$?
   echo "test_gpu (quick subset) exit $rc"; grep -E "FAIL|passed" "$OUT/check.log" | tail -15
-  exit $rc
+  rc2=0; SPQR_GPU_QUICK=1 timeout 120 ./build-gpu/tests/gpu/test_gpu_grid > "$OUT/check-grid.log" 2>&1 || rc2=$?
+  echo "test_gpu_grid (quick subset) exit $rc2"; grep -E "FAIL|note|passed" "$OUT/check-grid.log" | tail -15
+  [ $rc -ne 0 ] && exit $rc
+  exit $rc2
 fi
 if [ "$what" = tune ]; then
   # compile-time variants of the tensor-core kernel, built side by side; batch 1 (and TUNE_BATCH)
@@ -61,7 +64,7 @@ if [ "$what" = probe ]; then
     ( cmake -S . -B build-probe-$i -DSPQR_MINIMAL=ON -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 \
         -DCMAKE_CUDA_FLAGS="${probes[$i]}" \
         -DCMAKE_PREFIX_PATH=$DEPS/usr -DPKG_CONFIG_EXECUTABLE=/nonexistent > /dev/null 2>&1 &&
-      cmake --build build-probe-$i -j8 --target bench_gpu ${PROBE_CHECK:+test_gpu} \
+      cmake --build build-probe-$i -j8 --target bench_gpu ${PROBE_CHECK:+test_gpu test_gpu_grid} \
         > "$OUT/build-probe-$i.log" 2>&1 ) &
   done
   wait
@@ -71,6 +74,8 @@ if [ "$what" = probe ]; then
       if [ "$i" = lib ]; then dir=build-gpu; name="the library"; else dir=build-probe-$i; name="${probes[$i]}"; fi
       rc=0; SPQR_GPU_QUICK=1 timeout 120 ./$dir/tests/gpu/test_gpu > "$OUT/check-probe-$i.log" 2>&1 || rc=$?
       echo "== $name: test_gpu (quick subset) exit $rc: $(grep -cE "FAIL" "$OUT/check-probe-$i.log") FAIL lines; $(grep -E "passed" "$OUT/check-probe-$i.log" | tail -1)"
+      rc=0; SPQR_GPU_QUICK=1 timeout 120 ./$dir/tests/gpu/test_gpu_grid > "$OUT/check-grid-probe-$i.log" 2>&1 || rc=$?
+      echo "== $name: test_gpu_grid (quick subset) exit $rc: $(grep -cE "FAIL" "$OUT/check-grid-probe-$i.log") FAIL lines; $(grep -E "passed" "$OUT/check-grid-probe-$i.log" | tail -1)"
     done
   fi
   # PROBE_CONFIGS: bench_gpu --config values, one run each (default: its default configurations)
@@ -128,6 +133,9 @@ if [ "$what" != bench ]; then
   echo "== test_gpu =="
   SPQR_REAL_SPQR=$real ./build-gpu/tests/gpu/test_gpu > "$OUT/test_gpu.log" 2>&1 || true
   grep -E "FAIL|passed" "$OUT/test_gpu.log" | tail -25
+  echo "== test_gpu_grid =="
+  ./build-gpu/tests/gpu/test_gpu_grid > "$OUT/test_gpu_grid.log" 2>&1 || true
+  grep -E "FAIL|note|passed" "$OUT/test_gpu_grid.log" | tail -15
   if [ -n "$real" ]; then
     echo "== examples/gpu_linears $real =="
     rc=0; ./build-gpu/gpu_linears "$real" > "$OUT/gpu_linears.log" 2>&1 || rc=$?
@@ -139,6 +147,9 @@ if [ "$what" != bench ]; then
   SPQR_GPU_QUICK=1 SPQR_REAL_SPQR=$real timeout 180 compute-sanitizer --tool memcheck --error-exitcode 9 \
     ./build-gpu/tests/gpu/test_gpu > "$OUT/sanitizer.log" 2>&1; echo "compute-sanitizer exit $?"
   grep -E "ERROR SUMMARY|passed" "$OUT/sanitizer.log" | tail -3
+  SPQR_GPU_QUICK=1 timeout 180 compute-sanitizer --tool memcheck --error-exitcode 9 \
+    ./build-gpu/tests/gpu/test_gpu_grid > "$OUT/sanitizer-grid.log" 2>&1; echo "compute-sanitizer (test_gpu_grid) exit $?"
+  grep -E "ERROR SUMMARY|passed" "$OUT/sanitizer-grid.log" | tail -3
   fi
 fi
 if [ "$what" != test ]; then
