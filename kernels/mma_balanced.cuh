@@ -63,7 +63,12 @@ __global__ void __launch_bounds__(kMmaThreads, 4)
                     os.d = __ldg(p.rounds + (uint64_t)os.k * 32 + lane);
             }
         }
-        mma_strip_tiles<WB, 1, SK, Act, OS>(p, xh, nullptr, xstride, 1, S, a, n, 1,
+#if SPQR_MMA_BAL_PROBE_X // timing probe (wrong results): the tile loop's x from columns (a mod 64)..
+        const Act *xt_probe = xh - 64 * (a - (a & 63));
+#else
+        const Act *xt_probe = xh;
+#endif
+        mma_strip_tiles<WB, 1, SK, Act, OS>(p, xt_probe, nullptr, xstride, 1, S, a, n, 1,
                                             (uint32_t)(r1 - r0), magic, 1, os, acc, [] {});
         if constexpr (OS == 8 && SPQR_MMA_ROUND_AT == 2)
             outlier_rounds_all<1, OS, Act>(p, xh, nullptr, xstride, 1, 1, os, acc);

@@ -80,16 +80,17 @@ if [ "$what" = probe ]; then
   fi
   # PROBE_CONFIGS: bench_gpu --config values, one run each (default: its default configurations)
   # PROBE_B1= (set, empty): leave batch 1 out (only the PROBE_BATCH batches)
+  # PROBE_ARGS: more bench_gpu arguments (e.g. "--grid both")
   for i in lib "${!probes[@]}"; do
     if [ "$i" = lib ]; then dir=build-gpu; echo "== the library's kernel =="
     else dir=build-probe-$i; echo "== ${probes[$i]} =="; fi
     for b in ${PROBE_B1-1} ${PROBE_BATCH:-}; do
       for c in ${PROBE_CONFIGS:-default}; do
         cfg=""; [ "$c" != default ] && cfg="--config $c"
-        ./$dir/bench/gpu/bench_gpu --batch $b $cfg $shapes | grep "^| [0-9]"
+        ./$dir/bench/gpu/bench_gpu --batch $b $cfg $shapes ${PROBE_ARGS:-} | grep "^| [0-9]"
         # PROBE_GRAPH=1: the same again as one CUDA graph
         if [ -n "${PROBE_GRAPH:-}" ]; then
-          ./$dir/bench/gpu/bench_gpu --graph --batch $b $cfg $shapes | grep "^| [0-9]" | sed 's/^|/| graph/'
+          ./$dir/bench/gpu/bench_gpu --graph --batch $b $cfg $shapes ${PROBE_ARGS:-} | grep "^| [0-9]" | sed 's/^|/| graph/'
         fi
       done
     done
