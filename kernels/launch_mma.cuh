@@ -103,6 +103,9 @@ namespace {
 #ifndef SPQR_MMA_BAL
 #define SPQR_MMA_BAL 1
 #endif
+#ifndef SPQR_MMA_BAL_W // > 0: the balanced grid's warps (a multiple of 8; a measurement build)
+#define SPQR_MMA_BAL_W 0
+#endif
 #ifndef SPQR_MMA_BAL_GAIN
 #define SPQR_MMA_BAL_GAIN 10
 #endif
@@ -113,7 +116,8 @@ namespace {
 // strip grid runs (resident: the balanced kernel's blocks per SM).
 static uint32_t mma_bal_warps(const spqr_gpu_tensor *t, uint64_t blocks, uint32_t resident) {
     const Params &p = t->p;
-    const uint64_t T = (uint64_t)p.strips * p.mtiles, W = (uint64_t)t->sms * resident * kMmaWarps;
+    const uint64_t T = (uint64_t)p.strips * p.mtiles,
+                   W = SPQR_MMA_BAL_W ? SPQR_MMA_BAL_W : (uint64_t)t->sms * resident * kMmaWarps;
     if (t->grid == SPQR_GRID_STRIPS || (t->grid == SPQR_GRID_AUTO && !SPQR_MMA_BAL) || W == 0 ||
         T < W)
         return 0;
