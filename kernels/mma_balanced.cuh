@@ -32,6 +32,42 @@ __host__ __device__ __forceinline__ uint32_t bal_warp_of(uint64_t T, uint32_t W,
     return (uint32_t)(((X + 1) * W - 1) / T);
 }
 
+// old + v at *a, device scope, acquire and release (atom.acq_rel.gpu).
+__device__ __forceinline__ uint32_t atomic_add_acq_rel(uint32_t *a, uint32_t v) {
+    uint32_t old;
+    asm volatile("atom.acq_rel.gpu.global.add.u32 %0, [%1], %2;\n"
+                 : "=r"(old)
+                 : "l"(a), "r"(v)
+                 : "memory");
+    return old;
+}
+
+// The strip's last warp: row 16S + lane (lanes 0-15) is the sum of its slots in the order of k,
+// all loaded at once; the slots are zeroed for the next call. Not inlined: its 16 loads would
+// otherwise raise the tile loop's register pressure (spills).
+template <typename Act>
+__device__ __noinline__ void bal_strip_finish(const Params &p, uint32_t S, uint32_t i0, uint64_t T,
+                                              uint32_t W, float *__restrict__ acc32,
+                                              Act *__restrict__ y, float *__restrict__ y32) {
+    const uint32_t lane = threadIdx.x & 31, row = 16 * S + lane;
+    if (lane >= 16 || row >= p.rows) return;
+    const uint32_t ns = bal_warp_of(T, W, (uint64_t)(S + 1) * p.mtiles - 1) - i0 + 1;
+    float v[kBalMaxSlots];
+#pragma unroll
+    for (uint32_t j = 0; j < kBalMaxSlots; j++)
+        v[j] = j < ns ? __ldcg(acc32 + (uint64_t)j * p.rows + row) : 0.f;
+    float sum = 0.f;
+#pragma unroll
+    for (uint32_t j = 0; j < kBalMaxSlots; j++) sum += v[j];
+#pragma unroll
+    for (uint32_t j = 0; j < kBalMaxSlots; j++)
+        if (j < ns) __stcg(acc32 + (uint64_t)j * p.rows + row, 0.f);
+    if (y32)
+        y32[row] = sum;
+    else
+        y[row] = from_f<Act>(sum);
+}
+
 // Batch 1 (nb = 1, NH = 1): OS = 0 (no fused outliers) or 8 (outlier rounds, after each
 // segment's tiles, a segment taking its share of the strip's rounds in proportion to its tiles).
 // Four blocks per SM (64 registers): the strip grid's OS = 0 kernel takes 62 at its bound of three
@@ -63,7 +99,8 @@ __global__ void __launch_bounds__(kMmaThreads, 4)
                     os.d = __ldg(p.rounds + (uint64_t)os.k * 32 + lane);
             }
         }
-#if SPQR_MMA_BAL_PROBE_X // timing probe (wrong results): the tile loop's x from columns (a mod 64)..
+#if SPQR_MMA_BAL_PROBE_X // timing probe (wrong results): the tile loop's x from columns (a mod
+                         // 64)..
         const Act *xt_probe = xh - 64 * (a - (a & 63));
 #else
         const Act *xt_probe = xh;
@@ -83,36 +120,25 @@ __global__ void __launch_bounds__(kMmaThreads, 4)
         // C fragment at batch 1: row r's sum in column r mod 8 (OS = 8 adds row r's outliers
         // there; OS = 0 has x in every column), i.e. rows g and g + 8 in lane (g, t = g / 2)'s
         // acc[0][g mod 2] and acc[0][2 + g mod 2]
-        const uint32_t k = i - bal_warp_of(T, W, (uint64_t)S * p.mtiles);
+        const uint32_t i0 = bal_warp_of(T, W, (uint64_t)S * p.mtiles), k = i - i0;
         if (t == g >> 1) {
 #pragma unroll
             for (int h = 0; h < 2; h++) {
                 const uint32_t row = 16 * S + g + 8 * h;
-                if (row < p.rows) acc32[(uint64_t)k * p.rows + row] = acc[0][2 * h + (g & 1)];
+                if (row < p.rows)
+                    __stcg(acc32 + (uint64_t)k * p.rows + row, acc[0][2 * h + (g & 1)]);
             }
         }
-        __threadfence();
+        // the slots before the count: the lanes' stores are ordered before lane 0's release by
+        // the warp barrier; the acquire orders the last warp's slot loads after every count (no
+        // __threadfence: with fences and the slots read one by one this tail cost 7-13 µs a call)
         __syncwarp();
         uint32_t done = 0;
-        if (lane == 0) done = atomicAdd(counters + S, n) + n;
+        if (lane == 0) done = atomic_add_acq_rel(counters + S, n) + n;
         done = __shfl_sync(0xffffffffu, done, 0);
-        if (done == p.mtiles) { // the strip's last segment: its slots in the order of k
-            __threadfence();
-            const uint32_t row = 16 * S + lane;
-            if (lane < 16 && row < p.rows) {
-                const uint64_t end = (uint64_t)(S + 1) * p.mtiles;
-                const uint32_t i0 = i - k;
-                float v = 0.f;
-                for (uint32_t j = 0; i0 + j < W && bal_first_tile(T, W, i0 + j) < end; j++) {
-                    float *slot = acc32 + (uint64_t)j * p.rows + row;
-                    v += __ldcg(slot);
-                    __stcg(slot, 0.f);
-                }
-                if (y32)
-                    y32[row] = v;
-                else
-                    y[row] = from_f<Act>(v);
-            }
+        __syncwarp();
+        if (done == p.mtiles) { // the strip's last segment: its slots, all loaded, in order of k
+            bal_strip_finish<Act>(p, S, i0, T, W, acc32, y, y32);
             if (lane == 0) counters[S] = 0;
         }
         r0 += n;
