@@ -112,10 +112,13 @@ __global__ void __launch_bounds__(kMmaThreads, 4)
         else if constexpr (OS == 8) // (v6w's build: the rounds left after the loop, if any)
             while (os.entries_left())
                 outlier_step<1, OS, Act>(p, xh, nullptr, xstride, 1, t, 1, os, acc);
-#if SPQR_MMA_BAL_PROBE_EPI // timing probe (wrong results): no partial sums written, no counters
-        if (acc[0][0] + acc[0][1] + acc[0][2] + acc[0][3] == 1.2345e-30f) acc32[lane] = 1.f;
-        r0 += n;
-        continue;
+#if SPQR_MMA_BAL_PROBE_EPI // timing probes (wrong results): no partial sums written, no counters
+        // (1: the code below left out; 2: compiled, skipped at run time)
+        if (SPQR_MMA_BAL_PROBE_EPI == 1 || p.rows != 0xffffffffu) {
+            if (acc[0][0] + acc[0][1] + acc[0][2] + acc[0][3] == 1.2345e-30f) acc32[lane] = 1.f;
+            r0 += n;
+            continue;
+        }
 #endif
         // C fragment at batch 1: row r's sum in column r mod 8 (OS = 8 adds row r's outliers
         // there; OS = 0 has x in every column), i.e. rows g and g + 8 in lane (g, t = g / 2)'s
