@@ -20,14 +20,6 @@ spqr_status spqr_gpu_set_outlier_path(spqr_gpu_tensor *t, spqr_outlier_path p, s
     (void)t, (void)p;
     return no_cuda(err);
 }
-spqr_status spqr_gpu_set_grid(spqr_gpu_tensor *t, spqr_grid g, spqr_error *err) {
-    (void)t, (void)g;
-    return no_cuda(err);
-}
-spqr_grid spqr_gpu_last_grid(const spqr_gpu_tensor *t) {
-    (void)t;
-    return SPQR_GRID_AUTO;
-}
 spqr_status spqr_gpu_matmul(spqr_gpu_tensor *t, const void *x, void *y, int b, spqr_act_type a,
                             void *s, spqr_error *err) {
     (void)t, (void)x, (void)y, (void)b, (void)a, (void)s;

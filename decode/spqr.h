@@ -55,21 +55,6 @@ void spqr_gpu_free(spqr_gpu_tensor *t);
  * SPQR_OUTLIERS_CUSPARSE the first time makes that path's state (handle, int32 indices, the SpMM
  * workspace, the largest over batch 1..16), so a matmul call itself allocates nothing. */
 spqr_status spqr_gpu_set_outlier_path(spqr_gpu_tensor *t, spqr_outlier_path path, spqr_error *err);
-/* The tensor-core kernel's grid at batch 1 (bench/NOTES.md v7g). STRIPS: blocks own 16-row strips
- * of the tensor (or parts of one), partial sums meeting in shared memory. BALANCED: one wave of
- * resident blocks whose warps all take the same number of tiles, whatever strips they fall in;
- * the strip-crossing partial sums are added in a fixed order by the strip's last warp. AUTO (the
- * default): BALANCED where the strip grid would leave the busiest SM 1 % or more tiles than the
- * mean and each warp gets at least 24 tiles. BALANCED runs batch 1 of tensors with s-bit
- * statistics, β1 >= 16 and β2 >= 16 whose outliers are in rounds (or absent, or added by cuSPARSE)
- * and whose tiles fill at least one tile per warp with at most 16 warps per strip; other calls run
- * STRIPS whatever is set. Every grid gives the same bits on every call of the same x; two grids
- * differ in fp32 summation order. */
-typedef enum { SPQR_GRID_AUTO = 0, SPQR_GRID_STRIPS = 1, SPQR_GRID_BALANCED = 2 } spqr_grid;
-spqr_status spqr_gpu_set_grid(spqr_gpu_tensor *t, spqr_grid grid, spqr_error *err);
-/* The grid the tensor's last matmul call ran (STRIPS or BALANCED; AUTO before the first call
- * and after a call that did not run the tensor-core kernel). */
-spqr_grid spqr_gpu_last_grid(const spqr_gpu_tensor *t);
 /* y = W x for batch 1..16: x device pointer batch x cols, y batch x rows, both of type act.
  * stream: a cudaStream_t or NULL. Calls on one tensor use its device scratch (the permuted x,
  * partial sums), so they must be ordered (one stream, or synchronised); so must calls on the

@@ -152,13 +152,10 @@ struct spqr_gpu_tensor {
     int sms;
     size_t smem_optin;
     spqr_outlier_path path;
-    spqr_grid grid;         // spqr_gpu_set_grid's (AUTO by default)
-    spqr_grid last_grid;    // spqr_gpu_last_grid's
     cusparseHandle_t sp;    // cuSPARSE path: the handle (device pointer mode), its scalars and
     float *sp_one;          // workspace, made once so that a call does nothing a CUDA graph could
     void *sp_ws;            // not replay (no host scalars read later, no per-call allocation)
-    uint8_t mma_blocks[32]; // tensor-core kernel variants' resident blocks per SM (0: not asked;
-                            // 28-31: mma_balanced.cuh's)
+    uint8_t mma_blocks[28]; // tensor-core kernel variants' resident blocks per SM (0: not asked)
     size_t sp_ws_size;      // bytes of sp_ws
     uint64_t xbuf_bytes;    // bytes of xbuf this tensor needs
     uint64_t dev_bytes;     // device bytes held now (dev_alloc / dev_release, spqr_kernels.cu)

@@ -2,7 +2,7 @@
 // permute, the batch 5-16 outlier pass, grid geometry (warps per strip, split-K, wave fill) and
 // the choice of kernel variant (outlier state OS, statistics kind SK, vectors NH).
 #pragma once
-#include "mma_balanced.cuh"
+#include "mma_kernel.cuh"
 
 namespace spqr_cu {
 namespace {
@@ -94,44 +94,6 @@ namespace {
 #ifndef SPQR_PDL_PREP
 #define SPQR_PDL_PREP 1
 #endif
-// The balanced grid (mma_balanced.cuh, bench/NOTES.md v7g) for batch 1 of the kernels without
-// outlier state or with rounds (OS = 0, 8; SK = 0), chosen by spqr_gpu_set_grid: AUTO takes it
-// where the strip grid below would give its busiest SM more than (1000 + SPQR_MMA_BAL_GAIN) / 1000
-// of the mean tiles and each warp gets at least SPQR_MMA_BAL_MIN_TILES tiles (short warps spend
-// their time filling the pipeline); BALANCED wherever it can run: at least one tile per warp, at
-// most kBalMaxSlots warps per strip. SPQR_MMA_BAL 0: AUTO never takes it (a measurement build).
-#ifndef SPQR_MMA_BAL
-#define SPQR_MMA_BAL 1
-#endif
-#ifndef SPQR_MMA_BAL_W // > 0: the balanced grid's warps (a multiple of 8; a measurement build)
-#define SPQR_MMA_BAL_W 0
-#endif
-#ifndef SPQR_MMA_BAL_GAIN
-#define SPQR_MMA_BAL_GAIN 10
-#endif
-#ifndef SPQR_MMA_BAL_MIN_TILES
-#define SPQR_MMA_BAL_MIN_TILES 24
-#endif
-// The warps of the balanced grid for a call whose strip grid has `blocks` blocks, or 0 where the
-// strip grid runs (resident: the balanced kernel's blocks per SM).
-static uint32_t mma_bal_warps(const spqr_gpu_tensor *t, uint64_t blocks, uint32_t resident) {
-    const Params &p = t->p;
-    const uint64_t T = (uint64_t)p.strips * p.mtiles,
-                   W = SPQR_MMA_BAL_W ? SPQR_MMA_BAL_W : (uint64_t)t->sms * resident * kMmaWarps;
-    if (t->grid == SPQR_GRID_STRIPS || (t->grid == SPQR_GRID_AUTO && !SPQR_MMA_BAL) || W == 0 ||
-        T < W)
-        return 0;
-    const uint64_t per_warp = T / W; // (the fewest tiles of a warp)
-    // warps sharing a strip: at most ⌈(mtiles − 1) / per_warp⌉ + 1
-    if ((p.mtiles - 1 + per_warp - 1) / per_warp + 1 > kBalMaxSlots) return 0;
-    if (t->grid == SPQR_GRID_BALANCED) return (uint32_t)W;
-    if (per_warp < SPQR_MMA_BAL_MIN_TILES) return 0;
-    // the busiest SM's tiles: the strip grid deals ⌈blocks / sms⌉ blocks of T / blocks tiles to
-    // some SM (as slots free up, where there is more than one wave); the balanced grid ⌈T / sms⌉
-    const double strip = (double)((blocks + t->sms - 1) / t->sms) * (double)T / (double)blocks;
-    const double bal = (double)((T + t->sms - 1) / t->sms);
-    return 1000.0 * strip > (1000.0 + SPQR_MMA_BAL_GAIN) * bal ? (uint32_t)W : 0;
-}
 // Whether a call's outliers take their own pass (outlier_rows_kernel) before the matmul.
 static bool mma_outlier_pass(const spqr_gpu_tensor *t, int nb) {
     return SPQR_MMA_OUTL_ROWS && t->p.fuse_outliers && !mma_rounds(t, nb) &&
@@ -243,25 +205,9 @@ static cudaError_t launch_mma_t(spqr_gpu_tensor *t, const Act *x, Act *y, float 
         pk.fuse_outliers = 0, o32 = t->ybuf;
     }
     const uint32_t sets = (uint32_t)kMmaWarps >> kwl;
-    const uint64_t blocks = (p.strips + sets - 1) / sets * ksplit;
-    if constexpr (NH == 1 && SK == 0 && (OS == 0 || OS == 8))
-        if (nb == 1 && !o32) {
-            const auto bal = mma_kernel_bal<WB, SK, Act, OS>;
-            const uint32_t W =
-                mma_bal_warps(t, blocks,
-                              mma_resident_blocks<NH, OS, SK>(
-                                  t, bal, 28 + 2 * !std::is_same<Act, __half>::value + (OS == 8)));
-            if (W) {
-                t->last_grid = SPQR_GRID_BALANCED;
-                return launch_dependent(dim3(W / kMmaWarps), dim3(kMmaThreads), 0, s, true, bal, pk,
-                                        (const Act *)xh, stride, y, y32, t->acc32, t->counters,
-                                        kMagic2, W);
-            }
-        }
-    t->last_grid = SPQR_GRID_STRIPS;
-    return launch_dependent(dim3((uint32_t)blocks), dim3(kMmaThreads), 0, s, true, kern, pk,
-                            (const Act *)xh, (const Act *)xt, stride, y, y32, nb, kwl, ksplit,
-                            t->acc32, t->counters, kMagic2, o32);
+    return launch_dependent(dim3((p.strips + sets - 1) / sets * ksplit), dim3(kMmaThreads), 0, s,
+                            true, kern, pk, (const Act *)xh, (const Act *)xt, stride, y, y32, nb,
+                            kwl, ksplit, t->acc32, t->counters, kMagic2, o32);
 }
 // The kernel variants of one statistics kind SK; sbit: the kinds whose tensors may have outlier
 // rounds and run the OS = 0, 1 kernels (s-bit statistics: SK 0, 1, 3, 4; β1 < 16 since v7c).

@@ -48,22 +48,20 @@ template <int NH, int OS, int SK> constexpr int mma_min_blocks() {
 // fragments, mma_16816), with one tile's loads in flight while the other is decoded. First the
 // lane's pointers (LaneCtx), then, before xh is ready, the first two tiles' code words pulled
 // towards L2 and before_wait() (a prefetch of the caller's); then pdl_wait (a no-op when already
-// waited). pf_tiles: the tiles of the warp's run of records from m0 on, which the L2 prefetch
-// ahead of the loads stays within (ntiles, or more where the run goes on into the next strip's
-// records: mma_balanced.cuh).
+// waited).
 template <int WB, int NH, int SK, typename Act, int OS, typename BeforeWait>
 __device__ __forceinline__ void
 mma_strip_tiles(const Params &p, const Act *__restrict__ xh, const Act *__restrict__ xt,
                 uint32_t xstride, int nb, uint32_t S, uint32_t m0, uint32_t ntiles, uint32_t step,
-                uint32_t pf_tiles, uint32_t magic, uint32_t ostep, OutlierState<OS> &os,
-                float (&acc)[NH][4], BeforeWait before_wait) {
+                uint32_t magic, uint32_t ostep, OutlierState<OS> &os, float (&acc)[NH][4],
+                BeforeWait before_wait) {
     constexpr bool kRoundsInLoop = OS < 8 || OS == 10 || SPQR_MMA_ROUND_AT != 2;
     const uint32_t lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     LaneCtx L;
     L.step = step;
     L.codes = p.tcodes + ((uint64_t)S * p.mtiles + m0) * p.rec_words + lane;
     L.rec_step = step * p.rec_words;
-    L.pf_left = (int)pf_tiles - mma_l2_prefetch<WB>();
+    L.pf_left = (int)ntiles - mma_l2_prefetch<WB>();
     L.col = 64 * m0 + 16 * t;
     const uint32_t gi = (16 * t) >> p.log2beta2; // this lane's group in a tile record
     L.s2off = (int)(p.rec_s2 + 2 * gi) - (int)lane;
@@ -186,7 +184,7 @@ __global__ void __launch_bounds__(kMmaThreads, mma_min_blocks<NH, OS, SK>())
             os.sched = min(every, 0xffffu) << 16;
         }
         mma_strip_tiles<WB, NH, SK, Act, OS>(
-            p, xh, xt, xstride, nb, S, m0, ntiles, step, ntiles, magic, ostep, os, acc, [&] {
+            p, xh, xt, xstride, nb, S, m0, ntiles, step, magic, ostep, os, acc, [&] {
                 if constexpr (NH == 2 && SPQR_MMA_TAIL_PF)
                     if (p.outl_tail) outlier_rows_prefetch(p, S, kwi + kw * q, kw * ksplit);
             });

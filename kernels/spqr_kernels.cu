@@ -447,18 +447,6 @@ extern "C" spqr_status spqr_gpu_set_outlier_path(spqr_gpu_tensor *t, spqr_outlie
     return SPQR_OK;
 }
 
-extern "C" spqr_status spqr_gpu_set_grid(spqr_gpu_tensor *t, spqr_grid grid, spqr_error *err) {
-    if (!t) return spqr_set_error(err, SPQR_E_ARG, 0, UINT64_MAX, "null tensor");
-    if (grid != SPQR_GRID_AUTO && grid != SPQR_GRID_STRIPS && grid != SPQR_GRID_BALANCED)
-        return spqr_set_error(err, SPQR_E_ARG, 0, UINT64_MAX, "unknown grid %d", (int)grid);
-    t->grid = grid;
-    return SPQR_OK;
-}
-
-extern "C" spqr_grid spqr_gpu_last_grid(const spqr_gpu_tensor *t) {
-    return t ? t->last_grid : SPQR_GRID_AUTO;
-}
-
 extern "C" int spqr_gpu_uses_tensor_cores(const spqr_gpu_tensor *t) {
     return t && t->tcodes != nullptr;
 }
@@ -612,7 +600,6 @@ extern "C" spqr_status spqr_gpu_matmul(spqr_gpu_tensor *t, const void *x, void *
                               "batch %d not in 1..%d (use dequantize + GEMM)", batch,
                               SPQR_MAX_BATCH);
     cudaStream_t s = (cudaStream_t)stream;
-    t->last_grid = SPQR_GRID_AUTO; // (the tensor-core launcher sets the grid it runs)
     if (act == SPQR_ACT_F16)
         return matmul_t<__half>(t, (const __half *)x, (__half *)y, batch, s, err);
     if (act == SPQR_ACT_BF16)

@@ -1,6 +1,5 @@
 /* bench_gpu.c — SpQR GPU matmul vs cuBLAS fp16, same process, same shapes (not a test).
  * Usage: bench_gpu [--quick] [--graph|--bytes] [--batch N] [--config 0..5] [--shape ROWSxCOLS]...
- *                  [--grid auto|strips|balanced|both]
  *   --quick: the first two shapes; --batch: any of 1..16; --config: one configuration; --shape
  *   (repeatable): these shapes, any ROWSxCOLS, instead of the default six.
  *   Config 0 = w3 1% outliers, 1 = w4 no outliers; only when asked for: 2 = w3 no outliers (it
@@ -12,10 +11,7 @@
  *   the graph is launched, as serving runtimes run a decode step: no host launch overhead between
  *   calls. --bytes: no timing; one line "BYTES n" per shape and configuration, n =
  *   spqr_gpu_matmul_bytes at the batch (default 1), the byte counts whose pure-read time read_bw
- *   --floor measures. --grid: the tensor-core kernel's batch-1 grid (spqr_gpu_set_grid; default
- *   auto); both: each row twice, on the strip grid and then on the balanced one, in the same
- *   process. A row whose calls ran the balanced grid says "[balanced]" after its configuration
- *   (and, with both, the strip grid's "[strips]").
+ *   --floor measures.
  * For each shape (4096², 11008x4096, 4096x11008, 8192², 28672x8192, 8192x28672), configuration
  * (w3 s3 beta16 1% outliers act-order; w4 s3 beta16 no outliers act-order) and batch (1, 4, 16):
  * median µs per call (7 repeats of 50 calls timed with events, buffers rotated so the working set
@@ -163,7 +159,6 @@ static void warm_up(cublasHandle_t h) {
 
 int main(int argc, char **argv) {
     int quick = 0, graph = 0, bytes_only = 0, only_batch = 0, only_cfg = -1, nsel = 0, sel[16][2];
-    int grids[2] = {SPQR_GRID_AUTO, -1}; /* --grid: the grids each row is measured on */
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick"))
             quick = 1;
@@ -174,18 +169,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--batch") && i + 1 < argc && atoi(argv[i + 1]) >= 1 &&
                  atoi(argv[i + 1]) <= 16)
             only_batch = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--grid") && i + 1 < argc) {
-            const char *g = argv[++i];
-            grids[0] = !strcmp(g, "strips") || !strcmp(g, "both") ? SPQR_GRID_STRIPS
-                       : !strcmp(g, "balanced")                   ? SPQR_GRID_BALANCED
-                       : !strcmp(g, "auto")                       ? SPQR_GRID_AUTO
-                                                                  : -1;
-            grids[1] = !strcmp(g, "both") ? SPQR_GRID_BALANCED : -1;
-            if (grids[0] < 0) {
-                fprintf(stderr, "bench_gpu: --grid %s: not auto, strips, balanced or both\n", g);
-                return 2;
-            }
-        } else if (!strcmp(argv[i], "--config") && i + 1 < argc)
+        else if (!strcmp(argv[i], "--config") && i + 1 < argc)
             only_cfg = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--shape") && i + 1 < argc && nsel < 16 &&
                  sscanf(argv[++i], "%dx%d", &sel[nsel][0], &sel[nsel][1]) == 2 &&
@@ -194,7 +178,7 @@ int main(int argc, char **argv) {
         else {
             fprintf(stderr,
                     "usage: bench_gpu [--quick] [--graph|--bytes] [--batch N] [--config 0..5] "
-                    "[--shape ROWSxCOLS]... [--grid auto|strips|balanced|both]\n");
+                    "[--shape ROWSxCOLS]...\n");
             return 2;
         }
     }
@@ -295,19 +279,11 @@ int main(int argc, char **argv) {
                 CK(cudaMalloc(&c.y[i], 16ull * rows * 2));
                 cudaMemset(c.x[i], 0x22, 16ull * cols * 2);
             }
-            for (int row = 0; row < (only_batch ? 1 : 3) * 2; row++) {
-                const int bi = row / 2, grid = grids[row % 2];
-                c.batch = only_batch ? only_batch : batches[bi];    /* --batch: any of 1..16 */
-                if (grid < 0 || (row % 2 && c.batch > 1)) continue; /* (grids: batch 1 only) */
-                for (int i = 0; i < c.nt; i++) {
+            for (int bi = 0; bi < (only_batch ? 1 : 3); bi++) {
+                c.batch = only_batch ? only_batch : batches[bi]; /* --batch: any of 1..16 */
+                for (int i = 0; i < c.nt; i++)
                     spqr_gpu_set_outlier_path(c.t[i], SPQR_OUTLIERS_FUSED, &err);
-                    spqr_gpu_set_grid(c.t[i], (spqr_grid)grid, &err);
-                }
                 float ts = time_calls(call_spqr, &c, 50, gs, graph);
-                const spqr_grid ran = spqr_gpu_last_grid(c.t[0]);
-                const char *gname = ran == SPQR_GRID_BALANCED                  ? " [balanced]"
-                                    : grids[1] >= 0 && ran == SPQR_GRID_STRIPS ? " [strips]"
-                                                                               : "";
                 float tsp = -1;
                 if (in.nnz) {
                     for (int i = 0; i < c.nt; i++)
@@ -321,12 +297,12 @@ int main(int argc, char **argv) {
                 char spbuf[32] = "-";
                 if (tsp > 0) snprintf(spbuf, sizeof spbuf, "%.1f", tsp);
                 printf(
-                    "| %dx%d | w%d s3 b%s %s%s | %d | %.1f | %.0f | %.0f%% | %s | %.1f | %.2fx |\n",
+                    "| %dx%d | w%d s3 b%s %s | %d | %.1f | %.0f | %.0f%% | %s | %.1f | %.2fx |\n",
                     rows, cols, wbits,
                     cfg == 5   ? "8/8"
                     : cfg == 4 ? "16/8"
                                : "16",
-                    in.nnz ? "1% outl" : "0 outl", gname, c.batch, ts, bytes / (ts * 1e-6) / 1e9,
+                    in.nnz ? "1% outl" : "0 outl", c.batch, ts, bytes / (ts * 1e-6) / 1e9,
                     100.0 * bytes / (ts * 1e-6) / bw, spbuf, tc, tc / ts);
                 fflush(stdout);
             }

@@ -25,10 +25,7 @@ fi
 if [ "$what" = check ]; then
   rc=0; SPQR_GPU_QUICK=1 timeout 120 ./build-gpu/tests/gpu/test_gpu > "$OUT/check.log" 2>&1 || rc=$?
   echo "test_gpu (quick subset) exit $rc"; grep -E "FAIL|passed" "$OUT/check.log" | tail -15
-  rc2=0; SPQR_GPU_QUICK=1 timeout 120 ./build-gpu/tests/gpu/test_gpu_grid > "$OUT/check-grid.log" 2>&1 || rc2=$?
-  echo "test_gpu_grid (quick subset) exit $rc2"; grep -E "FAIL|note|passed" "$OUT/check-grid.log" | tail -15
-  [ $rc -ne 0 ] && exit $rc
-  exit $rc2
+  exit $rc
 fi
 if [ "$what" = tune ]; then
   # compile-time variants of the tensor-core kernel, built side by side; batch 1 (and TUNE_BATCH)
@@ -64,7 +61,7 @@ if [ "$what" = probe ]; then
     ( cmake -S . -B build-probe-$i -DSPQR_MINIMAL=ON -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 \
         -DCMAKE_CUDA_FLAGS="${probes[$i]}" \
         -DCMAKE_PREFIX_PATH=$DEPS/usr -DPKG_CONFIG_EXECUTABLE=/nonexistent > /dev/null 2>&1 &&
-      cmake --build build-probe-$i -j8 --target bench_gpu ${PROBE_CHECK:+test_gpu test_gpu_grid} \
+      cmake --build build-probe-$i -j8 --target bench_gpu ${PROBE_CHECK:+test_gpu} \
         > "$OUT/build-probe-$i.log" 2>&1 ) &
   done
   wait
@@ -74,13 +71,11 @@ if [ "$what" = probe ]; then
       if [ "$i" = lib ]; then dir=build-gpu; name="the library"; else dir=build-probe-$i; name="${probes[$i]}"; fi
       rc=0; SPQR_GPU_QUICK=1 timeout 120 ./$dir/tests/gpu/test_gpu > "$OUT/check-probe-$i.log" 2>&1 || rc=$?
       echo "== $name: test_gpu (quick subset) exit $rc: $(grep -cE "FAIL" "$OUT/check-probe-$i.log") FAIL lines; $(grep -E "passed" "$OUT/check-probe-$i.log" | tail -1)"
-      rc=0; SPQR_GPU_QUICK=1 timeout 120 ./$dir/tests/gpu/test_gpu_grid > "$OUT/check-grid-probe-$i.log" 2>&1 || rc=$?
-      echo "== $name: test_gpu_grid (quick subset) exit $rc: $(grep -cE "FAIL" "$OUT/check-grid-probe-$i.log") FAIL lines; $(grep -E "passed" "$OUT/check-grid-probe-$i.log" | tail -1)"
     done
   fi
   # PROBE_CONFIGS: bench_gpu --config values, one run each (default: its default configurations)
   # PROBE_B1= (set, empty): leave batch 1 out (only the PROBE_BATCH batches)
-  # PROBE_ARGS: more bench_gpu arguments (e.g. "--grid both")
+  # PROBE_ARGS: more bench_gpu arguments for every run
   for i in lib "${!probes[@]}"; do
     if [ "$i" = lib ]; then dir=build-gpu; echo "== the library's kernel =="
     else dir=build-probe-$i; echo "== ${probes[$i]} =="; fi
@@ -134,9 +129,6 @@ if [ "$what" != bench ]; then
   echo "== test_gpu =="
   SPQR_REAL_SPQR=$real ./build-gpu/tests/gpu/test_gpu > "$OUT/test_gpu.log" 2>&1 || true
   grep -E "FAIL|passed" "$OUT/test_gpu.log" | tail -25
-  echo "== test_gpu_grid =="
-  ./build-gpu/tests/gpu/test_gpu_grid > "$OUT/test_gpu_grid.log" 2>&1 || true
-  grep -E "FAIL|note|passed" "$OUT/test_gpu_grid.log" | tail -15
   if [ -n "$real" ]; then
     echo "== examples/gpu_linears $real =="
     rc=0; ./build-gpu/gpu_linears "$real" > "$OUT/gpu_linears.log" 2>&1 || rc=$?
@@ -148,9 +140,6 @@ if [ "$what" != bench ]; then
   SPQR_GPU_QUICK=1 SPQR_REAL_SPQR=$real timeout 180 compute-sanitizer --tool memcheck --error-exitcode 9 \
     ./build-gpu/tests/gpu/test_gpu > "$OUT/sanitizer.log" 2>&1; echo "compute-sanitizer exit $?"
   grep -E "ERROR SUMMARY|passed" "$OUT/sanitizer.log" | tail -3
-  SPQR_GPU_QUICK=1 timeout 180 compute-sanitizer --tool memcheck --error-exitcode 9 \
-    ./build-gpu/tests/gpu/test_gpu_grid > "$OUT/sanitizer-grid.log" 2>&1; echo "compute-sanitizer (test_gpu_grid) exit $?"
-  grep -E "ERROR SUMMARY|passed" "$OUT/sanitizer-grid.log" | tail -3
   fi
 fi
 if [ "$what" != test ]; then
