@@ -47,13 +47,16 @@ spqr_status spqr_gpu_available(spqr_error *err);
  * fp32 corrections, computed on the device), then re-tiles codes and first-order statistics for
  * the tensor-core kernel where it applies (the stored copies of those, and of the second-order
  * statistics where the tiles hold them, are released; while both exist, device memory peaks at
- * about twice the tensor's code bytes). */
+ * about twice the tensor's code bytes) and builds the outlier rounds (spqr_gpu_outlier_rounds;
+ * where they serve every batch, the corrections are released until the cuSPARSE path is
+ * selected). */
 spqr_status spqr_gpu_upload(const spqr_file *f, size_t tensor, spqr_gpu_tensor **out,
                             spqr_error *err);
 void spqr_gpu_free(spqr_gpu_tensor *t);
 /* Default SPQR_OUTLIERS_FUSED (measured faster; see bench/NOTES.md). Selecting
  * SPQR_OUTLIERS_CUSPARSE the first time makes that path's state (handle, int32 indices, the SpMM
- * workspace, the largest over batch 1..16), so a matmul call itself allocates nothing. */
+ * workspace, the largest over batch 1..16, and the fp32 corrections where upload released them),
+ * so a matmul call itself allocates nothing. */
 spqr_status spqr_gpu_set_outlier_path(spqr_gpu_tensor *t, spqr_outlier_path path, spqr_error *err);
 /* y = W x for batch 1..16: x device pointer batch x cols, y batch x rows, both of type act.
  * stream: a cudaStream_t or NULL. Calls on one tensor use its device scratch (the permuted x,
@@ -79,13 +82,14 @@ spqr_status spqr_gpu_dequantize_f16(spqr_gpu_tensor *t, void *w, void *stream, s
 int spqr_gpu_uses_tensor_cores(const spqr_gpu_tensor *t);
 /* Outlier rounds built at upload (0: none). A round adds up to 16 outliers of each pair of rows
  * (r, r + 8) of a 16-row strip by tensor-core multiplies (one at batch 1, eight at batch 2-8, 16
- * at batch 9-16). The fused path uses them at batch 1, at batch 2-8 while batch·cols <= 131072 and
- * at batch 9-16 while cols <= 8192. Built for
+ * at batch 9-16). The fused path uses them at batch 1-8, and at batch 9-16 while cols <= 8192 or
+ * where the statistics have β1 >= 16 and β2 >= 16. Built for
  * tensor-core tensors with s-bit statistics and at most 32768 columns, while they take
  * at most 16 bytes per outlier (at least a quarter of the slots used) and each outlier's
  * correction fits fp16; otherwise the kernels walk the CSR outliers. 512 bytes of device memory
- * each, on top of the CSR outliers (which the batches without rounds, dequantize and cuSPARSE
- * read). */
+ * each, on top of the CSR outliers (fp16 values and indices, which dequantize reads). The fp32
+ * corrections (4 bytes per outlier, which the batches without rounds and cuSPARSE read) are kept
+ * only where some batch of the fused path has no rounds, or once the cuSPARSE path is selected. */
 uint64_t spqr_gpu_outlier_rounds(const spqr_gpu_tensor *t);
 /* Device memory the tensor holds now, in bytes as allocated by the library (the driver rounds
  * each allocation up to its granularity; the cuSPARSE handle's own state is not counted): its

@@ -137,7 +137,7 @@ struct spqr_gpu_tensor {
     spqr_cu::Params p;
     void *sec[SPQR_SEC_COUNT];
     uint64_t size[SPQR_SEC_COUNT];
-    float *delta;
+    float *delta; // fp32 outlier corrections (null while rounds serve every batch: upload, sp_init)
     uint32_t *tcodes; // tile records for the tensor-core kernel (null: stored layout)
     uint64_t tcodes_size;
     uint4 *rounds;      // outlier rounds for batch 1-8 (make_rounds; null: the CSR walk)

@@ -197,5 +197,28 @@ __global__ void dequant_tiled_kernel(Params p, __half *out) {
     }
 }
 
+// delta_k = v_k − ŵ(r, c_k) from the tiled layout, bit-exact with delta_kernel (spqr_kernels.cu;
+// the decode of dequant_tiled_kernel): for the cuSPARSE path of a tensor whose corrections upload
+// released because its outlier rounds serve every batch of the fused path. One warp per row.
+__global__ void delta_tiled_kernel(Params p, const uint16_t *values, float *delta) {
+    const uint32_t lane = threadIdx.x & 31;
+    for (uint32_t row = (blockIdx.x * blockDim.x + threadIdx.x) >> 5; row < p.rows;
+         row += (gridDim.x * blockDim.x) >> 5) {
+        const uint32_t S = row >> 4, rr = row & 15;
+        for (uint32_t k = p.rowptr[row] + lane; k < p.rowptr[row + 1]; k += 32) {
+            // stored column c: macro tile c / 64, lane (g, t) = (rr mod 8, (c mod 64) / 16), and
+            // the pair pr, half h with tile_row(g, pr) = rr and tile_col(t, pr, h) = c mod 64
+            const uint32_t c = outlier_col(p, k), ci = c & 15, t = (c & 63) >> 4;
+            const uint32_t pr = 4 * (ci >> 2) + 2 * ((ci >> 1) & 1) + (rr >> 3), h = ci & 1;
+            float scale, zero;
+            tiled_stats_of(p, S, c >> p.log2beta2, rr, scale, zero);
+            const uint32_t *w =
+                p.tcodes + ((uint64_t)S * p.mtiles + (c >> 6)) * p.rec_words + 4 * (rr & 7) + t;
+            const float q = (float)tiled_code(w, 32, p.wbits, pr, h);
+            delta[k] = h2f(values[k]) - __fmul_rn(scale, __fsub_rn(q, zero));
+        }
+    }
+}
+
 } // namespace
 } // namespace spqr_cu

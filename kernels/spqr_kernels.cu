@@ -140,6 +140,15 @@ extern "C" void spqr_gpu_free(spqr_gpu_tensor *t) {
     delete t;
 }
 
+// Whether the fused path adds the tensor's outliers by its rounds at every batch 1..16, so that
+// only the cuSPARSE path reads the fp32 corrections (mma_layout.cuh mma_rounds).
+static bool rounds_serve_every_batch(const spqr_gpu_tensor *t) {
+    if (!t->rounds) return false;
+    for (int nb = 1; nb <= SPQR_MAX_BATCH; nb++)
+        if (!mma_rounds(t, nb)) return false;
+    return true;
+}
+
 // Builds the tiled layout of mma_kernel.cuh from the stored sections and releases the stored
 // codes and first-order statistics (the tiled copy has the same bytes up to tile padding). Keeps
 // the stored layout (and the generic kernels) when the fp16 decode could overflow.
@@ -358,6 +367,12 @@ extern "C" spqr_status spqr_gpu_upload(const spqr_file *f, size_t ti, spqr_gpu_t
             spqr_gpu_free(t);
             return cuda_fail(err, e, "building the outlier rounds");
         }
+        // then only the cuSPARSE path reads the fp32 corrections (4 bytes an outlier): made again
+        // from the tiles when that path is first selected (sp_init)
+        if (rounds_serve_every_batch(t)) {
+            dev_release(t, &t->delta, (t->nnz ? t->nnz : 1) * sizeof(float));
+            t->p.delta = nullptr;
+        }
     }
     *out = t;
     return SPQR_OK;
@@ -397,6 +412,13 @@ static cusparseStatus_t sp_spmm(spqr_gpu_tensor *t, int nb, void *stream, bool s
 // cudaMallocAsync per call, a captured batch-16 SpMM replayed wrong sums (test_gpu graph_capture);
 // with both changed it replays the direct call's.
 static spqr_status sp_init(spqr_gpu_tensor *t, spqr_error *err) {
+    if (t->nnz && !t->delta) { // released at upload (rounds_serve_every_batch)
+        CK(dev_alloc(t, &t->delta, t->nnz * sizeof(float)), "allocating outlier corrections");
+        delta_tiled_kernel<<<(t->p.rows + 7) / 8, 256>>>(
+            t->p, (const uint16_t *)t->sec[SPQR_SEC_VALUES], t->delta);
+        CK(cudaGetLastError(), "computing outlier corrections");
+        t->p.delta = t->delta;
+    }
     if (cusparseCreate(&t->sp) != CUSPARSE_STATUS_SUCCESS) {
         t->sp = nullptr;
         return spqr_set_error(err, SPQR_E_CUDA, 0, UINT64_MAX, "cusparseCreate failed");
@@ -425,6 +447,9 @@ static spqr_status sp_init(spqr_gpu_tensor *t, spqr_error *err) {
     }
     if (ws) CK(dev_alloc(t, &t->sp_ws, ws), "allocating the cuSPARSE workspace");
     t->sp_ws_size = ws;
+    // the corrections and indices made above on the default stream are complete before a call
+    // on any stream reads them
+    CK(cudaDeviceSynchronize(), "making the cuSPARSE path's state");
     return SPQR_OK;
 }
 
@@ -438,6 +463,10 @@ extern "C" spqr_status spqr_gpu_set_outlier_path(spqr_gpu_tensor *t, spqr_outlie
             dev_release(t, &t->colidx32, (t->nnz ? t->nnz : 1) * sizeof(int));
             dev_release(t, &t->sp_one, sizeof(float));
             dev_release(t, &t->sp_ws, t->sp_ws_size);
+            if (rounds_serve_every_batch(t)) { // (made by sp_init: released again)
+                dev_release(t, &t->delta, (t->nnz ? t->nnz : 1) * sizeof(float));
+                t->p.delta = nullptr;
+            }
             if (t->sp) cusparseDestroy(t->sp);
             t->sp = nullptr;
             return st;
