@@ -172,7 +172,7 @@ static cudaError_t launch_mma_t(spqr_gpu_tensor *t, const Act *x, Act *y, float 
     // split 8192x28672 (4096 warps, 0.97 of a wave of the 4-block kernels) in two: batch 1 w4 61.4
     // µs split, 55.8 not (same call, H100); now only grids under 0.9 of a wave are split
     uint32_t ksplit = 1;
-    if (kwl == 3 && SPQR_MMA_KSPLIT_CODE)
+    if (kwl == 3)
         while ((SPQR_MMA_GEOM
                     ? 10 * (uint64_t)p.strips * 8 * ksplit < SPQR_MMA_KSPLIT_FILL * resident
                     : (uint64_t)p.strips * 8 * ksplit < target) &&

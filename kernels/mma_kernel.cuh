@@ -112,10 +112,6 @@ mma_strip_tiles(const Params &p, const Act *__restrict__ xh, const Act *__restri
     }
 }
 
-#ifndef SPQR_MMA_KSPLIT_CODE // 0: the split-K tail left out (the launcher never splits;
-                             // measurement)
-#define SPQR_MMA_KSPLIT_CODE 1
-#endif
 // Grid: a block of 8 warps owns 8/kw strips (kw = 1, 2, 4 or 8 warps per strip, each over a
 // contiguous range of the strip's macro tiles); with ksplit > 1 (only with kw = 8, for layers with
 // few rows and many columns) ksplit blocks share a strip. Partial sums meet in shared memory; with
@@ -129,9 +125,6 @@ __global__ void __launch_bounds__(kMmaThreads, mma_min_blocks<NH, OS, SK>())
                const float *__restrict__ o32) {
     __shared__ float red[kMmaWarps][16][8 * NH + 1];
     __shared__ uint32_t last_block;
-#if !SPQR_MMA_KSPLIT_CODE // (a measurement build: no split-K tail compiled)
-    ksplit = 1;
-#endif
     const uint32_t lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const uint32_t kw = 1u << kw_log2, kwi = warp & (kw - 1), set = warp >> kw_log2;
     const uint32_t sets = kMmaWarps >> kw_log2;
