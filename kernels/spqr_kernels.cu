@@ -149,6 +149,14 @@ static bool rounds_serve_every_batch(const spqr_gpu_tensor *t) {
     return true;
 }
 
+// Releases the fp32 corrections where the fused path reads none (rounds_serve_every_batch); the
+// cuSPARSE path makes them again when first selected (sp_init).
+static void release_unread_corrections(spqr_gpu_tensor *t) {
+    if (!rounds_serve_every_batch(t)) return;
+    dev_release(t, &t->delta, (t->nnz ? t->nnz : 1) * sizeof(float));
+    t->p.delta = nullptr;
+}
+
 // Builds the tiled layout of mma_kernel.cuh from the stored sections and releases the stored
 // codes and first-order statistics (the tiled copy has the same bytes up to tile padding). Keeps
 // the stored layout (and the generic kernels) when the fp16 decode could overflow.
@@ -369,10 +377,7 @@ extern "C" spqr_status spqr_gpu_upload(const spqr_file *f, size_t ti, spqr_gpu_t
         }
         // then only the cuSPARSE path reads the fp32 corrections (4 bytes an outlier): made again
         // from the tiles when that path is first selected (sp_init)
-        if (rounds_serve_every_batch(t)) {
-            dev_release(t, &t->delta, (t->nnz ? t->nnz : 1) * sizeof(float));
-            t->p.delta = nullptr;
-        }
+        release_unread_corrections(t);
     }
     *out = t;
     return SPQR_OK;
@@ -463,10 +468,7 @@ extern "C" spqr_status spqr_gpu_set_outlier_path(spqr_gpu_tensor *t, spqr_outlie
             dev_release(t, &t->colidx32, (t->nnz ? t->nnz : 1) * sizeof(int));
             dev_release(t, &t->sp_one, sizeof(float));
             dev_release(t, &t->sp_ws, t->sp_ws_size);
-            if (rounds_serve_every_batch(t)) { // (made by sp_init: released again)
-                dev_release(t, &t->delta, (t->nnz ? t->nnz : 1) * sizeof(float));
-                t->p.delta = nullptr;
-            }
+            release_unread_corrections(t); // (where sp_init made them)
             if (t->sp) cusparseDestroy(t->sp);
             t->sp = nullptr;
             return st;
