@@ -22,5 +22,7 @@ int cmd_demo(int argc, char **argv);
 int cmd_compress(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+/* `spqr bench --gpu ...` (cmd_bench_gpu.c; argv[0] is "--gpu" or the program's name) */
+int cmd_bench_gpu(int argc, char **argv);
 int cmd_make_tiny(int argc, char **argv);
 #endif

@@ -1,6 +1,6 @@
 /* cmd_bench.c — `spqr bench [--quick]`: the CPU fused decode-and-multiply against OpenBLAS sgemv
  * (batch 1) / sgemm (batch 4, 16) on the dequantized fp32 weights, same shapes, same process.
- * Median of 5 runs each; the GPU benchmark is bench/gpu/bench_gpu (device machine). */
+ * Median of 5 runs each; `spqr bench --gpu` is the GPU benchmark (cmd_bench_gpu.c). */
 #define _POSIX_C_SOURCE 200809L
 #include "cli.h"
 #include "sample.h"
@@ -37,7 +37,15 @@ static spqr_status time_spqr(const spqr_file *f, const float *X, int batch, floa
 }
 
 int cmd_bench(int argc, char **argv) {
-    int quick = argc > 1 && !strcmp(argv[1], "--quick");
+    if (argc > 1 && !strcmp(argv[1], "--gpu")) return cmd_bench_gpu(argc - 1, argv + 1);
+    const int quick = argc > 1 && !strcmp(argv[1], "--quick");
+    if (argc > 1 + quick) { /* the first argument that is not a leading --quick */
+        fprintf(stderr,
+                "spqr bench: unknown option '%s'\nusage: spqr bench [--quick]  (CPU)\n"
+                "       spqr bench --gpu [options]  (GPU; spqr bench --gpu --help)\n",
+                argv[1 + quick]);
+        return 2;
+    }
     static const int shapes[][2] = {{4096, 4096}, {11008, 4096}, {4096, 11008},
                                     {8192, 8192}, {28672, 8192}, {8192, 28672}};
     const int nshapes = quick ? 1 : 6;

@@ -20,8 +20,8 @@ static const command commands[] = {
     {"eval", cmd_eval,
      "eval MODEL --text FILE [--seqlen N] [--max-windows N] [--json]   perplexity"},
     {"bench", cmd_bench,
-     "bench [--quick]                CPU fused matmul vs OpenBLAS fp32 (GPU: "
-     "bench/gpu/run_device.sh)"},
+     "bench [--quick]                CPU fused matmul vs OpenBLAS fp32\n"
+     "  bench --gpu [--file M.spqr]    GPU fused matmul vs cuBLAS fp16 (--gpu --help)"},
     {"make-tiny-model", cmd_make_tiny,
      "make-tiny-model DIR            write a small random LLaMA checkpoint (pipeline demo)"},
     {"demo", cmd_demo, "demo [OUT.spqr]                write, validate and inspect a sample file"},

@@ -1,0 +1,486 @@
+/* cmd_bench_gpu.c — `spqr bench --gpu` (also the bench/gpu/bench_gpu program): the fused GPU
+ * matmul against cuBLAS fp16 GEMV/GEMM, same process, same shapes (bench/NOTES.md, METHOD).
+ *
+ * Tensors: synthetic ones by default (shapes 4096², 11008x4096, 4096x11008, 8192², 28672x8192,
+ * 8192x28672; config 0 = w3 s3 β16 1 % outliers act-order, 1 = w4 s3 β16 no outliers; only when
+ * asked for: 2 = w3 no outliers, 3 = w2 no outliers, 4 = w3 1 % β2 = 8, 5 = the same with β1 = 8),
+ * or with --file every SpQR tensor of a .spqr file (each timed alone, then their sum: the linears
+ * of one decode step), the cuBLAS side multiplying the tensor's own weights dequantized to fp16.
+ *
+ * Method, the same for every row: a clock warm-up (150 fp16 GEMMs of 8192³) first; per row the
+ * median over 7 repeats of the mean of 50 calls timed with events, launched from the host or
+ * (--graph) captured into one CUDA graph; both sides rotate over copies of their buffers so that
+ * the working set exceeds L2 (about 200 MB; at most 32 copies, rows where even that stays within
+ * twice the L2 are marked "L2"); effective bandwidth = spqr_gpu_matmul_bytes / time, as a % of the
+ * device-to-device copy bandwidth measured at start (bytes read + written).
+ * Exit status: 0, 1 on an error (named on stderr), 2 on a usage error, 77 where no GPU is usable
+ * ("SKIP: ..." on stdout). */
+#define _POSIX_C_SOURCE 200809L
+#include "cli.h"
+#include "sample.h"
+#include "spqr.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define ROTATE_BYTES (200ull << 20) /* working set each side rotates over */
+#define MAX_COPIES 32
+#define CALLS 50
+#define REPEATS 7
+
+static const char *const usage_text =
+    "usage: spqr bench --gpu [--quick] [--graph|--bytes] [--batch N] [--config 0..5]\n"
+    "                        [--shape ROWSxCOLS]... [--file MODEL.spqr]\n"
+    "  --quick: the first two shapes; --batch: one batch of 1..16 (default 1, 4, 16);\n"
+    "  --config: one synthetic configuration; --shape (repeatable, up to 16): these shapes;\n"
+    "  --file: every SpQR tensor of MODEL.spqr instead of synthetic ones, then their sum;\n"
+    "  --graph: the calls captured into one CUDA graph; --bytes: no timing, one line\n"
+    "  \"BYTES n\" per tensor (spqr_gpu_matmul_bytes at the batch)\n";
+
+#if SPQR_HAVE_CUDA
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+
+static int cuda_failed(cudaError_t e, const char *what) {
+    if (e == cudaSuccess) return 0;
+    fprintf(stderr, "spqr bench --gpu: %s: %s\n", what, cudaGetErrorString(e));
+    return 1;
+}
+static int cublas_failed(cublasStatus_t s, const char *what) {
+    if (s == CUBLAS_STATUS_SUCCESS) return 0;
+    fprintf(stderr, "spqr bench --gpu: %s: cuBLAS status %d\n", what, (int)s);
+    return 1;
+}
+
+static int cmpf(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* One side of a row: nt spqr tensors or nw dense fp16 matrices, x and y rotated over nx. */
+typedef struct {
+    spqr_gpu_tensor **t;
+    int nt;
+    void **W;
+    int nw;
+    void *x[8], *y[8];
+    int rows, cols, batch;
+    cublasHandle_t h;
+    cudaStream_t s; /* NULL, or the --graph capture stream */
+} bench_row;
+
+typedef int (*call_fn)(bench_row *c, int i);
+
+static int call_spqr(bench_row *c, int i) {
+    spqr_error err;
+    if (!spqr_gpu_matmul(c->t[i % c->nt], c->x[i % 8], c->y[i % 8], c->batch, SPQR_ACT_F16, c->s,
+                         &err))
+        return 0;
+    fprintf(stderr, "spqr bench --gpu: %s\n", err.msg);
+    return 1;
+}
+
+static int call_cublas(bench_row *c, int i) {
+    const float one = 1.f, zero = 0.f;
+    /* row-major W [rows x cols] is column-major Wᵀ: y = op(A) x with A = W (cols x rows), op = T */
+    return cublas_failed(cublasGemmEx(c->h, CUBLAS_OP_T, CUBLAS_OP_N, c->rows, c->batch, c->cols,
+                                      &one, c->W[i % c->nw], CUDA_R_16F, c->cols, c->x[i % 8],
+                                      CUDA_R_16F, c->cols, &zero, c->y[i % 8], CUDA_R_16F, c->rows,
+                                      CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                         "cublasGemmEx");
+}
+
+/* *us = the median over REPEATS of the mean time of CALLS calls on c->s; 0, or 1 (printed) */
+static int time_calls(call_fn fn, bench_row *c, int graph, float *us) {
+    cudaGraph_t g = NULL;
+    cudaGraphExec_t ge = NULL;
+    cudaEvent_t a = NULL, b = NULL;
+    float t[REPEATS];
+    int rc = 1;
+    if (graph) {
+        if (cuda_failed(cudaStreamBeginCapture(c->s, cudaStreamCaptureModeThreadLocal),
+                        "stream capture"))
+            return 1;
+        int bad = 0;
+        for (int i = 0; i < CALLS && !bad; i++) bad = fn(c, i);
+        const cudaError_t e = cudaStreamEndCapture(c->s, &g);
+        if (bad || cuda_failed(e, "stream capture") ||
+            cuda_failed(cudaGraphInstantiate(&ge, g, 0), "graph instantiate") ||
+            cuda_failed(cudaGraphLaunch(ge, c->s), "graph launch"))
+            goto done;
+    } else {
+        for (int i = 0; i < 10; i++)
+            if (fn(c, i)) goto done;
+    }
+    if (cuda_failed(cudaDeviceSynchronize(), "warm-up calls") ||
+        cuda_failed(cudaEventCreate(&a), "event") || cuda_failed(cudaEventCreate(&b), "event"))
+        goto done;
+    for (int r = 0; r < REPEATS; r++) {
+        cudaEventRecord(a, c->s);
+        if (graph) {
+            if (cuda_failed(cudaGraphLaunch(ge, c->s), "graph launch")) goto done;
+        } else {
+            for (int i = 0; i < CALLS; i++)
+                if (fn(c, i)) goto done;
+        }
+        cudaEventRecord(b, c->s);
+        float ms = 0;
+        if (cuda_failed(cudaEventSynchronize(b), "timed calls") ||
+            cuda_failed(cudaEventElapsedTime(&ms, a, b), "event time"))
+            goto done;
+        t[r] = ms * 1000.0f / (float)CALLS;
+    }
+    qsort(t, REPEATS, sizeof t[0], cmpf);
+    *us = t[REPEATS / 2];
+    rc = 0;
+done:
+    if (a) cudaEventDestroy(a);
+    if (b) cudaEventDestroy(b);
+    if (ge) cudaGraphExecDestroy(ge);
+    if (g) cudaGraphDestroy(g);
+    return rc;
+}
+
+/* bytes read + written per second by device-to-device copies of 1 GiB; 0 on failure */
+static double copy_bandwidth(void) {
+    const size_t n = 1ull << 30;
+    void *a = NULL, *b = NULL;
+    cudaEvent_t e0 = NULL, e1 = NULL;
+    double bw = 0;
+    float ms = 0;
+    if (cuda_failed(cudaMalloc(&a, n), "copy bandwidth buffer") ||
+        cuda_failed(cudaMalloc(&b, n), "copy bandwidth buffer") ||
+        cuda_failed(cudaMemset(a, 1, n), "memset") || cuda_failed(cudaEventCreate(&e0), "event") ||
+        cuda_failed(cudaEventCreate(&e1), "event") ||
+        cuda_failed(cudaMemcpy(b, a, n, cudaMemcpyDeviceToDevice), "copy"))
+        goto done;
+    cudaEventRecord(e0, 0);
+    for (int i = 0; i < 10; i++) cudaMemcpyAsync(b, a, n, cudaMemcpyDeviceToDevice, 0);
+    cudaEventRecord(e1, 0);
+    if (cuda_failed(cudaEventSynchronize(e1), "copy") ||
+        cuda_failed(cudaEventElapsedTime(&ms, e0, e1), "event time"))
+        goto done;
+    bw = 2.0 * 10 * (double)n / (ms * 1e-3);
+done:
+    if (e0) cudaEventDestroy(e0);
+    if (e1) cudaEventDestroy(e1);
+    cudaFree(a), cudaFree(b);
+    return bw;
+}
+
+/* Clocks up before the first measurement: ~0.3 s of fp16 GEMMs (8192³, compute-bound). Without it
+ * the first shape's rows (spqr and cuBLAS alike) measured up to 20 % slow on the H100. */
+static int warm_up(cublasHandle_t h) {
+    const int n = 8192;
+    void *m = NULL;
+    if (cuda_failed(cudaMalloc(&m, 3ull * n * n * 2), "warm-up buffer")) return 1;
+    int rc = cuda_failed(cudaMemset(m, 0, 3ull * n * n * 2), "memset");
+    const char *a = m, *b = a + (size_t)n * n * 2;
+    char *c = (char *)m + 2ull * n * n * 2;
+    const float one = 1.f, zero = 0.f;
+    for (int i = 0; i < 150 && !rc; i++)
+        rc = cublas_failed(cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, n, n, n, &one, a, CUDA_R_16F,
+                                        n, b, CUDA_R_16F, n, &zero, c, CUDA_R_16F, n,
+                                        CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                           "warm-up GEMM");
+    if (!rc) rc = cuda_failed(cudaDeviceSynchronize(), "warm-up");
+    cudaFree(m);
+    return rc;
+}
+
+typedef struct {
+    int graph, bytes_only, nbatch, batches[3];
+    double copy_bw;
+    uint64_t l2_bytes;
+    cublasHandle_t h;
+    cudaStream_t s;
+    double sum_spqr[3], sum_cublas[3]; /* --file: per batch, over the tensors */
+} bench_run;
+
+static void row_free(bench_row *c) {
+    for (int i = 0; i < c->nt && c->t; i++) spqr_gpu_free(c->t[i]);
+    for (int i = 0; i < c->nw && c->W; i++) cudaFree(c->W[i]);
+    for (int i = 0; i < 8; i++) cudaFree(c->x[i]), cudaFree(c->y[i]);
+    free(c->t), free(c->W);
+}
+
+/* copies of `bytes` that make the rotated working set about ROTATE_BYTES (1..MAX_COPIES) */
+static int copies_for(uint64_t bytes) {
+    const uint64_t n = ROTATE_BYTES / (bytes ? bytes : 1) + 1;
+    return n > MAX_COPIES ? MAX_COPIES : (int)n;
+}
+
+/* Times tensor ti of f at every batch of R against cuBLAS on its own weights (dense: with
+ * `dense_fill`, a constant fp16 pattern instead of the dequantized weights, as for the synthetic
+ * tensors) and prints one row per batch after `label` (the row's first cells). */
+static int bench_tensor(bench_run *R, const spqr_file *f, size_t ti, const char *label,
+                        int dense_fill) {
+    const spqr_tensor_info *in = spqr_file_tensor_info(f, ti);
+    bench_row c = {0};
+    spqr_error err = {0};
+    int rc = 1;
+    if (in->dims[0] > (1u << 30) || in->dims[1] > (1u << 30)) { /* (cuBLAS takes int sizes) */
+        fprintf(stderr, "spqr bench --gpu: tensor %zu: %llux%llu is past this benchmark's 2^30\n",
+                ti, (unsigned long long)in->dims[0], (unsigned long long)in->dims[1]);
+        return 1;
+    }
+    c.rows = (int)in->dims[0], c.cols = (int)in->dims[1], c.h = R->h, c.s = R->s;
+    c.t = calloc(MAX_COPIES, sizeof *c.t);
+    c.W = calloc(MAX_COPIES, sizeof *c.W);
+    if (!c.t || !c.W) {
+        fprintf(stderr, "spqr bench --gpu: out of memory\n");
+        goto done;
+    }
+    if (spqr_gpu_upload(f, ti, &c.t[0], &err)) goto spqr_error;
+    c.nt = 1;
+    if (R->bytes_only) {
+        printf("BYTES %llu\n", (unsigned long long)spqr_gpu_matmul_bytes(c.t[0], R->batches[0]));
+        rc = 0;
+        goto done;
+    }
+    uint64_t tbytes = 0; /* the tensor's section bytes: the copies of it to rotate over */
+    for (int sec = 0; sec < SPQR_SEC_COUNT; sec++) {
+        uint64_t z = 0;
+        spqr_file_section(f, ti, (spqr_section_id)sec, &z);
+        tbytes += z;
+    }
+    const int nt = copies_for(tbytes);
+    for (; c.nt < nt; c.nt++)
+        if (spqr_gpu_upload(f, ti, &c.t[c.nt], &err)) goto spqr_error;
+    const uint64_t wbytes = (uint64_t)c.rows * (uint64_t)c.cols * 2;
+    const int nw = copies_for(wbytes);
+    for (; c.nw < nw; c.nw++) {
+        if (cuda_failed(cudaMalloc(&c.W[c.nw], wbytes), "cuBLAS weights")) goto done;
+        if (c.nw == 0 && !dense_fill) {
+            if (spqr_gpu_dequantize_f16(c.t[0], c.W[0], NULL, &err)) goto spqr_error;
+        } else if (c.nw == 0) { /* 0x1111: a small normal fp16, not zero */
+            if (cuda_failed(cudaMemset(c.W[0], 0x11, wbytes), "memset")) goto done;
+        } else if (cuda_failed(cudaMemcpy(c.W[c.nw], c.W[0], wbytes, cudaMemcpyDeviceToDevice),
+                               "copy")) {
+            goto done;
+        }
+    }
+    for (int i = 0; i < 8; i++)
+        if (cuda_failed(cudaMalloc(&c.x[i], 16ull * c.cols * 2), "x") ||
+            cuda_failed(cudaMalloc(&c.y[i], 16ull * c.rows * 2), "y") ||
+            cuda_failed(cudaMemset(c.x[i], 0x22, 16ull * c.cols * 2), "memset"))
+            goto done;
+    /* within twice the L2 even rotated: the row's times include L2 hits */
+    const int l2 = (uint64_t)c.nt * tbytes < 2 * R->l2_bytes;
+    for (int bi = 0; bi < R->nbatch; bi++) {
+        c.batch = R->batches[bi];
+        float ts, tsp = -1, tc;
+        for (int i = 0; i < c.nt; i++) spqr_gpu_set_outlier_path(c.t[i], SPQR_OUTLIERS_FUSED, &err);
+        if (time_calls(call_spqr, &c, R->graph, &ts)) goto done;
+        if (in->nnz) {
+            for (int i = 0; i < c.nt; i++)
+                if (spqr_gpu_set_outlier_path(c.t[i], SPQR_OUTLIERS_CUSPARSE, &err))
+                    goto spqr_error;
+            if (time_calls(call_spqr, &c, R->graph, &tsp)) goto done;
+            for (int i = 0; i < c.nt; i++)
+                spqr_gpu_set_outlier_path(c.t[i], SPQR_OUTLIERS_FUSED, &err);
+        }
+        if (time_calls(call_cublas, &c, R->graph, &tc)) goto done;
+        const double bytes = (double)spqr_gpu_matmul_bytes(c.t[0], c.batch);
+        char spbuf[32] = "-";
+        if (tsp > 0) snprintf(spbuf, sizeof spbuf, "%.1f", tsp);
+        printf("| %s | %d | %.1f%s | %.0f | %.0f%% | %s | %.1f | %.2fx |\n", label, c.batch, ts,
+               l2 ? " L2" : "", bytes / (ts * 1e-6) / 1e9, 100.0 * bytes / (ts * 1e-6) / R->copy_bw,
+               spbuf, tc, tc / ts);
+        fflush(stdout);
+        R->sum_spqr[bi] += ts, R->sum_cublas[bi] += tc;
+    }
+    rc = 0;
+    goto done;
+spqr_error:
+    fprintf(stderr, "spqr bench --gpu: %s\n", err.msg);
+done:
+    row_free(&c);
+    return rc;
+}
+
+/* The synthetic tensor of shape rows x cols, configuration cfg, written to a temporary file. */
+static int bench_synthetic(bench_run *R, int rows, int cols, int cfg) {
+    const int wbits = cfg == 1 ? 4 : cfg == 3 ? 2 : 3;
+    spqr_tensor_info in = {.kind = SPQR_KIND_SPQR,
+                           .ndim = 2,
+                           .dims = {(uint64_t)rows, (uint64_t)cols},
+                           .wbits = (uint32_t)wbits,
+                           .stat_bits = 3,
+                           .beta1 = cfg == 5 ? 8 : 16,
+                           .beta2 = cfg >= 4 ? 8 : 16,
+                           .nnz = cfg == 0 || cfg >= 4 ? (uint64_t)rows * (uint64_t)cols / 100 : 0,
+                           .flags = SPQR_FLAG_PERM};
+    const char *tmp = getenv("TMPDIR");
+    char path[512];
+    snprintf(path, sizeof path, "%s/spqr-bench-gpu-%ld-%dx%d-%d.spqr", tmp && *tmp ? tmp : "/tmp",
+             (long)getpid(), rows, cols, cfg);
+    spqr_error err = {0};
+    spqr_file *f = spqr_sample_open_tensor(path, &in, 7, &err);
+    if (!f) {
+        fprintf(stderr, "spqr bench --gpu: %s\n", err.msg);
+        unlink(path);
+        return 1;
+    }
+    char label[96];
+    snprintf(label, sizeof label, "%dx%d | w%d s3 b%s %s", rows, cols, wbits,
+             cfg == 5   ? "8/8"
+             : cfg == 4 ? "16/8"
+                        : "16",
+             in.nnz ? "1% outl" : "0 outl");
+    const int rc = bench_tensor(R, f, 0, label, 1);
+    spqr_file_close(f);
+    unlink(path);
+    return rc;
+}
+
+/* Every SpQR tensor of the file, then the sums per batch. */
+static int bench_file(bench_run *R, const spqr_file *f) {
+    size_t n = 0;
+    for (size_t i = 0; i < spqr_file_tensor_count(f); i++) {
+        const spqr_tensor_info *in = spqr_file_tensor_info(f, i);
+        if (in->kind != SPQR_KIND_SPQR) continue;
+        char label[320];
+        snprintf(label, sizeof label, "%.160s | %llux%llu w%u s%u b%u/%u %.2f%% outl",
+                 spqr_file_tensor_name(f, i), (unsigned long long)in->dims[0],
+                 (unsigned long long)in->dims[1], in->wbits, in->stat_bits, in->beta1, in->beta2,
+                 100.0 * (double)in->nnz / (double)(in->dims[0] * in->dims[1]));
+        if (bench_tensor(R, f, i, label, 0)) return 1;
+        n++;
+    }
+    if (R->bytes_only) return 0;
+    printf("\nAll %zu SpQR tensors, each timed alone, summed (the linears of one decode step):\n\n"
+           "| batch | spqr µs | cuBLAS fp16 µs | speedup |\n|---|---|---|---|\n",
+           n);
+    for (int bi = 0; bi < R->nbatch; bi++)
+        printf("| %d | %.1f | %.1f | %.2fx |\n", R->batches[bi], R->sum_spqr[bi], R->sum_cublas[bi],
+               R->sum_spqr[bi] > 0 ? R->sum_cublas[bi] / R->sum_spqr[bi] : 0);
+    return 0;
+}
+
+/* The benchmark proper, after the options and the file have been checked. */
+static int run_gpu(bench_run *R, spqr_file *f, int quick, int only_cfg, int nsel,
+                   const int (*sel)[2]) {
+    spqr_error err = {0};
+    if (spqr_gpu_available(&err)) {
+        printf("SKIP: %s\n", err.msg);
+        return 77;
+    }
+    int rc = 1;
+    struct cudaDeviceProp prop;
+    if (cuda_failed(cudaGetDeviceProperties(&prop, 0), "device properties") ||
+        cublas_failed(cublasCreate(&R->h), "cublasCreate"))
+        return 1;
+    R->l2_bytes = (uint64_t)prop.l2CacheSize;
+    R->copy_bw = copy_bandwidth();
+    if (R->copy_bw <= 0) goto done;
+    printf("device: %s, %d SMs, L2 %d MiB; measured copy bandwidth %.0f GB/s (read+write)\n",
+           prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20, R->copy_bw / 1e9);
+    if (!R->bytes_only && warm_up(R->h)) goto done;
+    if (R->graph) {
+        if (cuda_failed(cudaStreamCreateWithFlags(&R->s, cudaStreamNonBlocking), "stream") ||
+            cublas_failed(cublasSetStream(R->h, R->s), "cublasSetStream"))
+            goto done;
+    }
+    printf("timing: %s\n", R->graph ? "50 calls captured into one CUDA graph, launched 7 times"
+                                    : "50 calls launched from the host, 7 times");
+    if (!R->bytes_only)
+        printf("\n| %s | batch | spqr µs | eff. GB/s | %% of copy bw | cuSPARSE-path µs | "
+               "cuBLAS fp16 µs | speedup |\n|---|---|---|---|---|---|---|---|---|\n",
+               f ? "tensor | shape, config" : "shape (rows x cols) | config");
+    if (f) {
+        rc = bench_file(R, f);
+    } else {
+        static const int shapes[][2] = {{4096, 4096}, {11008, 4096}, {4096, 11008},
+                                        {8192, 8192}, {28672, 8192}, {8192, 28672}};
+        const int nshapes = nsel ? nsel : quick ? 2 : 6;
+        rc = 0;
+        for (int si = 0; si < nshapes && !rc; si++)
+            for (int cfg = 0; cfg < 6 && !rc; cfg++) {
+                if (only_cfg < 0 ? cfg >= 2 : only_cfg != cfg) continue;
+                rc = bench_synthetic(R, nsel ? sel[si][0] : shapes[si][0],
+                                     nsel ? sel[si][1] : shapes[si][1], cfg);
+            }
+    }
+done:
+    cublasDestroy(R->h);
+    if (R->s) cudaStreamDestroy(R->s);
+    return rc;
+}
+#else
+typedef struct {
+    int graph, bytes_only, nbatch, batches[3];
+} bench_run;
+static int run_gpu(bench_run *R, spqr_file *f, int quick, int only_cfg, int nsel,
+                   const int (*sel)[2]) {
+    (void)R, (void)f, (void)quick, (void)only_cfg, (void)nsel, (void)sel;
+    printf("SKIP: this spqr was built without CUDA (no CUDA compiler when it was configured)\n");
+    return 77;
+}
+#endif
+
+int cmd_bench_gpu(int argc, char **argv) {
+    int quick = 0, only_cfg = -1, nsel = 0, sel[16][2];
+    const char *file = NULL;
+    bench_run R = {.nbatch = 3, .batches = {1, 4, 16}};
+    for (int i = 1; i < argc; i++) {
+        uint64_t v;
+        if (!strcmp(argv[i], "--quick")) {
+            quick = 1;
+        } else if (!strcmp(argv[i], "--graph")) {
+            R.graph = 1;
+        } else if (!strcmp(argv[i], "--bytes")) {
+            R.bytes_only = 1;
+        } else if (!strcmp(argv[i], "--batch") && i + 1 < argc) {
+            if (cli_parse_u64("bench --gpu", "--batch", argv[++i], 1, 16, &v)) return 2;
+            R.nbatch = 1, R.batches[0] = (int)v;
+        } else if (!strcmp(argv[i], "--config") && i + 1 < argc) {
+            if (cli_parse_u64("bench --gpu", "--config", argv[++i], 0, 5, &v)) return 2;
+            only_cfg = (int)v;
+        } else if (!strcmp(argv[i], "--shape") && i + 1 < argc) {
+            int r = 0, c = 0, used = 0;
+            const char *s = argv[++i];
+            if (nsel == 16 || sscanf(s, "%dx%d%n", &r, &c, &used) != 2 || s[used] || r <= 0 ||
+                c <= 0) {
+                fprintf(stderr,
+                        "spqr bench --gpu: --shape '%s': expected ROWSxCOLS, both > 0 "
+                        "(at most 16 shapes)\n",
+                        s);
+                return 2;
+            }
+            sel[nsel][0] = r, sel[nsel][1] = c, nsel++;
+        } else if (!strcmp(argv[i], "--file") && i + 1 < argc) {
+            file = argv[++i];
+        } else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            fputs(usage_text, stdout);
+            return 0;
+        } else {
+            fprintf(stderr, "spqr bench --gpu: unknown option or missing value '%s'\n%s", argv[i],
+                    usage_text);
+            return 2;
+        }
+    }
+    if (R.graph && R.bytes_only) {
+        fprintf(stderr, "spqr bench --gpu: --graph and --bytes exclude each other\n");
+        return 2;
+    }
+    if (file && (nsel || only_cfg >= 0 || quick)) {
+        fprintf(stderr, "spqr bench --gpu: --file takes its tensors from the file: no --shape, "
+                        "--config or --quick with it\n");
+        return 2;
+    }
+    spqr_error err = {0};
+    spqr_file *f = NULL;
+    if (file) { /* the file's checks before the GPU's, so a bad file is named anywhere */
+        f = spqr_file_open(file, 0, &err);
+        if (!f) {
+            fprintf(stderr, "spqr bench --gpu: %s\n", err.msg);
+            return 1;
+        }
+    }
+    const int rc = run_gpu(&R, f, quick, only_cfg, nsel, (const int(*)[2])sel);
+    spqr_file_close(f);
+    return rc;
+}
