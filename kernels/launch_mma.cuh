@@ -155,11 +155,7 @@ static cudaError_t launch_mma_t(spqr_gpu_tensor *t, const Act *x, Act *y, float 
                   : nullptr;
     // the batch 9-16 rounds read xt paired (outlier_round_n2)
     const int xt_paired = SPQR_MMA_XT_PAIRED && OS >= 9 && (NH == 2 || xt_nh1) && mma_rounds(t, nb);
-    const cudaError_t pe =
-        launch_dependent(dim3((uint32_t)pb), dim3(256), 0, s, SPQR_PDL_PREP, prep_xh_kernel<Act>, p,
-                         x, nb, xh, stride, xt, xt_paired);
-    if (pe != cudaSuccess) return pe;
-    const auto kern = mma_kernel<WB, NH, SK, Act, OS>;
+    const auto kern = mma_kernel<WB, NH, SK, Act, OS, false>;
     const uint64_t resident =
         (uint64_t)t->sms * kMmaWarps *
         (SPQR_MMA_RESIDENT_FIXED ? SPQR_MMA_RESIDENT_FIXED
@@ -189,6 +185,35 @@ static cudaError_t launch_mma_t(spqr_gpu_tensor *t, const Act *x, Act *y, float 
     if (ksplit == 1 && kwl > 0 && warps > resident && 10 * warps < SPQR_MMA_WAVE_FILL * resident &&
         (!SPQR_MMA_GEOM || (p.mtiles >> kwl) < 2 * SPQR_MMA_MIN_TILES))
         kwl--;
+    // Batch 1 launched from the host: one kernel. Where the tensor's columns are few (stored
+    // stride <= SPQR_MMA_XSMEM_MAXCOLS) and its grid is one wave, the matmul permutes x itself
+    // into each block's shared memory (mma_kernel.cuh, xraw) instead of prep_xh_kernel before it:
+    // a launch less, which from the host costs more than the gather (H100, µs host-launched, two
+    // kernels → one: w3 1 % 512² 7.4-9.0 → 3.5-4.7, 2048² 9.0 → 5.5, w4 512² 7.5-9.3 → 4.8-5.2;
+    // the real 27M model's 56 linears summed 345-488 → 251-262). Captured into a CUDA graph,
+    // launches cost little and the permute overlapping the matmul's start (PDL) is faster (w3 1 %
+    // 512² 2.9 against 3.3, the 56 linears 170 against 190), so a capturing stream keeps two
+    // kernels; so do wider tensors, whose blocks would each gather all of x (4096² 8.9 → 9.5,
+    // 14336x4096 17.7 → 19.7 at 4096 columns) and larger ones, whose time the gather's latency adds
+    // to (w3 1 % 8192x2048 8.1 → 9.1; 5632x2048 7.1 → 8.0 in one call, 8.6 → 7.9 in another). Only
+    // the batch-1 kernels (OS 0, 1, 8) have such a variant (XS). bench/NOTES.md v7i.
+    constexpr bool kXsVariant = SPQR_MMA_XSMEM && NH == 1 && (OS == 0 || OS == 1 || OS == 8);
+    const uint32_t blocks = (p.strips + (kMmaWarps >> kwl) - 1) / (kMmaWarps >> kwl) * ksplit;
+    bool xsmem = kXsVariant && nb == 1 && !xt &&
+                 stride <= (uint32_t)kXsmemChunks * 8 * kMmaThreads &&
+                 stride <= SPQR_MMA_XSMEM_MAXCOLS &&
+                 (uint64_t)p.rows * stride <= SPQR_MMA_XSMEM_MAXWEIGHTS &&
+                 (uint64_t)blocks * kMmaWarps <= resident;
+    if (xsmem && s) { // (the legacy default stream cannot be capturing)
+        cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+        xsmem = cudaStreamIsCapturing(s, &cs) == cudaSuccess && cs == cudaStreamCaptureStatusNone;
+    }
+    if (!xsmem) {
+        const cudaError_t pe =
+            launch_dependent(dim3((uint32_t)pb), dim3(256), 0, s, SPQR_PDL_PREP,
+                             prep_xh_kernel<Act>, p, x, nb, xh, stride, xt, xt_paired);
+        if (pe != cudaSuccess) return pe;
+    }
     // batch 9-16, many outliers: their own pass into o32 (t->ybuf, the cuSPARSE path's scratch),
     // added by the tensor-core kernel's epilogue (mma_kernel.cuh, outlier_rows_kernel)
     Params pk = p;
@@ -205,9 +230,13 @@ static cudaError_t launch_mma_t(spqr_gpu_tensor *t, const Act *x, Act *y, float 
         pk.fuse_outliers = 0, o32 = t->ybuf;
     }
     const uint32_t sets = (uint32_t)kMmaWarps >> kwl;
-    return launch_dependent(dim3((p.strips + sets - 1) / sets * ksplit), dim3(kMmaThreads), 0, s,
-                            true, kern, pk, (const Act *)xh, (const Act *)xt, stride, y, y32, nb,
-                            kwl, ksplit, t->acc32, t->counters, kMagic2, o32);
+    auto run = kern;
+    if constexpr (kXsVariant)
+        if (xsmem) run = mma_kernel<WB, NH, SK, Act, OS, true>;
+    return launch_dependent(dim3((p.strips + sets - 1) / sets * ksplit), dim3(kMmaThreads),
+                            xsmem ? stride * sizeof(Act) : 0, s, true, run, pk, (const Act *)xh,
+                            (const Act *)xt, stride, y, y32, nb, kwl, ksplit, t->acc32, t->counters,
+                            kMagic2, o32, xsmem ? x : nullptr);
 }
 // The kernel variants of one statistics kind SK; sbit: the kinds whose tensors may have outlier
 // rounds and run the OS = 0, 1 kernels (s-bit statistics: SK 0, 1, 3, 4; β1 < 16 since v7c).

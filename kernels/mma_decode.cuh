@@ -254,12 +254,17 @@ struct LaneCtx {
     const uint32_t *stat, *s2w, *pf;
 };
 
-// x of the lane's chunk for vectors g (and 8 + g), then on to the warp's next tile.
-template <int NH> __device__ __forceinline__ void mma_load_x(LaneCtx &L, uint4 (&x)[NH][2]) {
+// x of the lane's chunk for vectors g (and 8 + g), then on to the warp's next tile. XS: x is in
+// the block's shared memory (mma_kernel.cuh), so generic loads instead of the read-only path.
+template <int NH, bool XS = false>
+__device__ __forceinline__ void mma_load_x(LaneCtx &L, uint4 (&x)[NH][2]) {
 #pragma unroll
     for (int n = 0; n < NH; n++) {
         const uint4 *xv = reinterpret_cast<const uint4 *>(L.x[n]);
-        x[n][0] = __ldg(xv), x[n][1] = __ldg(xv + 1);
+        if constexpr (XS)
+            x[n][0] = xv[0], x[n][1] = xv[1];
+        else
+            x[n][0] = __ldg(xv), x[n][1] = __ldg(xv + 1);
         L.x[n] += 64 * 2 * L.step;
     }
 }
@@ -489,12 +494,13 @@ mma_stats_rows(const Params &p, const LaneCtx &L, const uint32_t *e_words, const
     }
 }
 
-template <int WB, int NH, int SK, typename Act, int OS>
+template <int WB, int NH, int SK, typename Act, int OS, bool XS = false>
 __device__ __forceinline__ void mma_compute(const Params &p, LaneCtx &L, uint2 magic,
                                             const MmaRaw<WB, NH, SK, OS> &o, float (&acc)[NH][4]) {
+    static_assert(!XS || mma_late_x<NH, OS>(), "x from shared memory: loaded here only");
     uint4 x[NH][2];
     if constexpr (mma_late_x<NH, OS>()) {
-        mma_load_x<NH>(L, x);
+        mma_load_x<NH, XS>(L, x);
     } else {
 #pragma unroll
         for (int n = 0; n < NH; n++) x[n][0] = o.x[n][0], x[n][1] = o.x[n][1];

@@ -49,7 +49,7 @@ template <int NH, int OS, int SK> constexpr int mma_min_blocks() {
 // lane's pointers (LaneCtx), then, before xh is ready, the first two tiles' code words pulled
 // towards L2 and before_wait() (a prefetch of the caller's); then pdl_wait (a no-op when already
 // waited).
-template <int WB, int NH, int SK, typename Act, int OS, typename BeforeWait>
+template <int WB, int NH, int SK, typename Act, int OS, bool XS, typename BeforeWait>
 __device__ __forceinline__ void
 mma_strip_tiles(const Params &p, const Act *__restrict__ xh, const Act *__restrict__ xt,
                 uint32_t xstride, int nb, uint32_t S, uint32_t m0, uint32_t ntiles, uint32_t step,
@@ -100,14 +100,14 @@ mma_strip_tiles(const Params &p, const Act *__restrict__ xh, const Act *__restri
     if (m < ntiles) mma_load<WB, NH, SK, OS>(p, L, ra);
     while (m < ntiles) {
         if (m + 1 < ntiles) mma_load<WB, NH, SK, OS>(p, L, rb);
-        mma_compute<WB, NH, SK, Act, OS>(p, L, mg, ra, acc);
+        mma_compute<WB, NH, SK, Act, OS, XS>(p, L, mg, ra, acc);
         if constexpr (kRoundsInLoop)
-            outlier_step<NH, OS, Act>(p, xh, xt, xstride, nb, t, ostep, os, acc);
+            outlier_step<NH, OS, Act, XS>(p, xh, xt, xstride, nb, t, ostep, os, acc);
         if (++m >= ntiles) break;
         if (m + 1 < ntiles) mma_load<WB, NH, SK, OS>(p, L, ra);
-        mma_compute<WB, NH, SK, Act, OS>(p, L, mg, rb, acc);
+        mma_compute<WB, NH, SK, Act, OS, XS>(p, L, mg, rb, acc);
         if constexpr (kRoundsInLoop)
-            outlier_step<NH, OS, Act>(p, xh, xt, xstride, nb, t, ostep, os, acc);
+            outlier_step<NH, OS, Act, XS>(p, xh, xt, xstride, nb, t, ostep, os, acc);
         ++m;
     }
 }
@@ -117,12 +117,12 @@ mma_strip_tiles(const Params &p, const Act *__restrict__ xh, const Act *__restri
 // few rows and many columns) ksplit blocks share a strip. Partial sums meet in shared memory; with
 // ksplit > 1 the blocks add theirs into acc32 (fp32, zero between calls) and the last block of the
 // strip to arrive (a counter per strip) writes y and re-zeroes acc32 and the counter.
-template <int WB, int NH, int SK, typename Act, int OS>
+template <int WB, int NH, int SK, typename Act, int OS, bool XS>
 __global__ void __launch_bounds__(kMmaThreads, mma_min_blocks<NH, OS, SK>())
     mma_kernel(Params p, const Act *__restrict__ xh, const Act *__restrict__ xt, uint32_t xstride,
                Act *__restrict__ y, float *__restrict__ y32, int nb, int kw_log2, uint32_t ksplit,
                float *__restrict__ acc32, uint32_t *__restrict__ counters, uint32_t magic,
-               const float *__restrict__ o32) {
+               const float *__restrict__ o32, const Act *__restrict__ xraw) {
     __shared__ float red[kMmaWarps][16][8 * NH + 1];
     __shared__ uint32_t last_block;
     const uint32_t lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -130,6 +130,54 @@ __global__ void __launch_bounds__(kMmaThreads, mma_min_blocks<NH, OS, SK>())
     const uint32_t sets = kMmaWarps >> kw_log2;
     const uint32_t q = blockIdx.x % ksplit, S = (blockIdx.x / ksplit) * sets + set;
     const uint32_t g = lane >> 2, t = lane & 3;
+    // XS (batch 1 from the host, launch_mma.cuh): no prep_xh_kernel before this kernel; the block
+    // permutes x (xraw) into its shared memory itself, xh[c] = xraw[perm[c]], zero past cols
+    if constexpr (XS) {
+        extern __shared__ __align__(16) unsigned char xsm_bytes[];
+        // perm entries of this thread's chunks of 8 columns (constant: read before the wait;
+        // launch_mma_t takes this path only while 64·mtiles <= kXsmemChunks·8·kMmaThreads)
+        uint32_t pc[kXsmemChunks][8];
+#pragma unroll
+        for (int u = 0; u < kXsmemChunks; u++) {
+            const uint32_t c0 = 8 * (threadIdx.x + u * kMmaThreads);
+            if (p.has_perm && c0 + 8 <= p.cols) {
+                const uint4 a = __ldg(reinterpret_cast<const uint4 *>(p.perm + c0));
+                const uint4 b = __ldg(reinterpret_cast<const uint4 *>(p.perm + c0 + 4));
+                pc[u][0] = a.x, pc[u][1] = a.y, pc[u][2] = a.z, pc[u][3] = a.w;
+                pc[u][4] = b.x, pc[u][5] = b.y, pc[u][6] = b.z, pc[u][7] = b.w;
+            } else {
+#pragma unroll
+                for (int j = 0; j < 8; j++)
+                    pc[u][j] =
+                        c0 + j < p.cols ? (p.has_perm ? __ldg(p.perm + c0 + j) : c0 + j) : ~0u;
+            }
+        }
+        if (S < p.strips) { // the first tile's code words towards L2 while the kernel before drains
+            const uint32_t per_block = (p.mtiles + ksplit - 1) / ksplit;
+            const uint32_t m0 = min(q * per_block + kwi, p.mtiles - 1);
+            const uint32_t *c0 = p.tcodes + ((uint64_t)S * p.mtiles + m0) * p.rec_words;
+#pragma unroll
+            for (int i = 0; i < WB; i++)
+                asm volatile("prefetch.global.L2 [%0];\n" ::"l"(c0 + 32 * i));
+        }
+        pdl_wait(); // x may come from the kernel before
+        Act *xs = reinterpret_cast<Act *>(xsm_bytes);
+        const uint16_t *xr = reinterpret_cast<const uint16_t *>(xraw); // (0: +0 in fp16, bf16)
+#pragma unroll
+        for (int u = 0; u < kXsmemChunks; u++) {
+            const uint32_t c0 = 8 * (threadIdx.x + u * kMmaThreads);
+            uint32_t v[8];
+#pragma unroll
+            for (int j = 0; j < 8; j++) v[j] = pc[u][j] != ~0u ? xr[pc[u][j]] : 0u;
+            if (c0 < xstride)
+                *reinterpret_cast<uint4 *>(xs + c0) = make_uint4(
+                    v[0] | v[1] << 16, v[2] | v[3] << 16, v[4] | v[5] << 16, v[6] | v[7] << 16);
+        }
+        __syncthreads();
+        xh = xs;
+    } else {
+        (void)xraw;
+    }
     float acc[NH][4];
 #pragma unroll
     for (int n = 0; n < NH; n++) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.f;
@@ -183,7 +231,7 @@ __global__ void __launch_bounds__(kMmaThreads, mma_min_blocks<NH, OS, SK>())
             const uint32_t every = nr && ntiles > nr ? ntiles / nr - 1 : 0;
             os.sched = min(every, 0xffffu) << 16;
         }
-        mma_strip_tiles<WB, NH, SK, Act, OS>(
+        mma_strip_tiles<WB, NH, SK, Act, OS, XS>(
             p, xh, xt, xstride, nb, S, m0, ntiles, step, magic, ostep, os, acc, [&] {
                 if constexpr (NH == 2 && SPQR_MMA_TAIL_PF)
                     if (p.outl_tail) outlier_rows_prefetch(p, S, kwi + kw * q, kw * ksplit);
@@ -191,9 +239,10 @@ __global__ void __launch_bounds__(kMmaThreads, mma_min_blocks<NH, OS, SK>())
     }
     pdl_wait();                                      // (no-op when already waited)
     if constexpr (OS >= 8 && SPQR_MMA_ROUND_AT == 2) // (OS = 10: the rounds left, if any)
-        outlier_rounds_all<NH, OS, Act>(p, xh, xt, xstride, nb, ostep, os, acc);
+        outlier_rounds_all<NH, OS, Act, XS>(p, xh, xt, xstride, nb, ostep, os, acc);
     // rows with more entries than the warp had tiles
-    while (os.entries_left()) outlier_step<NH, OS, Act>(p, xh, xt, xstride, nb, t, ostep, os, acc);
+    while (os.entries_left())
+        outlier_step<NH, OS, Act, XS>(p, xh, xt, xstride, nb, t, ostep, os, acc);
     if constexpr (OS == 1) { // lanes t = 0, 1 hold row g's halves, t = 2, 3 row g + 8's: to lane 0
         float v = os.o[0][0];
         v += __shfl_xor_sync(0xffffffffu, v, 1);

@@ -79,6 +79,22 @@ __host__ __device__ constexpr bool direct_width(int wb) {
     return (wb == 3 && SPQR_MMA_W3S) || (wb == 2 && SPQR_MMA_W2S);
 }
 
+// Batch 1 with one kernel (launch_mma.cuh, where it says when): the matmul permutes x into each
+// block's shared memory itself instead of prep_xh_kernel, for stored strides up to
+// SPQR_MMA_XSMEM_MAXCOLS columns (kXsmemChunks chunks of 8 per thread), in kernels of their own
+// (mma_kernel's XS; the others keep the read-only x loads). SPQR_MMA_XSMEM 0: never (a
+// measurement build).
+#ifndef SPQR_MMA_XSMEM
+#define SPQR_MMA_XSMEM 1
+#endif
+#ifndef SPQR_MMA_XSMEM_MAXCOLS
+#define SPQR_MMA_XSMEM_MAXCOLS 2048
+#endif
+#ifndef SPQR_MMA_XSMEM_MAXWEIGHTS // ... and rows · stride up to this
+#define SPQR_MMA_XSMEM_MAXWEIGHTS 4194304
+#endif
+constexpr int kXsmemChunks = (SPQR_MMA_XSMEM_MAXCOLS + 8 * 256 - 1) / (8 * 256);
+
 // Outlier rounds (mma_kernel.cuh OS = 8, bench/NOTES.md v6w): built at upload by make_rounds
 // (spqr_kernels.cu) and run by the OS = 8, 9 kernels for batch 1 (1) or 1-16 (2); 0: neither, the
 // kernels walk the CSR outliers (a measurement build).
@@ -175,6 +191,7 @@ __host__ __device__ inline uint32_t rec_s2_word(const Params &p, uint32_t r, uin
 
 constexpr int kMmaWarps = 8;
 constexpr int kMmaThreads = kMmaWarps * 32;
+static_assert(kXsmemChunks * 8 * kMmaThreads >= SPQR_MMA_XSMEM_MAXCOLS, "kXsmemChunks");
 constexpr uint32_t kMagic2 = 0x64006400u;    // fp16 pair (1024, 1024)
 constexpr uint32_t kMagic2_64 = 0x54005400u; // fp16 pair (64, 64): w = 4 odd pairs (code_pair)
 

@@ -110,20 +110,27 @@ template <typename Act> __device__ __forceinline__ void round_a(const uint4 &d, 
 }
 // B' registers of four slots' columns (z, w: two 15-bit columns each): x there, paired; column c's
 // value at xs[CS·c] (CS = 1: a row of xh; 16: the paired xt, outlier_round_n at batch 2-8).
-template <uint32_t CS = 1>
+// XS: xs in shared memory (mma_kernel.cuh), generic loads.
+template <uint32_t CS = 1, bool XS = false>
 __device__ __forceinline__ uint2 round_b(const uint16_t *xs, uint32_t z, uint32_t w) {
-    const uint32_t x0 = __ldg(xs + CS * (z & 0x7fffu)), x1 = __ldg(xs + CS * ((z >> 16) & 0x7fffu));
-    const uint32_t x2 = __ldg(xs + CS * (w & 0x7fffu)), x3 = __ldg(xs + CS * ((w >> 16) & 0x7fffu));
+    uint32_t x0, x1, x2, x3;
+    if constexpr (XS) {
+        x0 = xs[CS * (z & 0x7fffu)], x1 = xs[CS * ((z >> 16) & 0x7fffu)];
+        x2 = xs[CS * (w & 0x7fffu)], x3 = xs[CS * ((w >> 16) & 0x7fffu)];
+    } else {
+        x0 = __ldg(xs + CS * (z & 0x7fffu)), x1 = __ldg(xs + CS * ((z >> 16) & 0x7fffu));
+        x2 = __ldg(xs + CS * (w & 0x7fffu)), x3 = __ldg(xs + CS * ((w >> 16) & 0x7fffu));
+    }
     return make_uint2(__byte_perm(x0, x1, 0x5410), __byte_perm(x2, x3, 0x5410));
 }
 
 // One outlier round (OS = 8), batch 1: A' and B' of the lane's four slots, then the mma into acc.
-template <typename Act>
+template <typename Act, bool XS = false>
 __device__ __forceinline__ void outlier_round(const Act *__restrict__ xh, const uint4 &d,
                                               float (&acc)[4]) {
     uint32_t a[4];
     round_a<Act>(d, a);
-    const uint2 b = round_b(reinterpret_cast<const uint16_t *>(xh), d.z, d.w); // vector 0
+    const uint2 b = round_b<1, XS>(reinterpret_cast<const uint16_t *>(xh), d.z, d.w); // vector 0
     mma_16816(acc, a, b.x, b.y, Act());
 }
 
@@ -212,7 +219,7 @@ __device__ __forceinline__ void outlier_round_n2(const Act *__restrict__ xt, con
     }
 }
 
-template <int NH, int OS, typename Act>
+template <int NH, int OS, typename Act, bool XS = false>
 __device__ __forceinline__ void outlier_step(const Params &p, const Act *__restrict__ xh,
                                              const Act *__restrict__ xt, uint32_t xstride, int nb,
                                              uint32_t t, uint32_t step, OutlierState<OS> &o,
@@ -227,7 +234,7 @@ __device__ __forceinline__ void outlier_step(const Params &p, const Act *__restr
                 o.sched |= o.sched >> 16;
             }
             if constexpr (OS == 8)
-                outlier_round<Act>(xh, o.d, acc[0]);
+                outlier_round<Act, XS>(xh, o.d, acc[0]);
             else if constexpr (NH == 2)
                 outlier_round_n2<Act>(xt, o.d, acc);
             else
@@ -280,7 +287,7 @@ __device__ __forceinline__ void outlier_step(const Params &p, const Act *__restr
 #define SPQR_MMA_ROUND_DEPTH 2
 #endif
 constexpr int kRoundDepth = SPQR_MMA_ROUND_DEPTH;
-template <int NH, int OS, typename Act>
+template <int NH, int OS, typename Act, bool XS = false>
 __device__ __forceinline__ void outlier_rounds_all(const Params &p, const Act *__restrict__ xh,
                                                    const Act *__restrict__ xt, uint32_t xstride,
                                                    int nb, uint32_t step, OutlierState<OS> &o,
@@ -300,7 +307,7 @@ __device__ __forceinline__ void outlier_rounds_all(const Params &p, const Act *_
             uint2 b[D];
 #pragma unroll
             for (int j = 0; j < D; j++)
-                round_a<Act>(d[j], a[j]), b[j] = round_b(xs, d[j].z, d[j].w);
+                round_a<Act>(d[j], a[j]), b[j] = round_b<1, XS>(xs, d[j].z, d[j].w);
             o.k += D * step;
 #pragma unroll
             for (int j = 0; j < D; j++) {
