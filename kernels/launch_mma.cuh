@@ -199,9 +199,7 @@ static cudaError_t launch_mma_t(spqr_gpu_tensor *t, const Act *x, Act *y, float 
     // the batch-1 kernels (OS 0, 1, 8) have such a variant (XS). bench/NOTES.md v7i.
     constexpr bool kXsVariant = SPQR_MMA_XSMEM && NH == 1 && (OS == 0 || OS == 1 || OS == 8);
     const uint32_t blocks = (p.strips + (kMmaWarps >> kwl) - 1) / (kMmaWarps >> kwl) * ksplit;
-    bool xsmem = kXsVariant && nb == 1 && !xt &&
-                 stride <= (uint32_t)kXsmemChunks * 8 * kMmaThreads &&
-                 stride <= SPQR_MMA_XSMEM_MAXCOLS &&
+    bool xsmem = kXsVariant && nb == 1 && !xt && stride <= SPQR_MMA_XSMEM_MAXCOLS &&
                  (uint64_t)p.rows * stride <= SPQR_MMA_XSMEM_MAXWEIGHTS &&
                  (uint64_t)blocks * kMmaWarps <= resident;
     if (xsmem && s) { // (the legacy default stream cannot be capturing)

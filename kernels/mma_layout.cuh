@@ -93,7 +93,6 @@ __host__ __device__ constexpr bool direct_width(int wb) {
 #ifndef SPQR_MMA_XSMEM_MAXWEIGHTS // ... and rows · stride up to this
 #define SPQR_MMA_XSMEM_MAXWEIGHTS 4194304
 #endif
-constexpr int kXsmemChunks = (SPQR_MMA_XSMEM_MAXCOLS + 8 * 256 - 1) / (8 * 256);
 
 // Outlier rounds (mma_kernel.cuh OS = 8, bench/NOTES.md v6w): built at upload by make_rounds
 // (spqr_kernels.cu) and run by the OS = 8, 9 kernels for batch 1 (1) or 1-16 (2); 0: neither, the
@@ -191,7 +190,8 @@ __host__ __device__ inline uint32_t rec_s2_word(const Params &p, uint32_t r, uin
 
 constexpr int kMmaWarps = 8;
 constexpr int kMmaThreads = kMmaWarps * 32;
-static_assert(kXsmemChunks * 8 * kMmaThreads >= SPQR_MMA_XSMEM_MAXCOLS, "kXsmemChunks");
+// chunks of 8 columns per thread that the XS gather covers (SPQR_MMA_XSMEM_MAXCOLS)
+constexpr int kXsmemChunks = (SPQR_MMA_XSMEM_MAXCOLS + 8 * kMmaThreads - 1) / (8 * kMmaThreads);
 constexpr uint32_t kMagic2 = 0x64006400u;    // fp16 pair (1024, 1024)
 constexpr uint32_t kMagic2_64 = 0x54005400u; // fp16 pair (64, 64): w = 4 odd pairs (code_pair)
 
