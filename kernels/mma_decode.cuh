@@ -408,17 +408,25 @@ __device__ __forceinline__ void mma_tile(const MmaRaw<WB, NH, SK, OS> &o, const 
 #ifndef SPQR_MMA_STATFOLD
 #define SPQR_MMA_STATFOLD 2
 #endif
+// SPQR_MMA_PACK_STATS 1: direct_stats_folded converts both rows' b (and c) to fp16 as one pair
+// instead of one pair per row: two conversions fewer per tile, bit-identical (bench/NOTES.md
+// v7j). SK = 0 only: at β2 = 8 (SK = 3, two groups a lane) batch 1 measured 3-4 % slower with it
+// (same call, H100, w3 1 % 28672x8192 59.8 → 61.6 µs, 8192x28672 60.4 → 62.9). 0: never.
+#ifndef SPQR_MMA_PACK_STATS
+#define SPQR_MMA_PACK_STATS 1
+#endif
 template <int WB, int SK> constexpr bool stat_fold() {
     return SPQR_MMA_STATFOLD && sk_rec_s2<SK>() && SPQR_MMA_PAIRSTATS && direct_decode<WB>();
 }
 // e0, e1: the two words holding the lane's entries of one group (rows g and g + 8).
-template <int WB>
+template <int WB, int SK>
 __device__ __forceinline__ void direct_stats_folded(const Params &p, const LaneCtx &L, uint32_t e0,
                                                     uint32_t e1, float2 s01, float2 s23,
                                                     __half2 (&sc)[2], __half2 (&bi)[2]) {
     constexpr float up = (float)(1u << (14 + WB)), down = 1.f / up;
     const float ss_up = s01.x * up, sz_down = s23.x * down; // exact (see above)
     const uint32_t ef = __funnelshift_r(e0, e1, L.esh[0]);  // row g's entry, then row g + 8's
+    float bf[2], zf[2]; // per row: scale·2^(14 + w) and zero·2^-(14 + w), in fp32
 #pragma unroll
     for (int r = 0; r < 2; r++) {
         const uint32_t er = r ? ef >> (2 * p.sbits) : ef;
@@ -430,8 +438,21 @@ __device__ __forceinline__ void direct_stats_folded(const Params &p, const LaneC
             dq_s = (float)(er & p.smask) - s01.y;
             dq_z = (float)((er >> p.sbits) & p.smask) - s23.y;
         }
-        sc[r] = __float2half2_rn(ss_up * dq_s);                           // b
-        bi[r] = __float2half2_rn(-__low2float(sc[r]) * (sz_down * dq_z)); // c
+        bf[r] = ss_up * dq_s, zf[r] = sz_down * dq_z;
+    }
+    if constexpr (SPQR_MMA_PACK_STATS && SK == 0) {
+        // both rows' b in one fp16 pair (one conversion), then both c: mma_tile's HFMA2 picks a
+        // row's half by operand selector (.H0_H0 / .H1_H1), the same bits as one pair per row
+        const __half2 b2 = __floats2half2_rn(bf[0], bf[1]);
+        const __half2 c2 = __floats2half2_rn(-__low2float(b2) * zf[0], -__high2float(b2) * zf[1]);
+        sc[0] = __low2half2(b2), sc[1] = __high2half2(b2);
+        bi[0] = __low2half2(c2), bi[1] = __high2half2(c2);
+    } else {
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            sc[r] = __float2half2_rn(bf[r]);                       // b
+            bi[r] = __float2half2_rn(-__low2float(sc[r]) * zf[r]); // c
+        }
     }
 }
 
@@ -528,7 +549,8 @@ __device__ __forceinline__ void mma_compute(const Params &p, LaneCtx &L, uint2 m
         if constexpr (sk_rec_s2<SK>())
             s01 = __half22float2(bits_h2(o.s2[gr].x)), s23 = __half22float2(bits_h2(o.s2[gr].y));
         if constexpr (stat_fold<WB, SK>() && SPQR_MMA_PROBE != 2) {
-            direct_stats_folded<WB>(p, L, o.e[2 * gr], o.e[2 * gr + 1], s01, s23, sc[gr], bi[gr]);
+            direct_stats_folded<WB, SK>(p, L, o.e[2 * gr], o.e[2 * gr + 1], s01, s23, sc[gr],
+                                        bi[gr]);
             zq[gr][0] = sc[gr][0], zq[gr][1] = sc[gr][1]; // (not read by the direct decode)
         } else {
             mma_stats_rows<WB, SK>(p, L, o.e + 2 * gr, o.s2 + (SK == 4 ? 2 * gr : 0), s01, s23,

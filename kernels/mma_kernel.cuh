@@ -34,6 +34,9 @@ namespace {
 #ifndef SPQR_MMA_MINBLOCKS_SK4_LEAN
 #define SPQR_MMA_MINBLOCKS_SK4_LEAN 2
 #endif
+#ifndef SPQR_MMA_MINBLOCKS_OS0 // the same for the kernels without outliers, SK = 0 (SPQR_MMA_PEEL)
+#define SPQR_MMA_MINBLOCKS_OS0 4
+#endif
 template <int NH, int OS, int SK> constexpr int mma_min_blocks() {
     return NH == 2                           ? 2
            : SK == 4 && (OS <= 1 || OS >= 8) ? SPQR_MMA_MINBLOCKS_SK4_LEAN
@@ -41,9 +44,23 @@ template <int NH, int OS, int SK> constexpr int mma_min_blocks() {
            : OS == 4                         ? SPQR_MMA_MINBLOCKS_OS4
            : (OS == 1 || OS >= 8) && SK == 3 ? SPQR_MMA_MINBLOCKS_SK3
            : OS == 1 || OS >= 8              ? SPQR_MMA_MINBLOCKS_OS1
+           : OS == 0 && SK == 0              ? SPQR_MMA_MINBLOCKS_OS0
                                              : SPQR_MMA_MINBLOCKS;
 }
 
+// SPQR_MMA_PEEL 1: the tile loop runs its passes whose two loads are both certain (three or more
+// tiles left) without the branch around each load; the last one or two tiles after. About 8 of a
+// w3 tile's 114 instructions go (bench/NOTES.md v7j: batch 1 w3 1 % 28672x8192 50.0 → 48.1 µs
+// with SPQR_MMA_PACK_STATS). Only the SK = 0 kernels held to 64 registers (four blocks per SM;
+// SK 1 and 3 spill with it): where ptxas may use more, the unconditional loads take more
+// (OS = 0 at three blocks: 62 → 79 registers), so the OS = 0 kernels are held to four blocks
+// (SPQR_MMA_MINBLOCKS_OS0; 64 registers, no spills). 0: the branches (a measurement build).
+#ifndef SPQR_MMA_PEEL
+#define SPQR_MMA_PEEL 1
+#endif
+template <int NH, int OS, int SK> constexpr bool mma_peel() {
+    return SPQR_MMA_PEEL && SK == 0 && mma_min_blocks<NH, OS, SK>() >= 4;
+}
 // The tile loop: a warp's ntiles macro tiles m0, m0 + step, .. of strip S, summed into acc (C
 // fragments, mma_16816), with one tile's loads in flight while the other is decoded. First the
 // lane's pointers (LaneCtx), then, before xh is ready, the first two tiles' code words pulled
@@ -98,6 +115,20 @@ mma_strip_tiles(const Params &p, const Act *__restrict__ xh, const Act *__restri
     const uint2 mg = make_uint2(magic, magic - (kMagic2 - kMagic2_64));
     uint32_t m = 0; // tiles done
     if (m < ntiles) mma_load<WB, NH, SK, OS>(p, L, ra);
+    if constexpr (mma_peel<NH, OS, SK>()) {
+        // while three or more tiles are left, both loads of a pass are certain: no branch
+        // around them (predicates and reconvergence cost ~4 instructions a tile)
+        for (; m + 2 < ntiles; m += 2) {
+            mma_load<WB, NH, SK, OS>(p, L, rb);
+            mma_compute<WB, NH, SK, Act, OS, XS>(p, L, mg, ra, acc);
+            if constexpr (kRoundsInLoop)
+                outlier_step<NH, OS, Act, XS>(p, xh, xt, xstride, nb, t, ostep, os, acc);
+            mma_load<WB, NH, SK, OS>(p, L, ra);
+            mma_compute<WB, NH, SK, Act, OS, XS>(p, L, mg, rb, acc);
+            if constexpr (kRoundsInLoop)
+                outlier_step<NH, OS, Act, XS>(p, xh, xt, xstride, nb, t, ostep, os, acc);
+        }
+    }
     while (m < ntiles) {
         if (m + 1 < ntiles) mma_load<WB, NH, SK, OS>(p, L, rb);
         mma_compute<WB, NH, SK, Act, OS, XS>(p, L, mg, ra, acc);

@@ -147,9 +147,20 @@ inline bool mma_rounds16_loop(const spqr_gpu_tensor *t, int nb) {
 #ifndef SPQR_MMA_ROUNDS_XT
 #define SPQR_MMA_ROUNDS_XT 1
 #endif
+// SPQR_MMA_XT_WIDE_BATCH: also from this batch on where cols > SPQR_MMA_XT_WIDE_COLS (x then
+// past L1 at batch 4: same call, H100, w3 1 % batch 4 8192x28672 70.2 → 66.2 µs, bench/NOTES.md
+// v7j; batch 2-3 not measured there). 0: not (a measurement build).
+#ifndef SPQR_MMA_XT_WIDE_BATCH
+#define SPQR_MMA_XT_WIDE_BATCH 4
+#endif
+#ifndef SPQR_MMA_XT_WIDE_COLS
+#define SPQR_MMA_XT_WIDE_COLS 16384
+#endif
 inline bool mma_rounds_xt(const spqr_gpu_tensor *t, int nb) {
     return SPQR_MMA_ROUNDS_XT && nb >= 2 && nb <= 8 &&
-           (nb == 8 || (uint64_t)nb * t->p.cols > kRoundsMaxBatchCols);
+           (nb == 8 || (uint64_t)nb * t->p.cols > kRoundsMaxBatchCols ||
+            (SPQR_MMA_XT_WIDE_BATCH > 0 && nb >= SPQR_MMA_XT_WIDE_BATCH &&
+             t->p.cols > SPQR_MMA_XT_WIDE_COLS));
 }
 inline bool mma_rounds(const spqr_gpu_tensor *t, int nb) {
     return SPQR_MMA_ROUNDS && t->rounds &&
