@@ -58,6 +58,16 @@ template <int NH, int OS, int SK> constexpr int mma_min_blocks() {
 #ifndef SPQR_MMA_PEEL
 #define SPQR_MMA_PEEL 1
 #endif
+// SPQR_MMA_ESH_OPAQUE 1: the statistics shift (LaneCtx::esh) of the OS = 8, 9 kernels with SK = 0
+// kept in a register (207 instead of 211 instructions per two w3 tiles; same call, H100, batch 1
+// w3 1 % 28672x8192 48.4 → 47.9 µs, 8192x28672 47.9 → 47.3; the OS = 0 kernels measured within
+// noise, so not there; bench/NOTES.md v7j). 0: never (a measurement build).
+#ifndef SPQR_MMA_ESH_OPAQUE
+#define SPQR_MMA_ESH_OPAQUE 1
+#endif
+template <int OS, int SK> constexpr bool esh_opaque() {
+    return SPQR_MMA_ESH_OPAQUE && SK == 0 && (OS == 8 || OS == 9);
+}
 template <int NH, int OS, int SK> constexpr bool mma_peel() {
     return SPQR_MMA_PEEL && SK == 0 && mma_min_blocks<NH, OS, SK>() >= 4;
 }
@@ -90,6 +100,9 @@ mma_strip_tiles(const Params &p, const Act *__restrict__ xh, const Act *__restri
         const uint32_t bit = (SK == 2 ? 32 : 2 * p.sbits) * stat_slot(rr);
         L.eoff[r] = (int)(WB * 32 + gi * p.tstat_words + (bit >> 5)) - (int)lane;
         L.esh[r] = bit & 31;
+        // the rounds kernels (OS 8, 9) with SK = 0: the shift opaque to ptxas, which otherwise
+        // rebuilds it from the thread index every other tile (S2R and six more instructions)
+        if constexpr (esh_opaque<OS, SK>()) asm volatile("mov.b32 %0, %0;" : "+r"(L.esh[r]));
     }
     L.stat = L.codes + L.eoff[0], L.s2w = L.codes + L.s2off;
     // lane l prefetches line l of the record mma_l2_prefetch tiles ahead (lanes past the
