@@ -126,32 +126,26 @@ mma_strip_tiles(const Params &p, const Act *__restrict__ xh, const Act *__restri
     MmaRaw<WB, NH, SK, OS> ra, rb;
     // both magics derived from the argument, so they stay registers (see code_pair)
     const uint2 mg = make_uint2(magic, magic - (kMagic2 - kMagic2_64));
+    // one tile: the next tile's loads into `next` (where there is a next tile), then the products
+    // of `cur` and the outlier step of the loop (kRoundsInLoop)
+    const auto tile = [&](const MmaRaw<WB, NH, SK, OS> &cur, MmaRaw<WB, NH, SK, OS> &next,
+                          bool load_next) {
+        if (load_next) mma_load<WB, NH, SK, OS>(p, L, next);
+        mma_compute<WB, NH, SK, Act, OS, XS>(p, L, mg, cur, acc);
+        if constexpr (kRoundsInLoop)
+            outlier_step<NH, OS, Act, XS>(p, xh, xt, xstride, nb, t, ostep, os, acc);
+    };
     uint32_t m = 0; // tiles done
     if (m < ntiles) mma_load<WB, NH, SK, OS>(p, L, ra);
     if constexpr (mma_peel<NH, OS, SK>()) {
         // while three or more tiles are left, both loads of a pass are certain: no branch
         // around them (predicates and reconvergence cost ~4 instructions a tile)
-        for (; m + 2 < ntiles; m += 2) {
-            mma_load<WB, NH, SK, OS>(p, L, rb);
-            mma_compute<WB, NH, SK, Act, OS, XS>(p, L, mg, ra, acc);
-            if constexpr (kRoundsInLoop)
-                outlier_step<NH, OS, Act, XS>(p, xh, xt, xstride, nb, t, ostep, os, acc);
-            mma_load<WB, NH, SK, OS>(p, L, ra);
-            mma_compute<WB, NH, SK, Act, OS, XS>(p, L, mg, rb, acc);
-            if constexpr (kRoundsInLoop)
-                outlier_step<NH, OS, Act, XS>(p, xh, xt, xstride, nb, t, ostep, os, acc);
-        }
+        for (; m + 2 < ntiles; m += 2) tile(ra, rb, true), tile(rb, ra, true);
     }
     while (m < ntiles) {
-        if (m + 1 < ntiles) mma_load<WB, NH, SK, OS>(p, L, rb);
-        mma_compute<WB, NH, SK, Act, OS, XS>(p, L, mg, ra, acc);
-        if constexpr (kRoundsInLoop)
-            outlier_step<NH, OS, Act, XS>(p, xh, xt, xstride, nb, t, ostep, os, acc);
+        tile(ra, rb, m + 1 < ntiles);
         if (++m >= ntiles) break;
-        if (m + 1 < ntiles) mma_load<WB, NH, SK, OS>(p, L, ra);
-        mma_compute<WB, NH, SK, Act, OS, XS>(p, L, mg, rb, acc);
-        if constexpr (kRoundsInLoop)
-            outlier_step<NH, OS, Act, XS>(p, xh, xt, xstride, nb, t, ostep, os, acc);
+        tile(rb, ra, m + 1 < ntiles);
         ++m;
     }
 }
