@@ -58,6 +58,9 @@ template <int NH, int OS, int SK> constexpr int mma_min_blocks() {
 #ifndef SPQR_MMA_PEEL
 #define SPQR_MMA_PEEL 1
 #endif
+template <int NH, int OS, int SK> constexpr bool mma_peel() {
+    return SPQR_MMA_PEEL && SK == 0 && mma_min_blocks<NH, OS, SK>() >= 4;
+}
 // SPQR_MMA_ESH_OPAQUE 1: the statistics shift (LaneCtx::esh) of the OS = 8, 9 kernels with SK = 0
 // kept in a register (207 instead of 211 instructions per two w3 tiles; same call, H100, batch 1
 // w3 1 % 28672x8192 48.4 → 47.9 µs, 8192x28672 47.9 → 47.3; the OS = 0 kernels measured within
@@ -67,9 +70,6 @@ template <int NH, int OS, int SK> constexpr int mma_min_blocks() {
 #endif
 template <int OS, int SK> constexpr bool esh_opaque() {
     return SPQR_MMA_ESH_OPAQUE && SK == 0 && (OS == 8 || OS == 9);
-}
-template <int NH, int OS, int SK> constexpr bool mma_peel() {
-    return SPQR_MMA_PEEL && SK == 0 && mma_min_blocks<NH, OS, SK>() >= 4;
 }
 // The tile loop: a warp's ntiles macro tiles m0, m0 + step, .. of strip S, summed into acc (C
 // fragments, mma_16816), with one tile's loads in flight while the other is decoded. First the
