@@ -161,9 +161,11 @@ __global__ void __launch_bounds__(kMmaThreads, mma_min_blocks<NH, OS, SK>())
                Act *__restrict__ y, float *__restrict__ y32, int nb, int kw_log2, uint32_t ksplit,
                float *__restrict__ acc32, uint32_t *__restrict__ counters, uint32_t magic,
                const float *__restrict__ o32, const Act *__restrict__ xraw) {
-    // (Builds with less shared memory here, 528 bytes or none, ran batch 1 28672x8192 10 %
-    // slower, with or without PDL and at any carve-out asked; cause not found: bench/NOTES.md
-    // v7k. Measure that shape before shrinking it.)
+    // (Builds with other block sums, one per warp and row here or none at all, ran batch 1
+    // 28672x8192 10 % slower, with or without PDL, at any carve-out asked and with the shared
+    // memory padded back; their tile loops have the same instructions in the same order, with
+    // other registers. Cause not found (bench/NOTES.md v7k): measure that shape after any change
+    // to the epilogue.)
     __shared__ float red[kMmaWarps][16][8 * NH + 1];
     __shared__ uint32_t last_block;
     const uint32_t lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
