@@ -22,7 +22,13 @@
     } while (0)
 
 // every lane: UNROLL independent 16-byte loads per step, grid-stride
-template <int UNROLL> __global__ void read_flat(const uint4 *a, uint64_t n, uint32_t *sink) {
+template <int UNROLL, bool PDL = false>
+__global__ void read_flat(const uint4 *a, uint64_t n, uint32_t *sink) {
+#if __CUDA_ARCH__ >= 900
+    // PDL (--floor's third method): the next call may launch at once, and this one reads without
+    // waiting for the call before it (griddepcontrol.wait only before the sink's write)
+    if constexpr (PDL) asm volatile("griddepcontrol.launch_dependents;\n" ::);
+#endif
     uint32_t h = 0;
     const uint64_t stride = (uint64_t)gridDim.x * blockDim.x;
     uint64_t i = blockIdx.x * (uint64_t)blockDim.x + threadIdx.x;
@@ -34,6 +40,9 @@ template <int UNROLL> __global__ void read_flat(const uint4 *a, uint64_t n, uint
         for (int u = 0; u < UNROLL; u++) h ^= v[u].x ^ v[u].y ^ v[u].z ^ v[u].w;
     }
     for (; i < n; i += stride) h ^= __ldg(a + i).x;
+#if __CUDA_ARCH__ >= 900
+    if constexpr (PDL) asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
     if (h == 0x12345678u) *sink = h;
 }
 
@@ -152,6 +161,9 @@ static double time_kernel(K k, int blocks, int threads, double bytes, A... args)
 // them, one kernel per call, best of three grid sizes; launched from the host and as one CUDA
 // graph, as bench_gpu --graph): no kernel that must read those bytes can
 // be faster, so it bounds the speedup any kernel can reach on the shape (bench/NOTES.md v6u).
+// Third method, "host, PDL": each call a programmatic dependent of the one before, which it lets
+// launch at its start, reading without waiting for it: the most overlap between calls that any
+// kernel could have, where a matmul must wait for its x (bench/NOTES.md v7k).
 static int floor_mode(int n, char **sizes) {
     cudaDeviceProp prop;
     CK(cudaGetDeviceProperties(&prop, 0));
@@ -167,17 +179,29 @@ static int floor_mode(int n, char **sizes) {
         uint4 *a;
         CK(cudaMalloc(&a, bytes * nbuf));
         CK(cudaMemset(a, 1, bytes * nbuf));
-        float best[2] = {1e30f, 1e30f};
-        int best_blocks[2] = {0, 0};
+        float best[3] = {1e30f, 1e30f, 1e30f};
+        int best_blocks[3] = {0, 0, 0};
         cudaStream_t st;
         CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
         for (int bps : {2, 4, 8})
-            for (int graph = 0; graph < 2; graph++) {
-                const int blocks = sms * bps;
+            for (int method = 0; method < 3; method++) {
+                const int blocks = sms * bps, graph = method == 1;
                 auto calls = [&](cudaStream_t s) {
-                    for (int c = 0; c < 50; c++)
-                        read_flat<4><<<blocks, 256, 0, s>>>(a + (bytes / 16) * (c % nbuf),
-                                                            bytes / 16, sink);
+                    for (int c = 0; c < 50; c++) {
+                        const uint4 *src = a + (bytes / 16) * (c % nbuf);
+                        if (method == 2) {
+                            cudaLaunchAttribute at[1];
+                            at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+                            at[0].val.programmaticStreamSerializationAllowed = 1;
+                            cudaLaunchConfig_t lc = {};
+                            lc.gridDim = dim3(blocks), lc.blockDim = dim3(256), lc.stream = s;
+                            lc.attrs = at, lc.numAttrs = 1;
+                            (void)cudaLaunchKernelEx(&lc, read_flat<4, true>, src, bytes / 16,
+                                                     sink); // (checked after the runs)
+                        } else {
+                            read_flat<4><<<blocks, 256, 0, s>>>(src, bytes / 16, sink);
+                        }
+                    }
                 };
                 cudaGraph_t g = nullptr;
                 cudaGraphExec_t ge = nullptr;
@@ -203,16 +227,18 @@ static int floor_mode(int n, char **sizes) {
                     if (r > 0) t[r - 1] = ms * 1000.f / 50; // the first repeat warms up
                 }
                 std::sort(t, t + 7);
-                if (t[3] < best[graph]) best[graph] = t[3], best_blocks[graph] = blocks;
+                if (t[3] < best[method]) best[method] = t[3], best_blocks[method] = blocks;
                 cudaEventDestroy(e0), cudaEventDestroy(e1);
                 if (ge) cudaGraphExecDestroy(ge), cudaGraphDestroy(g);
             }
         cudaStreamDestroy(st);
         CK(cudaGetLastError());
-        for (int graph = 0; graph < 2; graph++)
+        for (int method = 0; method < 3; method++)
             printf("| %llu | %s | %d | %.1f | %.0f | %d |\n", (unsigned long long)bytes,
-                   graph ? "CUDA graph" : "host", nbuf, best[graph],
-                   bytes / (best[graph] * 1e-6) / 1e9, best_blocks[graph]);
+                   method == 1 ? "CUDA graph"
+                   : method    ? "host, PDL"
+                               : "host",
+                   nbuf, best[method], bytes / (best[method] * 1e-6) / 1e9, best_blocks[method]);
         CK(cudaFree(a));
     }
     return 0;
