@@ -76,17 +76,24 @@ if [ "$what" = probe ]; then
   # PROBE_CONFIGS: bench_gpu --config values, one run each (default: its default configurations)
   # PROBE_B1= (set, empty): leave batch 1 out (only the PROBE_BATCH batches)
   # PROBE_ARGS: more bench_gpu arguments for every run
+  # PROBE_ENVS: ';'-separated sets of environment assignments (e.g. "A=1 B=2;A=2"), each probe
+  # build run once under each (for builds that read knobs from the environment)
+  IFS=';' read -r -a envs <<< "${PROBE_ENVS:-}"
+  [ ${#envs[@]} -eq 0 ] && envs=("")
   for i in lib "${!probes[@]}"; do
-    if [ "$i" = lib ]; then dir=build-gpu; echo "== the library's kernel =="
-    else dir=build-probe-$i; echo "== ${probes[$i]} =="; fi
-    for b in ${PROBE_B1-1} ${PROBE_BATCH:-}; do
-      for c in ${PROBE_CONFIGS:-default}; do
-        cfg=""; [ "$c" != default ] && cfg="--config $c"
-        ./$dir/bench/gpu/bench_gpu --batch $b $cfg $shapes ${PROBE_ARGS:-} | grep "^| [0-9]"
-        # PROBE_GRAPH=1: the same again as one CUDA graph
-        if [ -n "${PROBE_GRAPH:-}" ]; then
-          ./$dir/bench/gpu/bench_gpu --graph --batch $b $cfg $shapes ${PROBE_ARGS:-} | grep "^| [0-9]" | sed 's/^|/| graph/'
-        fi
+    if [ "$i" = lib ]; then dir=build-gpu; envl=("")
+    else dir=build-probe-$i; envl=("${envs[@]}"); fi
+    for e in "${envl[@]}"; do
+      if [ "$i" = lib ]; then echo "== the library's kernel =="; else echo "== ${probes[$i]} $e =="; fi
+      for b in ${PROBE_B1-1} ${PROBE_BATCH:-}; do
+        for c in ${PROBE_CONFIGS:-default}; do
+          cfg=""; [ "$c" != default ] && cfg="--config $c"
+          env $e ./$dir/bench/gpu/bench_gpu --batch $b $cfg $shapes ${PROBE_ARGS:-} | grep "^| [0-9]"
+          # PROBE_GRAPH=1: the same again as one CUDA graph
+          if [ -n "${PROBE_GRAPH:-}" ]; then
+            env $e ./$dir/bench/gpu/bench_gpu --graph --batch $b $cfg $shapes ${PROBE_ARGS:-} | grep "^| [0-9]" | sed 's/^|/| graph/'
+          fi
+        done
       done
     done
   done
