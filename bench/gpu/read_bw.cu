@@ -22,16 +22,33 @@
     } while (0)
 
 // every lane: UNROLL independent 16-byte loads per step, grid-stride
-template <int UNROLL, bool PDL = false>
+// WAIT (with PDL, --floor's fourth and fifth methods): 1: griddepcontrol.wait before any load, as
+// a kernel must that reads what the call before it writes; 2: after the first step's loads are
+// issued (a kernel that loads what does not depend on the call before, then waits for its input)
+template <int UNROLL, bool PDL = false, int WAIT = 0>
 __global__ void read_flat(const uint4 *a, uint64_t n, uint32_t *sink) {
 #if __CUDA_ARCH__ >= 900
     // PDL (--floor's third method): the next call may launch at once, and this one reads without
     // waiting for the call before it (griddepcontrol.wait only before the sink's write)
     if constexpr (PDL) asm volatile("griddepcontrol.launch_dependents;\n" ::);
+    if constexpr (PDL && WAIT == 1) asm volatile("griddepcontrol.wait;\n" ::: "memory");
 #endif
     uint32_t h = 0;
     const uint64_t stride = (uint64_t)gridDim.x * blockDim.x;
     uint64_t i = blockIdx.x * (uint64_t)blockDim.x + threadIdx.x;
+    if constexpr (WAIT == 2) { // the first step loaded, then the wait, then consumed
+        if (i + (UNROLL - 1) * stride < n) {
+            uint4 v[UNROLL];
+#pragma unroll
+            for (int u = 0; u < UNROLL; u++) v[u] = __ldg(a + i + u * stride);
+#if __CUDA_ARCH__ >= 900
+            asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+#pragma unroll
+            for (int u = 0; u < UNROLL; u++) h ^= v[u].x ^ v[u].y ^ v[u].z ^ v[u].w;
+            i += UNROLL * stride;
+        }
+    }
     for (; i + (UNROLL - 1) * stride < n; i += UNROLL * stride) {
         uint4 v[UNROLL];
 #pragma unroll
@@ -163,7 +180,10 @@ static double time_kernel(K k, int blocks, int threads, double bytes, A... args)
 // be faster, so it bounds the speedup any kernel can reach on the shape (bench/NOTES.md v6u).
 // Third method, "host, PDL": each call a programmatic dependent of the one before, which it lets
 // launch at its start, reading without waiting for it: the most overlap between calls that any
-// kernel could have, where a matmul must wait for its x (bench/NOTES.md v7k).
+// kernel could have, where a matmul must wait for its x (bench/NOTES.md v7k). Fourth, "PDL, waits
+// first": the same, but each call waits for the one before (griddepcontrol.wait) before it reads
+// anything. Fifth, "PDL, waits after 1st loads": each thread's first four 16-byte loads issued
+// before that wait (bench/NOTES.md v7m).
 static int floor_mode(int n, char **sizes) {
     cudaDeviceProp prop;
     CK(cudaGetDeviceProperties(&prop, 0));
@@ -179,24 +199,28 @@ static int floor_mode(int n, char **sizes) {
         uint4 *a;
         CK(cudaMalloc(&a, bytes * nbuf));
         CK(cudaMemset(a, 1, bytes * nbuf));
-        float best[3] = {1e30f, 1e30f, 1e30f};
-        int best_blocks[3] = {0, 0, 0};
+        constexpr int kMethods = 5;
+        float best[kMethods] = {1e30f, 1e30f, 1e30f, 1e30f, 1e30f};
+        int best_blocks[kMethods] = {0, 0, 0, 0, 0};
         cudaStream_t st;
         CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
         for (int bps : {2, 4, 8})
-            for (int method = 0; method < 3; method++) {
+            for (int method = 0; method < kMethods; method++) {
                 const int blocks = sms * bps, graph = method == 1;
                 auto calls = [&](cudaStream_t s) {
                     for (int c = 0; c < 50; c++) {
                         const uint4 *src = a + (bytes / 16) * (c % nbuf);
-                        if (method == 2) {
+                        if (method >= 2) {
                             cudaLaunchAttribute at[1];
                             at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
                             at[0].val.programmaticStreamSerializationAllowed = 1;
                             cudaLaunchConfig_t lc = {};
                             lc.gridDim = dim3(blocks), lc.blockDim = dim3(256), lc.stream = s;
                             lc.attrs = at, lc.numAttrs = 1;
-                            (void)cudaLaunchKernelEx(&lc, read_flat<4, true>, src, bytes / 16,
+                            auto k = method == 2   ? read_flat<4, true, 0>
+                                     : method == 3 ? read_flat<4, true, 1>
+                                                   : read_flat<4, true, 2>;
+                            (void)cudaLaunchKernelEx(&lc, k, src, bytes / 16,
                                                      sink); // (checked after the runs)
                         } else {
                             read_flat<4><<<blocks, 256, 0, s>>>(src, bytes / 16, sink);
@@ -233,12 +257,13 @@ static int floor_mode(int n, char **sizes) {
             }
         cudaStreamDestroy(st);
         CK(cudaGetLastError());
-        for (int method = 0; method < 3; method++)
+        static const char *const kMethodName[kMethods] = {"host", "CUDA graph", "host, PDL",
+                                                          "host, PDL, waits first",
+                                                          "host, PDL, waits after 1st loads"};
+        for (int method = 0; method < kMethods; method++)
             printf("| %llu | %s | %d | %.1f | %.0f | %d |\n", (unsigned long long)bytes,
-                   method == 1 ? "CUDA graph"
-                   : method    ? "host, PDL"
-                               : "host",
-                   nbuf, best[method], bytes / (best[method] * 1e-6) / 1e9, best_blocks[method]);
+                   kMethodName[method], nbuf, best[method], bytes / (best[method] * 1e-6) / 1e9,
+                   best_blocks[method]);
         CK(cudaFree(a));
     }
     return 0;

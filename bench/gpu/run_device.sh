@@ -153,7 +153,7 @@ if [ "$what" != test ]; then
   echo "== bench_gpu =="
   ./build-gpu/bench/gpu/bench_gpu | tee "$OUT/bench_gpu.md"
   # the same with the 50 calls as one CUDA graph (no host launch overhead), and the pure-read
-  # floor of each configuration's bytes (read_bw --floor, both launch methods) at batch 1 of
+  # floor of each configuration's bytes (read_bw --floor, five launch methods) at batch 1 of
   # 4096², 8192² and 28672x8192
   # β2 = 8 (w3 1 %: config 4 with β1 = 16, config 5 with β1 = 8), batch 1, 4 and 16
   echo "== bench_gpu --config 4, --config 5 =="
