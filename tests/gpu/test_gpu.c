@@ -491,18 +491,19 @@ static void graph_capture(void) {
 
 /* Calls chained on one stream, each call's output the next call's input (as a forward pass
  * runs): launched back to back without a sync they must give, bit for bit, what the same calls
- * give with the stream synchronized after each. Two 2048² w3 tensors with 1 % outliers and a
+ * give with the stream synchronized after each. Two n² w3 tensors with 1 % outliers and a
  * permutation, one tiled (β2 = 16: the tensor-core kernels) and one in the stored layout (β2 = 8
- * with fp16 statistics: the fp32 matmul kernel v3), eight calls alternating between them, batch 1,
- * 4 and 16, ten chained runs each (x in ±2^-7: the outputs grow about 5x a call and stay finite in
- * fp16). Every kernel of both paths is launched as a programmatic dependent of the kernel before it
+ * with fp16 statistics: the fp32 matmul kernel v3), eight calls alternating between them (or,
+ * `same`, all on the tiled one: its calls back to back), batch 1, 4 and 16, ten chained runs each
+ * (x in ±2^-7: the outputs grow about 5x a call and stay finite in fp16). n = 2048 takes the
+ * batch-1 kernel that permutes x itself from the host (XS); 3072 the x permute of a kernel before
+ * it, or of the matmul's own first blocks (SPQR_MMA_XT). Every kernel of both paths is launched as a programmatic dependent of the kernel before it
  * (bench/NOTES.md v7a, v7b), so its griddepcontrol.wait is what orders it after that kernel's
  * writes. This test passed without that wait too (H100, session 19): the matmul lets its dependents
  * launch only as its blocks exit. The wait is kept because the PDL contract guarantees nothing
  * without it (a kernel before may trigger early). */
-static void chained_calls(void) {
+static void chained_calls(uint64_t n, int same) {
     enum { kSteps = 8, kRuns = 10 };
-    const uint64_t n = 2048;
     char path[256];
     spqr_gpu_tensor *t[2] = {NULL, NULL};
     spqr_file *f[2] = {NULL, NULL};
@@ -542,20 +543,22 @@ static void chained_calls(void) {
         /* the reference: the stream synchronized after every call */
         int ok = 1;
         for (int i = 0; i < kSteps; i++) {
-            ok &= spqr_gpu_matmul(t[i % 2], d[i], d[i + 1], nb, SPQR_ACT_F16, s, &err) == SPQR_OK;
+            ok &= spqr_gpu_matmul(t[same ? 0 : i % 2], d[i], d[i + 1], nb, SPQR_ACT_F16, s, &err) ==
+                  SPQR_OK;
             ok &= cudaStreamSynchronize(s) == cudaSuccess;
             cudaMemcpy(ref + (uint64_t)i * len, d[i + 1], len * 2, cudaMemcpyDeviceToHost);
         }
         uint64_t nonfinite = 0;
         for (uint64_t i = 0; i < kSteps * len; i++) nonfinite += (ref[i] & 0x7c00) == 0x7c00;
         CHECK(ok && nonfinite == 0,
-              "chained calls batch %d: synchronized reference: %s, %llu non-finite outputs", nb,
-              ok ? "ok" : err.msg, (unsigned long long)nonfinite);
+              "chained calls %llu²%s batch %d: synchronized reference: %s, %llu non-finite outputs",
+              (unsigned long long)n, same ? " (one tensor)" : "", nb, ok ? "ok" : err.msg,
+              (unsigned long long)nonfinite);
         for (int run = 0; run < kRuns && ok && !nonfinite; run++) {
             for (int i = 1; i <= kSteps; i++) cudaMemsetAsync(d[i], 0xff, len * 2, s); /* NaN */
             for (int i = 0; i < kSteps; i++)
-                ok &=
-                    spqr_gpu_matmul(t[i % 2], d[i], d[i + 1], nb, SPQR_ACT_F16, s, &err) == SPQR_OK;
+                ok &= spqr_gpu_matmul(t[same ? 0 : i % 2], d[i], d[i + 1], nb, SPQR_ACT_F16, s,
+                                      &err) == SPQR_OK;
             ok &= cudaStreamSynchronize(s) == cudaSuccess;
             uint64_t differ = 0;
             int first = -1;
@@ -568,9 +571,10 @@ static void chained_calls(void) {
                     }
             }
             CHECK(ok && differ == 0,
-                  "chained calls batch %d run %d: %s; %llu of %llu outputs differ from the "
+                  "chained calls %llu²%s batch %d run %d: %s; %llu of %llu outputs differ from the "
                   "synchronized calls (first at call %d)",
-                  nb, run, ok ? "ok" : err.msg, (unsigned long long)differ,
+                  (unsigned long long)n, same ? " (one tensor)" : "", nb, run, ok ? "ok" : err.msg,
+                  (unsigned long long)differ,
                   (unsigned long long)(kSteps * len), first);
         }
         for (int i = 0; i <= kSteps; i++) cudaFree(d[i]);
@@ -904,7 +908,9 @@ int main(void) {
     outlier_rounds();
     outlier_pass();
     graph_capture();
-    chained_calls();
+    chained_calls(2048, 0);
+    chained_calls(3072, 0);
+    chained_calls(3072, 1);
     batch1_after_wider();
     device_memory();
     const char *real = getenv("SPQR_REAL_SPQR");
