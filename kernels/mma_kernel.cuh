@@ -154,50 +154,53 @@ mma_strip_tiles(const Params &p, const Act *__restrict__ xh, const Act *__restri
 // own grid by its first blocks to arrive. Each block takes a ticket (a 64-bit counter of the
 // tensor's that only grows: xt_ctl[0]); call = ticket / grid, rank = ticket mod grid (the blocks of
 // a call take consecutive tickets: the next call's blocks launch only once every block of this one
-// has triggered, which each does after its ticket). Ranks 0 .. P − 1 (P = ⌈stride / 2048⌉) wait
-// for the kernel before (x may come from it; the call before may still read xh), write
-// xh[c] = x[perm[c]] for 2048 columns each (zeros past cols) and release-add 1 to xt_ctl[1]. Every
-// block then acquires xt_ctl[1] ≥ (call + 1)·P before it reads xh (ld.global.ca after the acquire).
+// has triggered, which each does after its ticket). Ranks 0 .. P − 1 (P = min(⌈stride / 2048⌉,
+// grid)) wait for the kernel before (x may come from it; the call before may still read xh), write
+// xh[c] = x[perm[c]] for slices of 2048 columns (zeros past cols) and release-add 1 to xt_ctl[1].
+// Every block then acquires xt_ctl[1] ≥ (call + 1)·P before it reads xh (ld.global.ca after).
 // A block with a ticket is running, so no block waits on one that is not. xt_flags: 1 = trigger
 // the next call at the ticket, 2 = after the tile loop (else at exit).
-__device__ __forceinline__ unsigned long long ld_acquire_u64(const unsigned long long *a) {
+__device__ __forceinline__ unsigned long long ld_relaxed_u64(const unsigned long long *a) {
     unsigned long long v;
-    asm volatile("ld.acquire.gpu.global.u64 %0, [%1];" : "=l"(v) : "l"(a) : "memory");
+    asm volatile("ld.relaxed.gpu.global.u64 %0, [%1];" : "=l"(v) : "l"(a) : "memory");
     return v;
 }
 template <typename Act>
 __device__ __forceinline__ void xt_permute(const Params &p, Act *xh, uint32_t xstride,
-                                           const Act *__restrict__ xraw,
-                                           unsigned long long *xt_ctl, int xt_flags,
-                                           uint32_t ksplit, uint32_t kwi, uint32_t q, uint32_t S) {
+                                           const Act *__restrict__ xraw, unsigned long long *xt_ctl,
+                                           int xt_flags, uint32_t ksplit, uint32_t kwi, uint32_t q,
+                                           uint32_t S) {
     __shared__ unsigned long long ticket;
     if (threadIdx.x == 0) ticket = atomicAdd(xt_ctl, 1ull);
     __syncthreads();
     const unsigned long long call = ticket / gridDim.x;
     const uint32_t rank = (uint32_t)(ticket - call * gridDim.x);
-    const uint32_t nperm = (xstride + 8 * kMmaThreads - 1) / (8 * kMmaThreads);
+    const uint32_t slices = (xstride + 8 * kMmaThreads - 1) / (8 * kMmaThreads);
+    const uint32_t nperm = min(slices, gridDim.x);
     if (xt_flags & 1) pdl_trigger();
     if (rank < nperm) {
-        const uint32_t c0 = 8 * (rank * kMmaThreads + threadIdx.x);
-        uint32_t pc[8]; // perm entries (constant: read before the wait)
-        if (p.has_perm && c0 + 8 <= p.cols) {
-            const uint4 a = __ldg(reinterpret_cast<const uint4 *>(p.perm + c0));
-            const uint4 b = __ldg(reinterpret_cast<const uint4 *>(p.perm + c0 + 4));
-            pc[0] = a.x, pc[1] = a.y, pc[2] = a.z, pc[3] = a.w;
-            pc[4] = b.x, pc[5] = b.y, pc[6] = b.z, pc[7] = b.w;
-        } else {
+        for (uint32_t sl = rank; sl < slices; sl += nperm) {
+            const uint32_t c0 = 8 * (sl * kMmaThreads + threadIdx.x);
+            uint32_t pc[8]; // perm entries (constant: read before the wait)
+            if (p.has_perm && c0 + 8 <= p.cols) {
+                const uint4 a = __ldg(reinterpret_cast<const uint4 *>(p.perm + c0));
+                const uint4 b = __ldg(reinterpret_cast<const uint4 *>(p.perm + c0 + 4));
+                pc[0] = a.x, pc[1] = a.y, pc[2] = a.z, pc[3] = a.w;
+                pc[4] = b.x, pc[5] = b.y, pc[6] = b.z, pc[7] = b.w;
+            } else {
 #pragma unroll
-            for (int j = 0; j < 8; j++)
-                pc[j] = c0 + j < p.cols ? (p.has_perm ? __ldg(p.perm + c0 + j) : c0 + j) : ~0u;
+                for (int j = 0; j < 8; j++)
+                    pc[j] = c0 + j < p.cols ? (p.has_perm ? __ldg(p.perm + c0 + j) : c0 + j) : ~0u;
+            }
+            pdl_wait(); // x may come from the kernel before; the call before may still read xh
+            const uint16_t *xr = reinterpret_cast<const uint16_t *>(xraw); // (0: +0 in fp16, bf16)
+            uint32_t v[8];
+#pragma unroll
+            for (int j = 0; j < 8; j++) v[j] = pc[j] != ~0u ? xr[pc[j]] : 0u;
+            if (c0 < xstride)
+                *reinterpret_cast<uint4 *>(xh + c0) = make_uint4(
+                    v[0] | v[1] << 16, v[2] | v[3] << 16, v[4] | v[5] << 16, v[6] | v[7] << 16);
         }
-        pdl_wait(); // x may come from the kernel before; the call before may still read xh
-        const uint16_t *xr = reinterpret_cast<const uint16_t *>(xraw); // (0: +0 in fp16, bf16)
-        uint32_t v[8];
-#pragma unroll
-        for (int j = 0; j < 8; j++) v[j] = pc[j] != ~0u ? xr[pc[j]] : 0u;
-        if (c0 < xstride)
-            *reinterpret_cast<uint4 *>(xh + c0) = make_uint4(v[0] | v[1] << 16, v[2] | v[3] << 16,
-                                                            v[4] | v[5] << 16, v[6] | v[7] << 16);
         __syncthreads();
         if (threadIdx.x == 0) {
             __threadfence();
@@ -213,7 +216,10 @@ __device__ __forceinline__ void xt_permute(const Params &p, Act *xh, uint32_t xs
     }
     if (threadIdx.x == 0) {
         const unsigned long long want = (call + 1) * nperm;
-        while (ld_acquire_u64(xt_ctl + 1) < want) __nanosleep(32);
+        // relaxed polls (an acquire load would invalidate the SM's L1 each time, under the
+        // blocks of the call before that still run there), then one acquire fence
+        while (ld_relaxed_u64(xt_ctl + 1) < want) __nanosleep(32);
+        asm volatile("fence.acq_rel.gpu;" ::: "memory");
     }
     __syncthreads();
 }
