@@ -156,7 +156,6 @@ struct spqr_gpu_tensor {
     float *sp_one;          // workspace, made once so that a call does nothing a CUDA graph could
     void *sp_ws;            // not replay (no host scalars read later, no per-call allocation)
     uint8_t mma_blocks[28]; // tensor-core kernel variants' resident blocks per SM (0: not asked)
-    uint32_t xt_grid; // SPQR_MMA_XT: the grid its tickets (after counters) count calls of
     size_t sp_ws_size;      // bytes of sp_ws
     uint64_t xbuf_bytes;    // bytes of xbuf this tensor needs
     uint64_t dev_bytes;     // device bytes held now (dev_alloc / dev_release, spqr_kernels.cu)

@@ -94,15 +94,6 @@ namespace {
 #ifndef SPQR_PDL_PREP
 #define SPQR_PDL_PREP 1
 #endif
-// SPQR_MMA_XT 1: batch 1 on one-wave grids past XS's columns, x permuted inside the matmul's grid
-// (mma_kernel.cuh xt_permute) instead of by prep_xh_kernel; 0: prep (bench/NOTES.md v7n).
-// SPQR_MMA_XT_ENV 1: knobs from the environment (SPQR_PROBE_XT*, a measurement build).
-#ifndef SPQR_MMA_XT
-#define SPQR_MMA_XT 0
-#endif
-#ifndef SPQR_MMA_XT_ENV
-#define SPQR_MMA_XT_ENV 0
-#endif
 // Whether a call's outliers take their own pass (outlier_rows_kernel) before the matmul.
 static bool mma_outlier_pass(const spqr_gpu_tensor *t, int nb) {
     return SPQR_MMA_OUTL_ROWS && t->p.fuse_outliers && !mma_rounds(t, nb) &&
@@ -164,7 +155,7 @@ static cudaError_t launch_mma_t(spqr_gpu_tensor *t, const Act *x, Act *y, float 
                   : nullptr;
     // the batch 9-16 rounds read xt paired (outlier_round_n2)
     const int xt_paired = SPQR_MMA_XT_PAIRED && OS >= 9 && (NH == 2 || xt_nh1) && mma_rounds(t, nb);
-    const auto kern = mma_kernel<WB, NH, SK, Act, OS, 0>;
+    const auto kern = mma_kernel<WB, NH, SK, Act, OS, false>;
     const uint64_t resident =
         (uint64_t)t->sms * kMmaWarps *
         (SPQR_MMA_RESIDENT_FIXED ? SPQR_MMA_RESIDENT_FIXED
@@ -215,41 +206,7 @@ static cudaError_t launch_mma_t(spqr_gpu_tensor *t, const Act *x, Act *y, float 
         cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
         xsmem = cudaStreamIsCapturing(s, &cs) == cudaSuccess && cs == cudaStreamCaptureStatusNone;
     }
-    // SPQR_MMA_XT (batch 1, one-wave grids of the OS = 0, 8 kernels past XS's columns): no prep;
-    // the matmul's first blocks permute x into xh and flag it (mma_kernel.cuh xt_permute)
-    constexpr bool kXtVariant = SPQR_MMA_XT && NH == 1 && (OS == 0 || OS == 8);
-    bool xtmode = false;
-    int xt_flags = 0;
-    unsigned long long *xt_ctl = nullptr;
-    if constexpr (kXtVariant) {
-        uint32_t maxcols = 16384;
-        bool over_xs = false, capture = true;
-        xtmode = true;
-#if SPQR_MMA_XT_ENV
-        if (const char *e = getenv("SPQR_PROBE_XT")) xtmode = atoi(e) != 0;
-        if (const char *e = getenv("SPQR_PROBE_XT_FLAGS")) xt_flags = atoi(e);
-        if (const char *e = getenv("SPQR_PROBE_XT_MAXCOLS")) maxcols = (uint32_t)atoi(e);
-        if (const char *e = getenv("SPQR_PROBE_XT_OVER_XS")) over_xs = atoi(e) != 0;
-        if (const char *e = getenv("SPQR_PROBE_XT_CAPTURE")) capture = atoi(e) != 0;
-#endif
-        xtmode = xtmode && nb == 1 && !xt && (!xsmem || over_xs) && stride <= maxcols &&
-                 (uint64_t)blocks * kMmaWarps <= resident;
-        if (xtmode && !capture && s) {
-            cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
-            xtmode =
-                cudaStreamIsCapturing(s, &cs) == cudaSuccess && cs == cudaStreamCaptureStatusNone;
-        }
-        if (xtmode) {
-            xsmem = false;
-            xt_ctl = reinterpret_cast<unsigned long long *>(t->counters + ((p.strips + 1) & ~1u));
-            if (t->xt_grid != blocks) { // tickets count calls of one grid size: restart them
-                const cudaError_t me = cudaMemsetAsync(xt_ctl, 0, 16, s);
-                if (me != cudaSuccess) return me;
-                t->xt_grid = blocks;
-            }
-        }
-    }
-    if (!xsmem && !xtmode) {
+    if (!xsmem) {
         const cudaError_t pe =
             launch_dependent(dim3((uint32_t)pb), dim3(256), 0, s, SPQR_PDL_PREP,
                              prep_xh_kernel<Act>, p, x, nb, xh, stride, xt, xt_paired);
@@ -273,13 +230,11 @@ static cudaError_t launch_mma_t(spqr_gpu_tensor *t, const Act *x, Act *y, float 
     const uint32_t sets = (uint32_t)kMmaWarps >> kwl;
     auto run = kern;
     if constexpr (kXsVariant)
-        if (xsmem) run = mma_kernel<WB, NH, SK, Act, OS, 1>;
-    if constexpr (kXtVariant)
-        if (xtmode) run = mma_kernel<WB, NH, SK, Act, OS, 2>;
+        if (xsmem) run = mma_kernel<WB, NH, SK, Act, OS, true>;
     return launch_dependent(dim3((p.strips + sets - 1) / sets * ksplit), dim3(kMmaThreads),
                             xsmem ? stride * sizeof(Act) : 0, s, true, run, pk, (const Act *)xh,
                             (const Act *)xt, stride, y, y32, nb, kwl, ksplit, t->acc32, t->counters,
-                            kMagic2, o32, xsmem || xtmode ? x : nullptr, xt_ctl, xt_flags);
+                            kMagic2, o32, xsmem ? x : nullptr);
 }
 // The kernel variants of one statistics kind SK; sbit: the kinds whose tensors may have outlier
 // rounds and run the OS = 0, 1 kernels (s-bit statistics: SK 0, 1, 3, 4; β1 < 16 since v7c).

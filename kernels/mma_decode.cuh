@@ -254,18 +254,14 @@ struct LaneCtx {
     const uint32_t *stat, *s2w, *pf;
 };
 
-// x of the lane's chunk for vectors g (and 8 + g), then on to the warp's next tile. XS 1: x is in
-// the block's shared memory (mma_kernel.cuh), so generic loads instead of the read-only path; XS 2:
-// xh is written during the kernel by its permuting blocks (mma_kernel.cuh, SPQR_MMA_XT), so weak
-// L1-cached loads (ld.global.ca), ordered after the block's acquire of their flag.
-template <int NH, int XS = 0>
+// x of the lane's chunk for vectors g (and 8 + g), then on to the warp's next tile. XS: x is in
+// the block's shared memory (mma_kernel.cuh), so generic loads instead of the read-only path.
+template <int NH, bool XS = false>
 __device__ __forceinline__ void mma_load_x(LaneCtx &L, uint4 (&x)[NH][2]) {
 #pragma unroll
     for (int n = 0; n < NH; n++) {
         const uint4 *xv = reinterpret_cast<const uint4 *>(L.x[n]);
-        if constexpr (XS == 2)
-            x[n][0] = __ldca(xv), x[n][1] = __ldca(xv + 1);
-        else if constexpr (XS == 1)
+        if constexpr (XS)
             x[n][0] = xv[0], x[n][1] = xv[1];
         else
             x[n][0] = __ldg(xv), x[n][1] = __ldg(xv + 1);
@@ -519,7 +515,7 @@ mma_stats_rows(const Params &p, const LaneCtx &L, const uint32_t *e_words, const
     }
 }
 
-template <int WB, int NH, int SK, typename Act, int OS, int XS = 0>
+template <int WB, int NH, int SK, typename Act, int OS, bool XS = false>
 __device__ __forceinline__ void mma_compute(const Params &p, LaneCtx &L, uint2 magic,
                                             const MmaRaw<WB, NH, SK, OS> &o, float (&acc)[NH][4]) {
     static_assert(!XS || mma_late_x<NH, OS>(), "x from shared memory: loaded here only");

@@ -76,7 +76,7 @@ template <int OS, int SK> constexpr bool esh_opaque() {
 // lane's pointers (LaneCtx), then, before xh is ready, the first two tiles' code words pulled
 // towards L2 and before_wait() (a prefetch of the caller's); then pdl_wait (a no-op when already
 // waited).
-template <int WB, int NH, int SK, typename Act, int OS, int XS, typename BeforeWait>
+template <int WB, int NH, int SK, typename Act, int OS, bool XS, typename BeforeWait>
 __device__ __forceinline__ void
 mma_strip_tiles(const Params &p, const Act *__restrict__ xh, const Act *__restrict__ xt,
                 uint32_t xstride, int nb, uint32_t S, uint32_t m0, uint32_t ntiles, uint32_t step,
@@ -150,92 +150,17 @@ mma_strip_tiles(const Params &p, const Act *__restrict__ xh, const Act *__restri
     }
 }
 
-// SPQR_MMA_XT (batch 1, one kernel per call; bench/NOTES.md v7n): x permuted inside the matmul's
-// own grid by its first blocks to arrive. Each block takes a ticket (a 64-bit counter of the
-// tensor's that only grows: xt_ctl[0]); call = ticket / grid, rank = ticket mod grid (the blocks of
-// a call take consecutive tickets: the next call's blocks launch only once every block of this one
-// has triggered, which each does after its ticket). Ranks 0 .. P − 1 (P = min(⌈stride / 2048⌉,
-// grid)) wait for the kernel before (x may come from it; the call before may still read xh), write
-// xh[c] = x[perm[c]] for slices of 2048 columns (zeros past cols) and release-add 1 to xt_ctl[1].
-// Every block then acquires xt_ctl[1] ≥ (call + 1)·P before it reads xh (ld.global.ca after).
-// A block with a ticket is running, so no block waits on one that is not. xt_flags: 1 = trigger
-// the next call at the ticket, 2 = after the tile loop (else at exit).
-__device__ __forceinline__ unsigned long long ld_relaxed_u64(const unsigned long long *a) {
-    unsigned long long v;
-    asm volatile("ld.relaxed.gpu.global.u64 %0, [%1];" : "=l"(v) : "l"(a) : "memory");
-    return v;
-}
-template <typename Act>
-__device__ __forceinline__ void xt_permute(const Params &p, Act *xh, uint32_t xstride,
-                                           const Act *__restrict__ xraw, unsigned long long *xt_ctl,
-                                           int xt_flags, uint32_t ksplit, uint32_t kwi, uint32_t q,
-                                           uint32_t S) {
-    __shared__ unsigned long long ticket;
-    if (threadIdx.x == 0) ticket = atomicAdd(xt_ctl, 1ull);
-    __syncthreads();
-    const unsigned long long call = ticket / gridDim.x;
-    const uint32_t rank = (uint32_t)(ticket - call * gridDim.x);
-    const uint32_t slices = (xstride + 8 * kMmaThreads - 1) / (8 * kMmaThreads);
-    const uint32_t nperm = min(slices, gridDim.x);
-    if (xt_flags & 1) pdl_trigger();
-    if (rank < nperm) {
-        for (uint32_t sl = rank; sl < slices; sl += nperm) {
-            const uint32_t c0 = 8 * (sl * kMmaThreads + threadIdx.x);
-            uint32_t pc[8]; // perm entries (constant: read before the wait)
-            if (p.has_perm && c0 + 8 <= p.cols) {
-                const uint4 a = __ldg(reinterpret_cast<const uint4 *>(p.perm + c0));
-                const uint4 b = __ldg(reinterpret_cast<const uint4 *>(p.perm + c0 + 4));
-                pc[0] = a.x, pc[1] = a.y, pc[2] = a.z, pc[3] = a.w;
-                pc[4] = b.x, pc[5] = b.y, pc[6] = b.z, pc[7] = b.w;
-            } else {
-#pragma unroll
-                for (int j = 0; j < 8; j++)
-                    pc[j] = c0 + j < p.cols ? (p.has_perm ? __ldg(p.perm + c0 + j) : c0 + j) : ~0u;
-            }
-            pdl_wait(); // x may come from the kernel before; the call before may still read xh
-            const uint16_t *xr = reinterpret_cast<const uint16_t *>(xraw); // (0: +0 in fp16, bf16)
-            uint32_t v[8];
-#pragma unroll
-            for (int j = 0; j < 8; j++) v[j] = pc[j] != ~0u ? xr[pc[j]] : 0u;
-            if (c0 < xstride)
-                *reinterpret_cast<uint4 *>(xh + c0) = make_uint4(
-                    v[0] | v[1] << 16, v[2] | v[3] << 16, v[4] | v[5] << 16, v[6] | v[7] << 16);
-        }
-        __syncthreads();
-        if (threadIdx.x == 0) {
-            __threadfence();
-            atomicAdd(xt_ctl + 1, 1ull);
-        }
-    }
-    if (S < p.strips) { // the first tile's code words towards L2 while x is permuted
-        const uint32_t per_block = (p.mtiles + ksplit - 1) / ksplit;
-        const uint32_t m0 = min(q * per_block + kwi, p.mtiles - 1);
-        const uint32_t *c = p.tcodes + ((uint64_t)S * p.mtiles + m0) * p.rec_words;
-#pragma unroll
-        for (int i = 0; i < 3; i++) asm volatile("prefetch.global.L2 [%0];\n" ::"l"(c + 32 * i));
-    }
-    if (threadIdx.x == 0) {
-        const unsigned long long want = (call + 1) * nperm;
-        // relaxed polls (an acquire load would invalidate the SM's L1 each time, under the
-        // blocks of the call before that still run there), then one acquire fence
-        while (ld_relaxed_u64(xt_ctl + 1) < want) __nanosleep(32);
-        asm volatile("fence.acq_rel.gpu;" ::: "memory");
-    }
-    __syncthreads();
-}
-
 // Grid: a block of 8 warps owns 8/kw strips (kw = 1, 2, 4 or 8 warps per strip, each over a
 // contiguous range of the strip's macro tiles); with ksplit > 1 (only with kw = 8, for layers with
 // few rows and many columns) ksplit blocks share a strip. Partial sums meet in shared memory; with
 // ksplit > 1 the blocks add theirs into acc32 (fp32, zero between calls) and the last block of the
 // strip to arrive (a counter per strip) writes y and re-zeroes acc32 and the counter.
-template <int WB, int NH, int SK, typename Act, int OS, int XS>
+template <int WB, int NH, int SK, typename Act, int OS, bool XS>
 __global__ void __launch_bounds__(kMmaThreads, mma_min_blocks<NH, OS, SK>())
     mma_kernel(Params p, const Act *__restrict__ xh, const Act *__restrict__ xt, uint32_t xstride,
                Act *__restrict__ y, float *__restrict__ y32, int nb, int kw_log2, uint32_t ksplit,
                float *__restrict__ acc32, uint32_t *__restrict__ counters, uint32_t magic,
-               const float *__restrict__ o32, const Act *__restrict__ xraw,
-               unsigned long long *xt_ctl, int xt_flags) {
+               const float *__restrict__ o32, const Act *__restrict__ xraw) {
     // (Builds with other block sums, one per warp and row here or none at all, ran batch 1
     // 28672x8192 10 % slower, with or without PDL, at any carve-out asked and with the shared
     // memory padded back; their tile loops have the same instructions in the same order, with
@@ -250,11 +175,7 @@ __global__ void __launch_bounds__(kMmaThreads, mma_min_blocks<NH, OS, SK>())
     const uint32_t g = lane >> 2, t = lane & 3;
     // XS (batch 1 from the host, launch_mma.cuh): no prep_xh_kernel before this kernel; the block
     // permutes x (xraw) into its shared memory itself, xh[c] = xraw[perm[c]], zero past cols
-    if constexpr (XS == 2) {
-        static_assert(NH == 1 && (OS == 0 || OS == 8), "XT: batch-1 kernels with generic x loads");
-        xt_permute(p, const_cast<Act *>(xh), xstride, xraw, xt_ctl, xt_flags, ksplit, kwi, q, S);
-    } else if constexpr (XS == 1) {
-        (void)xt_ctl, (void)xt_flags;
+    if constexpr (XS) {
         extern __shared__ __align__(16) unsigned char xsm_bytes[];
         // perm entries of this thread's chunks of 8 columns (constant: read before the wait;
         // launch_mma_t takes this path only while 64·mtiles <= kXsmemChunks·8·kMmaThreads)
@@ -298,7 +219,7 @@ __global__ void __launch_bounds__(kMmaThreads, mma_min_blocks<NH, OS, SK>())
         __syncthreads();
         xh = xs;
     } else {
-        (void)xraw, (void)xt_ctl, (void)xt_flags;
+        (void)xraw;
     }
     float acc[NH][4];
 #pragma unroll
@@ -359,9 +280,7 @@ __global__ void __launch_bounds__(kMmaThreads, mma_min_blocks<NH, OS, SK>())
                     if (p.outl_tail) outlier_rows_prefetch(p, S, kwi + kw * q, kw * ksplit);
             });
     }
-    pdl_wait(); // (no-op when already waited)
-    if constexpr (XS == 2)
-        if (xt_flags & 2) pdl_trigger(); // (SPQR_MMA_XT: the next call's blocks may land now)
+    pdl_wait();                                      // (no-op when already waited)
     if constexpr (OS >= 8 && SPQR_MMA_ROUND_AT == 2) // (OS = 10: the rounds left, if any)
         outlier_rounds_all<NH, OS, Act, XS>(p, xh, xt, xstride, nb, ostep, os, acc);
     // rows with more entries than the warp had tiles

@@ -110,15 +110,11 @@ template <typename Act> __device__ __forceinline__ void round_a(const uint4 &d, 
 }
 // B' registers of four slots' columns (z, w: two 15-bit columns each): x there, paired; column c's
 // value at xs[CS·c] (CS = 1: a row of xh; 16: the paired xt, outlier_round_n at batch 2-8).
-// XS 1: xs in shared memory (mma_kernel.cuh), generic loads; 2: written during the kernel
-// (SPQR_MMA_XT), weak L1-cached loads.
-template <uint32_t CS = 1, int XS = 0>
+// XS: xs in shared memory (mma_kernel.cuh), generic loads.
+template <uint32_t CS = 1, bool XS = false>
 __device__ __forceinline__ uint2 round_b(const uint16_t *xs, uint32_t z, uint32_t w) {
     uint32_t x0, x1, x2, x3;
-    if constexpr (XS == 2) {
-        x0 = __ldca(xs + CS * (z & 0x7fffu)), x1 = __ldca(xs + CS * ((z >> 16) & 0x7fffu));
-        x2 = __ldca(xs + CS * (w & 0x7fffu)), x3 = __ldca(xs + CS * ((w >> 16) & 0x7fffu));
-    } else if constexpr (XS == 1) {
+    if constexpr (XS) {
         x0 = xs[CS * (z & 0x7fffu)], x1 = xs[CS * ((z >> 16) & 0x7fffu)];
         x2 = xs[CS * (w & 0x7fffu)], x3 = xs[CS * ((w >> 16) & 0x7fffu)];
     } else {
@@ -129,7 +125,7 @@ __device__ __forceinline__ uint2 round_b(const uint16_t *xs, uint32_t z, uint32_
 }
 
 // One outlier round (OS = 8), batch 1: A' and B' of the lane's four slots, then the mma into acc.
-template <typename Act, int XS = 0>
+template <typename Act, bool XS = false>
 __device__ __forceinline__ void outlier_round(const Act *__restrict__ xh, const uint4 &d,
                                               float (&acc)[4]) {
     uint32_t a[4];
@@ -223,7 +219,7 @@ __device__ __forceinline__ void outlier_round_n2(const Act *__restrict__ xt, con
     }
 }
 
-template <int NH, int OS, typename Act, int XS = 0>
+template <int NH, int OS, typename Act, bool XS = false>
 __device__ __forceinline__ void outlier_step(const Params &p, const Act *__restrict__ xh,
                                              const Act *__restrict__ xt, uint32_t xstride, int nb,
                                              uint32_t t, uint32_t step, OutlierState<OS> &o,
@@ -291,7 +287,7 @@ __device__ __forceinline__ void outlier_step(const Params &p, const Act *__restr
 #define SPQR_MMA_ROUND_DEPTH 2
 #endif
 constexpr int kRoundDepth = SPQR_MMA_ROUND_DEPTH;
-template <int NH, int OS, typename Act, int XS = 0>
+template <int NH, int OS, typename Act, bool XS = false>
 __device__ __forceinline__ void outlier_rounds_all(const Params &p, const Act *__restrict__ xh,
                                                    const Act *__restrict__ xt, uint32_t xstride,
                                                    int nb, uint32_t step, OutlierState<OS> &o,

@@ -189,10 +189,8 @@ static cudaError_t make_tiled(spqr_gpu_tensor *t) {
     if (e == cudaSuccess) e = cudaMemset(t->tcodes, 0, t->tcodes_size + 16);
     if (e == cudaSuccess) e = dev_alloc(t, &t->acc32, y_scratch_bytes(p));
     if (e == cudaSuccess) e = cudaMemset(t->acc32, 0, y_scratch_bytes(p));
-    // counters: one per strip, then (8-byte aligned) the two 64-bit tickets of SPQR_MMA_XT
-    const uint64_t cbytes = ((p.strips + 1ull) & ~1ull) * 4 + 16;
-    if (e == cudaSuccess) e = dev_alloc(t, &t->counters, cbytes);
-    if (e == cudaSuccess) e = cudaMemset(t->counters, 0, cbytes);
+    if (e == cudaSuccess) e = dev_alloc(t, &t->counters, (uint64_t)p.strips * 4);
+    if (e == cudaSuccess) e = cudaMemset(t->counters, 0, (uint64_t)p.strips * 4);
     if (e != cudaSuccess) return e;
     tile_codes_kernel<<<t->sms * 8, 256>>>(p, t->tcodes);
     tile_stats_kernel<<<t->sms * 4, 128>>>(p, t->tcodes);
