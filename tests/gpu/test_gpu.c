@@ -495,9 +495,10 @@ static void graph_capture(void) {
  * permutation, one tiled (β2 = 16: the tensor-core kernels) and one in the stored layout (β2 = 8
  * with fp16 statistics: the fp32 matmul kernel v3), eight calls alternating between them (or,
  * `same`, all on the tiled one: its calls back to back), batch 1, 4 and 16, ten chained runs each
- * (x in ±2^-7, ±2^-10 at 3072: the outputs grow 5-6x a call and stay finite in fp16). n = 2048
- * takes the batch-1 kernel that permutes x itself from the host (XS); 3072 the x permute of a
- * kernel before it, or of the matmul's own first blocks (SPQR_MMA_XT). Every kernel of both paths
+ * (x in ±2^-7, ±2^-10 at 3072: the outputs grow about 5x a call at 2048, faster at 3072, and
+ * stay finite in fp16). n = 2048 takes the batch-1 kernel that permutes x itself from the host
+ * (XS); 3072 prep_xh_kernel before the matmul (and, in bench/experiments/
+ * xt_ticket_permute_v7n.patch, the matmul's own first blocks). Every kernel of both paths
  * is launched as a programmatic dependent of the kernel before it (bench/NOTES.md v7a, v7b), so its
  * griddepcontrol.wait is what orders it after that kernel's writes. This test passed without that
  * wait too (H100, session 19): the matmul lets its dependents launch only as its blocks exit. The
@@ -505,7 +506,8 @@ static void graph_capture(void) {
  * early). */
 static void chained_calls(uint64_t n, int same) {
     enum { kSteps = 8, kRuns = 10 };
-    /* (3072 columns: the outputs grow about 6x a call, so x starts 8x smaller) */
+    /* (at 3072 with x in ±2^-7 the synchronized reference overflowed fp16, so x starts 8x smaller)
+     */
     const float x_scale = n > 2048 ? 1.0f / 1024.0f : 1.0f / 128.0f;
     char path[256];
     spqr_gpu_tensor *t[2] = {NULL, NULL};
