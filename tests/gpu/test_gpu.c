@@ -506,8 +506,7 @@ static void graph_capture(void) {
  * early). */
 static void chained_calls(uint64_t n, int same) {
     enum { kSteps = 8, kRuns = 10 };
-    /* (at 3072 with x in ±2^-7 the synchronized reference overflowed fp16, so x starts 8x smaller)
-     */
+    /* (at 3072, x in ±2^-7 overflowed fp16 in the synchronized reference: x starts 8x smaller) */
     const float x_scale = n > 2048 ? 1.0f / 1024.0f : 1.0f / 128.0f;
     char path[256];
     spqr_gpu_tensor *t[2] = {NULL, NULL};
