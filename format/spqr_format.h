@@ -208,6 +208,26 @@ const char *spqr_file_meta_str(const spqr_file *f, size_t i, size_t *len);
 int64_t spqr_file_meta_i64(const spqr_file *f, size_t i);
 double spqr_file_meta_f64(const spqr_file *f, size_t i);
 
+/* ---- stacking tensors that share an input ---- */
+/* An SpQR tensor held in memory: its description and its raw sections (malloc'ed, owned). */
+typedef struct {
+    spqr_tensor_info info;
+    void *sec[SPQR_SEC_COUNT];
+    uint64_t size[SPQR_SEC_COUNT];
+} spqr_tensor_data;
+/* Stacks n SpQR tensors of f that multiply the same input (a layer's q/k/v or gate/up
+ * projections: GPTQ's act-order permutation comes from the Hessian of the input, so theirs is the
+ * same) into one tensor whose rows are theirs in the order given, W = [W_t0; W_t1; ...]: one
+ * matmul then gives all their outputs, y = [W_t0 x; W_t1 x; ...]. They must agree in columns, w,
+ * s, beta1, beta2, layout version and permutation (flag and values); each but the last must have a
+ * multiple of beta1 rows (a second-order block cannot span two tensors). The sections are
+ * concatenated (row pointers shifted), so the result dequantizes (spec §7) to the tensors'
+ * dequantizations stacked, bit for bit. SPQR_E_ARG naming the file, the tensor and the rule on a
+ * mismatch; SPQR_E_NOTFOUND for an index out of range. Free with spqr_tensor_data_free. */
+spqr_status spqr_tensor_stack(const spqr_file *f, const size_t *tensors, size_t n,
+                              spqr_tensor_data *out, spqr_error *err);
+void spqr_tensor_data_free(spqr_tensor_data *d);
+
 /* Bits spent on a tensor's stored sections, split as the spec's size accounting (§8). */
 typedef struct {
     uint64_t params;

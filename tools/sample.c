@@ -189,3 +189,33 @@ void spqr_sample_describe(const spqr_tensor_info *info, char *buf, size_t n) {
              info->stat_bits, info->beta1, info->beta2, (unsigned long long)info->nnz,
              (int)(info->flags & SPQR_FLAG_PERM));
 }
+
+spqr_file *spqr_sample_open_shared_input(const char *path, const spqr_tensor_info *info, size_t n,
+                                         const uint64_t *rows, const uint64_t *nnz, uint64_t seed,
+                                         int zstd_level, spqr_error *err) {
+    spqr_writer *w = spqr_writer_open(path, zstd_level, err);
+    if (!w) return NULL;
+    spqr_sample_tensor t0 = {0};
+    spqr_status st = SPQR_OK;
+    for (size_t i = 0; i < n && !st; i++) {
+        spqr_tensor_info in = *info;
+        in.dims[0] = rows[i], in.nnz = nnz ? nnz[i] : 0;
+        spqr_sample_tensor t;
+        if ((st = spqr_sample_tensor_make(&in, seed + i, &t, err))) break;
+        if (i == 0) {
+            t0 = t;
+        } else if (t.size[SPQR_SEC_PERM]) { /* the input's permutation: tensor 0's */
+            memcpy(t.sec[SPQR_SEC_PERM], t0.sec[SPQR_SEC_PERM], t.size[SPQR_SEC_PERM]);
+        }
+        char name[32];
+        snprintf(name, sizeof name, "t%zu", i);
+        st = spqr_writer_add_spqr(w, name, &in, (const void *const *)t.sec, err);
+        if (i) spqr_sample_tensor_free(&t);
+    }
+    if (n) spqr_sample_tensor_free(&t0);
+    if (st) {
+        spqr_writer_abort(w);
+        return NULL;
+    }
+    return spqr_writer_finish(w, err) ? NULL : spqr_file_open(path, 0, err);
+}
