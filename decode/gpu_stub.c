@@ -13,6 +13,12 @@ spqr_status spqr_gpu_upload(const spqr_file *f, size_t i, spqr_gpu_tensor **out,
     *out = NULL;
     return no_cuda(err);
 }
+spqr_status spqr_gpu_upload_stacked(const spqr_file *f, const size_t *tensors, size_t n,
+                                    spqr_gpu_tensor **out, spqr_error *err) {
+    (void)f, (void)tensors, (void)n;
+    *out = NULL;
+    return no_cuda(err);
+}
 void spqr_gpu_free(spqr_gpu_tensor *t) {
     (void)t;
 }

@@ -20,6 +20,7 @@ extern "C" {
 #endif
 
 #define SPQR_MAX_BATCH 16
+#define SPQR_MAX_GROUP 8 /* tensors in one input group (spqr_file_input_group) */
 
 /* ---- CPU ---- */
 /* Y[b][r] = Σ_c W[r][c] · X[b][c] for b < batch (1..16): X is batch x cols, Y batch x rows, fp32,
@@ -35,6 +36,13 @@ const char *spqr_cpu_matmul_path(const spqr_file *f, size_t tensor);
 /* The dequantized tensor as fp16 (original order), rounded to nearest even from the exact fp32. */
 spqr_status spqr_cpu_dequantize_f16(const spqr_file *f, size_t tensor, uint16_t *out,
                                     spqr_error *err);
+
+/* The tensors that multiply the same input as tensor `first`, by the names of a Hugging Face
+ * Llama-family checkpoint: for "<prefix>q_proj.weight" the prefix's q, k and v projections, for
+ * "<prefix>gate_proj.weight" gate and up. Their indices go to out (out[0] = first) and their
+ * number is returned; 0 when first heads no such group or a member is missing or not an SpQR
+ * tensor. Whether they can be stacked is spqr_tensor_stack's to say (spqr_gpu_upload_stacked). */
+size_t spqr_file_input_group(const spqr_file *f, size_t first, size_t out[SPQR_MAX_GROUP]);
 
 /* ---- GPU ---- */
 typedef enum { SPQR_ACT_F16 = 1, SPQR_ACT_BF16 = 2 } spqr_act_type;
@@ -52,6 +60,15 @@ spqr_status spqr_gpu_available(spqr_error *err);
  * selected). */
 spqr_status spqr_gpu_upload(const spqr_file *f, size_t tensor, spqr_gpu_tensor **out,
                             spqr_error *err);
+/* n SpQR tensors of f that multiply the same input (a layer's q/k/v projections, or gate/up)
+ * uploaded as one tensor: their rows stacked in the order given (spqr_tensor_stack, which says what
+ * must match: columns, bit widths, betas, the permutation; all but the last a multiple of beta1
+ * rows), so that one spqr_gpu_matmul writes all their outputs, y[b] = [W_t0 x[b]; W_t1 x[b]; ...]
+ * (batch b's block of sum-of-rows entries). One call permutes x once and fills the GPU with one
+ * grid where n calls would each pay a launch, a permute and a partial last wave (bench/NOTES.md
+ * v7o). The host holds a stacked copy of the sections during the upload. */
+spqr_status spqr_gpu_upload_stacked(const spqr_file *f, const size_t *tensors, size_t n,
+                                    spqr_gpu_tensor **out, spqr_error *err);
 void spqr_gpu_free(spqr_gpu_tensor *t);
 /* Default SPQR_OUTLIERS_FUSED (measured faster; see bench/NOTES.md). Selecting
  * SPQR_OUTLIERS_CUSPARSE the first time makes that path's state (handle, int32 indices, the SpMM

@@ -1,6 +1,8 @@
 /* gpu_linears.c — example app: load a .spqr model with libspqr, upload all of its SpQR linears to
  * the GPU at once (spqr_gpu_model_upload), and multiply a fixed fp16 vector through each (looked
- * up by name), checking each result against the CPU decoder.
+ * up by name), checking each result against the CPU decoder. Then the linears that share an input
+ * (each layer's q/k/v and gate/up, spqr_file_input_group) uploaded stacked, one call per group
+ * (spqr_gpu_upload_stacked), checked the same way.
  * Build against an installed libspqr:
  *   cc gpu_linears.c $(pkg-config --cflags --libs spqr) -o gpu_linears
  * Usage: gpu_linears MODEL.spqr */
@@ -10,6 +12,46 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+
+static uint16_t *fixed_x(uint64_t cols, float *x) { /* the fixed vector, fp16 and its fp32 */
+    uint16_t *xh = malloc(cols * 2);
+    for (uint64_t c = 0; c < cols; c++) {
+        xh[c] = spqr_f32_to_f16((float)((c * 2654435761u) % 1000) / 1000.0f - 0.5f);
+        x[c] = spqr_f16_to_f32(xh[c]);
+    }
+    return xh;
+}
+
+/* One call of t on the fixed vector (after a warm-up): its relative error against y_cpu, and its
+ * time in *us. */
+static double run_once(spqr_gpu_tensor *t, uint64_t rows, uint64_t cols, const float *y_cpu,
+                       float *us, spqr_status *st) {
+    float *x = malloc(cols * 4);
+    uint16_t *xh = fixed_x(cols, x), *yh = malloc(rows * 2);
+    void *dx, *dy;
+    spqr_error err;
+    cudaMalloc(&dx, cols * 2), cudaMalloc(&dy, rows * 2);
+    cudaMemcpy(dx, xh, cols * 2, cudaMemcpyHostToDevice);
+    cudaEvent_t a, b;
+    cudaEventCreate(&a), cudaEventCreate(&b);
+    spqr_gpu_matmul(t, dx, dy, 1, SPQR_ACT_F16, NULL, &err); /* warm-up */
+    cudaEventRecord(a, 0);
+    *st = spqr_gpu_matmul(t, dx, dy, 1, SPQR_ACT_F16, NULL, &err);
+    cudaEventRecord(b, 0);
+    cudaEventSynchronize(b);
+    float ms = 0;
+    cudaEventElapsedTime(&ms, a, b);
+    *us = ms * 1e3f;
+    cudaMemcpy(yh, dy, rows * 2, cudaMemcpyDeviceToHost);
+    double num = 0, den = 0;
+    for (uint64_t r = 0; r < rows; r++) {
+        double d = spqr_f16_to_f32(yh[r]) - y_cpu[r];
+        num += d * d, den += (double)y_cpu[r] * y_cpu[r];
+    }
+    cudaEventDestroy(a), cudaEventDestroy(b);
+    cudaFree(dx), cudaFree(dy), free(xh), free(yh), free(x);
+    return sqrt(num / (den > 0 ? den : 1));
+}
 
 int main(int argc, char **argv) {
     if (argc != 2) return fprintf(stderr, "usage: gpu_linears MODEL.spqr\n"), 2;
@@ -36,37 +78,42 @@ int main(int argc, char **argv) {
         spqr_gpu_tensor *t;
         if (spqr_gpu_model_find(m, spqr_file_tensor_name(f, i), &t, &err))
             return fprintf(stderr, "%s\n", err.msg), 1;
-        uint16_t *xh = malloc(cols * 2), *yh = malloc(rows * 2);
-        float *x = malloc(cols * 4), *y = malloc(rows * 4);
-        for (uint64_t c = 0; c < cols; c++) {
-            xh[c] = spqr_f32_to_f16((float)((c * 2654435761u) % 1000) / 1000.0f - 0.5f);
-            x[c] = spqr_f16_to_f32(xh[c]);
-        }
-        void *dx, *dy;
-        cudaMalloc(&dx, cols * 2), cudaMalloc(&dy, rows * 2);
-        cudaMemcpy(dx, xh, cols * 2, cudaMemcpyHostToDevice);
-        cudaEvent_t a, b;
-        cudaEventCreate(&a), cudaEventCreate(&b);
-        spqr_gpu_matmul(t, dx, dy, 1, SPQR_ACT_F16, NULL, &err); /* warm-up */
-        cudaEventRecord(a, 0);
-        spqr_status st = spqr_gpu_matmul(t, dx, dy, 1, SPQR_ACT_F16, NULL, &err);
-        cudaEventRecord(b, 0);
-        cudaEventSynchronize(b);
-        float ms;
-        cudaEventElapsedTime(&ms, a, b);
-        cudaMemcpy(yh, dy, rows * 2, cudaMemcpyDeviceToHost);
+        float *x = malloc(cols * 4), *y = malloc(rows * 4), us;
+        free(fixed_x(cols, x));
         spqr_cpu_matmul(f, i, x, 1, y, 0, &err);
-        double num = 0, den = 0;
-        for (uint64_t r = 0; r < rows; r++) {
-            double d = spqr_f16_to_f32(yh[r]) - y[r];
-            num += d * d, den += (double)y[r] * y[r];
-        }
-        double rel = sqrt(num / (den > 0 ? den : 1));
+        spqr_status st;
+        const double rel = run_once(t, rows, cols, y, &us, &st);
         bad |= st != SPQR_OK || !(rel < 1e-3);
         printf("%-48s %6llux%-6llu %8.1f us  rel.err vs CPU %.2e  %s\n",
-               spqr_file_tensor_name(f, i), (unsigned long long)rows, (unsigned long long)cols,
-               ms * 1e3, rel, spqr_gpu_uses_tensor_cores(t) ? "tensor cores" : "fp32 kernels");
-        cudaFree(dx), cudaFree(dy), free(xh), free(yh), free(x), free(y);
+               spqr_file_tensor_name(f, i), (unsigned long long)rows, (unsigned long long)cols, us,
+               rel, spqr_gpu_uses_tensor_cores(t) ? "tensor cores" : "fp32 kernels");
+        free(x), free(y);
+    }
+    /* each group of linears of one input, stacked: y = [W_0 x; W_1 x; ...] in one call */
+    for (size_t i = 0; i < spqr_file_tensor_count(f); i++) {
+        size_t g[SPQR_MAX_GROUP];
+        const size_t n = spqr_file_input_group(f, i, g);
+        if (!n) continue;
+        spqr_gpu_tensor *t;
+        if (spqr_gpu_upload_stacked(f, g, n, &t, &err)) {
+            printf("%-48s not stacked: %s\n", spqr_file_tensor_name(f, i), err.msg);
+            continue;
+        }
+        const uint64_t cols = spqr_file_tensor_info(f, i)->dims[1];
+        uint64_t rows = 0;
+        for (size_t k = 0; k < n; k++) rows += spqr_file_tensor_info(f, g[k])->dims[0];
+        float *x = malloc(cols * 4), *y = malloc(rows * 4), us;
+        free(fixed_x(cols, x));
+        for (size_t k = 0, at = 0; k < n; at += spqr_file_tensor_info(f, g[k])->dims[0], k++)
+            spqr_cpu_matmul(f, g[k], x, 1, y + at, 0, &err);
+        spqr_status st;
+        const double rel = run_once(t, rows, cols, y, &us, &st);
+        bad |= st != SPQR_OK || !(rel < 1e-3);
+        printf("%-48s %6llux%-6llu %8.1f us  rel.err vs CPU %.2e  (%zu linears stacked)\n",
+               spqr_file_tensor_name(f, i), (unsigned long long)rows, (unsigned long long)cols, us,
+               rel, n);
+        spqr_gpu_free(t);
+        free(x), free(y);
     }
     spqr_gpu_model_free(m);
     spqr_file_close(f);

@@ -105,7 +105,8 @@ spqr_status spqr_tensor_stack(const spqr_file *f, const size_t *tensors, size_t 
     }
     put_u32((uint8_t *)d.sec[SPQR_SEC_ROWPTR] + 4 * rows, (uint32_t)nnz);
     if (d.size[SPQR_SEC_PERM])
-        memcpy(d.sec[SPQR_SEC_PERM], spqr_file_section(f, tensors[0], SPQR_SEC_PERM, &(uint64_t){0}),
+        memcpy(d.sec[SPQR_SEC_PERM],
+               spqr_file_section(f, tensors[0], SPQR_SEC_PERM, &(uint64_t){0}),
                d.size[SPQR_SEC_PERM]);
     *out = d;
     return SPQR_OK;

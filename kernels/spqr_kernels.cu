@@ -270,16 +270,11 @@ static cudaError_t make_rounds(spqr_gpu_tensor *t) {
     return cudaSuccess;
 }
 
-extern "C" spqr_status spqr_gpu_upload(const spqr_file *f, size_t ti, spqr_gpu_tensor **out,
-                                       spqr_error *err) {
-    *out = nullptr;
-    if (ti >= spqr_file_tensor_count(f))
-        return spqr_set_error(err, SPQR_E_NOTFOUND, 0, UINT64_MAX, "tensor index %zu out of range",
-                              ti);
-    const spqr_tensor_info *in = spqr_file_tensor_info(f, ti);
-    if (in->kind != SPQR_KIND_SPQR)
-        return spqr_set_error(err, SPQR_E_ARG, 0, UINT64_MAX, "tensor '%s' is not an SpQR tensor",
-                              spqr_file_tensor_name(f, ti));
+// An SpQR tensor described by in, its raw sections sec[s] of size[s] bytes in host memory (a
+// file's, or a stack of a file's, spqr_tensor_stack), to the device: spqr_gpu_upload's work.
+static spqr_status upload_sections(const spqr_tensor_info *in, const void *const sec[SPQR_SEC_COUNT],
+                                   const uint64_t size[SPQR_SEC_COUNT], spqr_gpu_tensor **out,
+                                   spqr_error *err) {
     spqr_status st = spqr_gpu_available(err);
     if (st) return st;
     spqr_gpu_tensor *t = new (std::nothrow) spqr_gpu_tensor();
@@ -316,12 +311,11 @@ extern "C" spqr_status spqr_gpu_upload(const spqr_file *f, size_t ti, spqr_gpu_t
     t->sms = prop.multiProcessorCount;
     t->smem_optin = prop.sharedMemPerBlockOptin;
     for (int s = 0; s < SPQR_SEC_COUNT; s++) {
-        uint64_t size;
-        const void *h = spqr_file_section(f, ti, (spqr_section_id)s, &size);
-        t->size[s] = size;
+        t->size[s] = size[s];
         // +16: word-pair loads past a row end stay in bounds
-        cudaError_t e = dev_alloc(t, &t->sec[s], size + 16);
-        if (e == cudaSuccess && size) e = cudaMemcpy(t->sec[s], h, size, cudaMemcpyHostToDevice);
+        cudaError_t e = dev_alloc(t, &t->sec[s], size[s] + 16);
+        if (e == cudaSuccess && size[s])
+            e = cudaMemcpy(t->sec[s], sec[s], size[s], cudaMemcpyHostToDevice);
         if (e != cudaSuccess) {
             spqr_gpu_free(t);
             return cuda_fail(err, e, "uploading a section");
@@ -381,6 +375,34 @@ extern "C" spqr_status spqr_gpu_upload(const spqr_file *f, size_t ti, spqr_gpu_t
     }
     *out = t;
     return SPQR_OK;
+}
+
+extern "C" spqr_status spqr_gpu_upload(const spqr_file *f, size_t ti, spqr_gpu_tensor **out,
+                                       spqr_error *err) {
+    *out = nullptr;
+    if (ti >= spqr_file_tensor_count(f))
+        return spqr_set_error(err, SPQR_E_NOTFOUND, 0, UINT64_MAX, "tensor index %zu out of range",
+                              ti);
+    const spqr_tensor_info *in = spqr_file_tensor_info(f, ti);
+    if (in->kind != SPQR_KIND_SPQR)
+        return spqr_set_error(err, SPQR_E_ARG, 0, UINT64_MAX, "tensor '%s' is not an SpQR tensor",
+                              spqr_file_tensor_name(f, ti));
+    const void *sec[SPQR_SEC_COUNT];
+    uint64_t size[SPQR_SEC_COUNT];
+    for (int s = 0; s < SPQR_SEC_COUNT; s++)
+        sec[s] = spqr_file_section(f, ti, (spqr_section_id)s, &size[s]);
+    return upload_sections(in, sec, size, out, err);
+}
+
+extern "C" spqr_status spqr_gpu_upload_stacked(const spqr_file *f, const size_t *tensors, size_t n,
+                                               spqr_gpu_tensor **out, spqr_error *err) {
+    *out = nullptr;
+    spqr_tensor_data d;
+    spqr_status st = spqr_tensor_stack(f, tensors, n, &d, err);
+    if (st) return st;
+    st = upload_sections(&d.info, d.sec, d.size, out, err);
+    spqr_tensor_data_free(&d);
+    return st;
 }
 
 // ybuf[nb][rows] += Δ · xbuf[nb][cols] (fp32, column-major dense matrices) with cuSPARSE on the

@@ -1,7 +1,7 @@
 /* test_stack.c — spqr_tensor_stack: tensors that share an input, stacked row-wise. The stacked
  * tensor must dequantize to the tensors' own dequantizations one under the other, bit for bit, be
- * a valid tensor (the writer's data rules and a verified reopen), and every mismatch must be refused
- * with an error naming the tensor and the rule. */
+ * a valid tensor (the writer's data rules and a verified reopen), and every mismatch must be
+ * refused with an error naming the tensor and the rule. */
 #include "testutil.h"
 
 #include <setjmp.h>
@@ -10,7 +10,7 @@
 #include <cmocka.h>
 
 #include "sample.h"
-#include "spqr_format.h"
+#include "spqr.h"
 
 static char *tmp_path(const char *name) {
     static char buf[8][512];
@@ -70,7 +70,7 @@ static void stack_decodes_to_the_tensors_stacked(void **state) {
         uint32_t w, s, b1, b2, perm;
         uint64_t cols;
     } cfg[] = {{3, 3, 16, 16, 1, 100}, {4, 16, 16, 8, 0, 48}, {2, 2, 4, 32, 1, 77},
-               {3, 5, 64, 16, 1, 130}, {8, 8, 2, 2, 1, 9},   {2, 4, 8, 128, 1, 70000}};
+               {3, 5, 64, 16, 1, 130}, {8, 8, 2, 2, 1, 9},    {2, 4, 8, 128, 1, 70000}};
     for (size_t c = 0; c < sizeof cfg / sizeof cfg[0]; c++)
         for (int level = 0; level <= 3; level += 3) {
             const uint64_t b1 = cfg[c].b1, wide = cfg[c].cols > 65536;
@@ -157,10 +157,67 @@ static void stack_refuses_mismatches(void **state) {
     spqr_file_close(f);
 }
 
+/* spqr_file_input_group finds a layer's q/k/v and gate/up by their Hugging Face names, and only
+ * whole groups of SpQR tensors; the groups it finds stack. */
+static void input_groups_by_name(void **state) {
+    (void)state;
+    spqr_error err = {0};
+    const char *path = tmp_path("names.spqr");
+    spqr_writer *w = spqr_writer_open(path, 0, &err);
+    assert_non_null(w);
+    static const char *const names[] = {
+        "model.layers.0.self_attn.q_proj.weight", "model.layers.0.self_attn.k_proj.weight",
+        "model.layers.0.self_attn.v_proj.weight", "model.layers.0.self_attn.o_proj.weight",
+        "model.layers.0.mlp.gate_proj.weight",    "model.layers.0.mlp.up_proj.weight",
+        "model.layers.1.self_attn.q_proj.weight", "model.layers.1.self_attn.k_proj.weight",
+        "model.layers.1.mlp.gate_proj.weight"};
+    enum { kNames = sizeof names / sizeof names[0] };
+    for (size_t i = 0; i < kNames; i++) {
+        /* one input per group: the sample's permutation depends on the seed and the shape */
+        const int mlp = strstr(names[i], "mlp") != NULL;
+        spqr_tensor_info in = {.kind = SPQR_KIND_SPQR,
+                               .ndim = 2,
+                               .dims = {mlp ? 48 : 32, 64},
+                               .wbits = 3,
+                               .stat_bits = 3,
+                               .beta1 = 16,
+                               .beta2 = 16,
+                               .nnz = 5,
+                               .flags = SPQR_FLAG_PERM};
+        spqr_sample_tensor s;
+        assert_int_equal(spqr_sample_tensor_make(&in, 77, &s, &err), SPQR_OK);
+        assert_int_equal(spqr_writer_add_spqr(w, names[i], &in, (const void *const *)s.sec, &err),
+                         SPQR_OK);
+        spqr_sample_tensor_free(&s);
+    }
+    float one = 1.f; /* layer 1's v_proj is plain: its q/k/v is no group */
+    assert_int_equal(spqr_writer_add_plain(w, "model.layers.1.self_attn.v_proj.weight",
+                                           SPQR_DTYPE_F32, 1, (uint64_t[]){1}, &one, &err),
+                     SPQR_OK);
+    assert_int_equal(spqr_writer_finish(w, &err), SPQR_OK);
+    spqr_file *f = spqr_file_open(path, 0, &err);
+    assert_non_null(f);
+    size_t g[SPQR_MAX_GROUP];
+    assert_int_equal(spqr_file_input_group(f, 0, g), 3);
+    assert_int_equal(g[0], 0), assert_int_equal(g[1], 1), assert_int_equal(g[2], 2);
+    check_stack(f, g, 3);
+    assert_int_equal(spqr_file_input_group(f, 4, g), 2);
+    assert_int_equal(g[0], 4), assert_int_equal(g[1], 5);
+    check_stack(f, g, 2);
+    /* not a group's first member; layer 1's q/k/v lacks an SpQR v; gate without up; past the end */
+    for (size_t i = 1; i < 4; i++) assert_int_equal(spqr_file_input_group(f, i, g), 0);
+    assert_int_equal(spqr_file_input_group(f, 5, g), 0);
+    assert_int_equal(spqr_file_input_group(f, 6, g), 0);
+    assert_int_equal(spqr_file_input_group(f, 8, g), 0);
+    assert_int_equal(spqr_file_input_group(f, 99, g), 0);
+    spqr_file_close(f);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(stack_decodes_to_the_tensors_stacked),
         cmocka_unit_test(stack_refuses_mismatches),
+        cmocka_unit_test(input_groups_by_name),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

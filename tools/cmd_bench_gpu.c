@@ -6,6 +6,9 @@
  * asked for: 2 = w3 no outliers, 3 = w2 no outliers, 4 = w3 1 % β2 = 8, 5 = the same with β1 = 8),
  * or with --file every SpQR tensor of a .spqr file (each timed alone, then their sum: the linears
  * of one decode step), the cuBLAS side multiplying the tensor's own weights dequantized to fp16.
+ * With --stack (or --stacked, four groups of Llama shapes): groups of synthetic tensors that share
+ * one input, like a layer's q/k/v or gate/up, called one after another against one call on the
+ * group uploaded stacked (spqr_gpu_upload_stacked), and cuBLAS the same two ways.
  *
  * Method, the same for every row: a clock warm-up (150 fp16 GEMMs of 8192³) first; per row the
  * median over 7 repeats of the mean of 50 calls timed with events, launched from the host or
@@ -33,11 +36,21 @@
 static const char *const usage_text =
     "usage: spqr bench --gpu [--quick] [--graph|--bytes] [--batch N] [--config 0..5]\n"
     "                        [--shape ROWSxCOLS]... [--file MODEL.spqr]\n"
+    "                        [--stack R1xC,R2xC,...]... [--stacked]\n"
     "  --quick: the first two shapes; --batch: one batch of 1..16 (default 1, 4, 16);\n"
     "  --config: one synthetic configuration; --shape (repeatable, up to 16): these shapes;\n"
     "  --file: every SpQR tensor of MODEL.spqr instead of synthetic ones, then their sum;\n"
+    "  --stack (repeatable, up to 8 groups of up to 8): tensors of one input, called\n"
+    "  separately and stacked into one; --stacked: Llama-7B and -70B q/k/v and gate/up;\n"
     "  --graph: the calls captured into one CUDA graph; --bytes: no timing, one line\n"
     "  \"BYTES n\" per tensor (spqr_gpu_matmul_bytes at the batch)\n";
+
+#define MAX_GROUP 8
+/* What to run: the options' selection of shapes, configurations and groups */
+typedef struct {
+    int quick, only_cfg, nsel, sel[16][2];
+    int ngroups, group_n[8], group_cols[8], group_rows[8][MAX_GROUP];
+} bench_select;
 
 #if SPQR_HAVE_CUDA
 #include <cublas_v2.h>
@@ -59,7 +72,9 @@ static int cmpf(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-/* One side of a row: nt spqr tensors or nw dense fp16 matrices, x and y rotated over nx. */
+/* One side of a row: nt spqr tensors or nw dense fp16 matrices, x and y rotated over 8 buffers.
+ * group > 0: a call is group multiplies, by members k = 0..group-1 of one copy (t and W hold the
+ * copies one after another), of rows grows[k], each output at row yrow[k] of y (batch-major). */
 typedef struct {
     spqr_gpu_tensor **t;
     int nt;
@@ -67,6 +82,7 @@ typedef struct {
     int nw;
     void *x[8], *y[8];
     int rows, cols, batch;
+    int group, grows[MAX_GROUP], yrow[MAX_GROUP];
     cublasHandle_t h;
     cudaStream_t s; /* NULL, or the --graph capture stream */
 } bench_row;
@@ -74,22 +90,34 @@ typedef struct {
 typedef int (*call_fn)(bench_row *c, int i);
 
 static int call_spqr(bench_row *c, int i) {
-    spqr_error err;
-    if (!spqr_gpu_matmul(c->t[i % c->nt], c->x[i % 8], c->y[i % 8], c->batch, SPQR_ACT_F16, c->s,
-                         &err))
-        return 0;
-    fprintf(stderr, "spqr bench --gpu: %s\n", err.msg);
-    return 1;
+    const int n = c->group ? c->group : 1;
+    for (int k = 0; k < n; k++) {
+        spqr_error err;
+        void *y = (char *)c->y[i % 8] + 2ull * (uint64_t)c->batch * (uint64_t)c->yrow[k];
+        if (spqr_gpu_matmul(c->t[(i * n + k) % c->nt], c->x[i % 8], y, c->batch, SPQR_ACT_F16, c->s,
+                            &err)) {
+            fprintf(stderr, "spqr bench --gpu: %s\n", err.msg);
+            return 1;
+        }
+    }
+    return 0;
 }
 
 static int call_cublas(bench_row *c, int i) {
     const float one = 1.f, zero = 0.f;
-    /* row-major W [rows x cols] is column-major Wᵀ: y = op(A) x with A = W (cols x rows), op = T */
-    return cublas_failed(cublasGemmEx(c->h, CUBLAS_OP_T, CUBLAS_OP_N, c->rows, c->batch, c->cols,
-                                      &one, c->W[i % c->nw], CUDA_R_16F, c->cols, c->x[i % 8],
-                                      CUDA_R_16F, c->cols, &zero, c->y[i % 8], CUDA_R_16F, c->rows,
-                                      CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
-                         "cublasGemmEx");
+    const int n = c->group ? c->group : 1;
+    for (int k = 0; k < n; k++) {
+        const int rows = c->group ? c->grows[k] : c->rows;
+        void *y = (char *)c->y[i % 8] + 2ull * (uint64_t)c->batch * (uint64_t)c->yrow[k];
+        /* row-major W [rows x cols] is column-major Wᵀ: y = op(A) x, A = W (cols x rows), op = T */
+        if (cublas_failed(cublasGemmEx(c->h, CUBLAS_OP_T, CUBLAS_OP_N, rows, c->batch, c->cols,
+                                       &one, c->W[(i * n + k) % c->nw], CUDA_R_16F, c->cols,
+                                       c->x[i % 8], CUDA_R_16F, c->cols, &zero, y, CUDA_R_16F, rows,
+                                       CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                          "cublasGemmEx"))
+            return 1;
+    }
+    return 0;
 }
 
 /* *us = the median over REPEATS of the mean time of CALLS calls on c->s; 0, or 1 (printed) */
@@ -301,22 +329,39 @@ done:
     return rc;
 }
 
+/* The synthetic configuration cfg (see the top of this file) for a rows x cols tensor. */
+static spqr_tensor_info synthetic_info(int rows, int cols, int cfg) {
+    return (spqr_tensor_info){.kind = SPQR_KIND_SPQR,
+                              .ndim = 2,
+                              .dims = {(uint64_t)rows, (uint64_t)cols},
+                              .wbits = cfg == 1   ? 4
+                                       : cfg == 3 ? 2
+                                                  : 3,
+                              .stat_bits = 3,
+                              .beta1 = cfg == 5 ? 8 : 16,
+                              .beta2 = cfg >= 4 ? 8 : 16,
+                              .nnz =
+                                  cfg == 0 || cfg >= 4 ? (uint64_t)rows * (uint64_t)cols / 100 : 0,
+                              .flags = SPQR_FLAG_PERM};
+}
+static void synthetic_config_label(const spqr_tensor_info *in, int cfg, char *buf, size_t n) {
+    snprintf(buf, n, "w%u s3 b%s %s", in->wbits,
+             cfg == 5   ? "8/8"
+             : cfg == 4 ? "16/8"
+                        : "16",
+             in->nnz ? "1% outl" : "0 outl");
+}
+static void synthetic_path(char *path, size_t n, int rows, int cols, int cfg) {
+    const char *tmp = getenv("TMPDIR");
+    snprintf(path, n, "%s/spqr-bench-gpu-%ld-%dx%d-%d.spqr", tmp && *tmp ? tmp : "/tmp",
+             (long)getpid(), rows, cols, cfg);
+}
+
 /* The synthetic tensor of shape rows x cols, configuration cfg, written to a temporary file. */
 static int bench_synthetic(bench_run *R, int rows, int cols, int cfg) {
-    const int wbits = cfg == 1 ? 4 : cfg == 3 ? 2 : 3;
-    spqr_tensor_info in = {.kind = SPQR_KIND_SPQR,
-                           .ndim = 2,
-                           .dims = {(uint64_t)rows, (uint64_t)cols},
-                           .wbits = (uint32_t)wbits,
-                           .stat_bits = 3,
-                           .beta1 = cfg == 5 ? 8 : 16,
-                           .beta2 = cfg >= 4 ? 8 : 16,
-                           .nnz = cfg == 0 || cfg >= 4 ? (uint64_t)rows * (uint64_t)cols / 100 : 0,
-                           .flags = SPQR_FLAG_PERM};
-    const char *tmp = getenv("TMPDIR");
+    spqr_tensor_info in = synthetic_info(rows, cols, cfg);
     char path[512];
-    snprintf(path, sizeof path, "%s/spqr-bench-gpu-%ld-%dx%d-%d.spqr", tmp && *tmp ? tmp : "/tmp",
-             (long)getpid(), rows, cols, cfg);
+    synthetic_path(path, sizeof path, rows, cols, cfg);
     spqr_error err = {0};
     spqr_file *f = spqr_sample_open_tensor(path, &in, 7, &err);
     if (!f) {
@@ -324,15 +369,115 @@ static int bench_synthetic(bench_run *R, int rows, int cols, int cfg) {
         unlink(path);
         return 1;
     }
-    char label[96];
-    snprintf(label, sizeof label, "%dx%d | w%d s3 b%s %s", rows, cols, wbits,
-             cfg == 5   ? "8/8"
-             : cfg == 4 ? "16/8"
-                        : "16",
-             in.nnz ? "1% outl" : "0 outl");
+    char label[96], cl[48];
+    synthetic_config_label(&in, cfg, cl, sizeof cl);
+    snprintf(label, sizeof label, "%dx%d | %s", rows, cols, cl);
     const int rc = bench_tensor(R, f, 0, label, 1);
     spqr_file_close(f);
     unlink(path);
+    return rc;
+}
+
+/* x and y buffers of a row: 16 vectors of cols and of rows fp16 values, 8 of each */
+static int row_buffers(bench_row *c, uint64_t rows) {
+    for (int i = 0; i < 8; i++)
+        if (cuda_failed(cudaMalloc(&c->x[i], 16ull * c->cols * 2), "x") ||
+            cuda_failed(cudaMalloc(&c->y[i], 16ull * rows * 2), "y") ||
+            cuda_failed(cudaMemset(c->x[i], 0x22, 16ull * c->cols * 2), "memset"))
+            return 1;
+    return 0;
+}
+
+/* n members of rows[k] x cols fp16, memset 0x11 (a small normal fp16), copy after copy to make
+ * the working set (the spqr side's is spqr_bytes) exceed L2 as the synthetic rows do */
+static int dense_copies(bench_row *c, int n, const int *rows, int copies) {
+    for (c->nw = 0; c->nw < n * copies; c->nw++) {
+        const uint64_t wbytes = (uint64_t)rows[c->nw % n] * (uint64_t)c->cols * 2;
+        if (cuda_failed(cudaMalloc(&c->W[c->nw], wbytes), "cuBLAS weights") ||
+            cuda_failed(cudaMemset(c->W[c->nw], 0x11, wbytes), "memset"))
+            return 1;
+    }
+    return 0;
+}
+
+/* --stack: n synthetic tensors of rows[k] x cols, configuration cfg, that share one input (tensor
+ * 0's permutation, as act-order gives a layer's q/k/v or gate/up): per batch, the n calls one
+ * after another ("separate") against one call on the group uploaded stacked, and cuBLAS fp16 the
+ * same two ways (n GEMVs, or one on the stacked weights). Times are per group. */
+static int bench_group(bench_run *R, int n, const int *rows, int cols, int cfg) {
+    spqr_tensor_info in = synthetic_info(rows[0], cols, cfg);
+    uint64_t r64[MAX_GROUP], nnz[MAX_GROUP], sum_rows = 0;
+    for (int k = 0; k < n; k++)
+        r64[k] = (uint64_t)rows[k], nnz[k] = in.nnz ? r64[k] * (uint64_t)cols / 100 : 0,
+        sum_rows += r64[k];
+    char path[512];
+    synthetic_path(path, sizeof path, (int)sum_rows, cols, cfg);
+    spqr_error err = {0};
+    spqr_file *f = spqr_sample_open_shared_input(path, &in, (size_t)n, r64, nnz, 7, 0, &err);
+    unlink(path); /* (mapped: stays readable until closed) */
+    if (!f) {
+        fprintf(stderr, "spqr bench --gpu: %s\n", err.msg);
+        return 1;
+    }
+    bench_row sep = {.cols = cols, .h = R->h, .s = R->s, .group = n},
+              one = {.cols = cols, .rows = (int)sum_rows, .h = R->h, .s = R->s};
+    size_t sel[MAX_GROUP];
+    uint64_t bytes = 0; /* the group's section bytes */
+    for (int k = 0; k < n; k++) {
+        sel[k] = (size_t)k, sep.grows[k] = rows[k],
+        sep.yrow[k] = k ? sep.yrow[k - 1] + rows[k - 1] : 0;
+        for (int s = 0; s < SPQR_SEC_COUNT; s++) {
+            uint64_t z = 0;
+            spqr_file_section(f, (size_t)k, (spqr_section_id)s, &z);
+            bytes += z;
+        }
+    }
+    const int copies = copies_for(bytes), wcopies = copies_for(sum_rows * (uint64_t)cols * 2);
+    int rc = 1;
+    sep.t = calloc((size_t)(n * copies), sizeof *sep.t),
+    one.t = calloc((size_t)copies, sizeof *one.t);
+    sep.W = calloc((size_t)(n * wcopies), sizeof *sep.W),
+    one.W = calloc((size_t)wcopies, sizeof *one.W);
+    if (!sep.t || !one.t || !sep.W || !one.W) {
+        fprintf(stderr, "spqr bench --gpu: out of memory\n");
+        goto done;
+    }
+    for (; sep.nt < n * copies; sep.nt++)
+        if (spqr_gpu_upload(f, (size_t)(sep.nt % n), &sep.t[sep.nt], &err)) goto spqr_error;
+    for (; one.nt < copies; one.nt++)
+        if (spqr_gpu_upload_stacked(f, sel, (size_t)n, &one.t[one.nt], &err)) goto spqr_error;
+    const int one_rows[1] = {(int)sum_rows};
+    if (dense_copies(&sep, n, rows, wcopies) || dense_copies(&one, 1, one_rows, wcopies) ||
+        row_buffers(&sep, sum_rows) || row_buffers(&one, sum_rows))
+        goto done;
+    char label[200], cl[48];
+    int at = 0;
+    for (int k = 0; k < n && at < 150; k++)
+        at += snprintf(label + at, sizeof label - (size_t)at, "%s%dx%d", k ? " + " : "", rows[k],
+                       cols);
+    synthetic_config_label(&in, cfg, cl, sizeof cl);
+    for (int bi = 0; bi < R->nbatch; bi++) {
+        sep.batch = one.batch = R->batches[bi];
+        float ts, to, tcs, tco;
+        if (time_calls(call_spqr, &sep, R->graph, &ts) ||
+            time_calls(call_spqr, &one, R->graph, &to) ||
+            time_calls(call_cublas, &sep, R->graph, &tcs) ||
+            time_calls(call_cublas, &one, R->graph, &tco))
+            goto done;
+        const double b = (double)spqr_gpu_matmul_bytes(one.t[0], one.batch);
+        printf("| %s | %s | %d | %.1f | %.1f | %.2fx | %.0f%% | %.1f | %.1f | %.2fx | %.2fx |\n",
+               label, cl, one.batch, ts, to, ts / to, 100.0 * b / (to * 1e-6) / R->copy_bw, tcs,
+               tco, tco / to, tcs / to);
+        fflush(stdout);
+    }
+    rc = 0;
+    goto done;
+spqr_error:
+    fprintf(stderr, "spqr bench --gpu: %s\n", err.msg);
+done:
+    row_free(&sep);
+    row_free(&one);
+    spqr_file_close(f);
     return rc;
 }
 
@@ -361,8 +506,9 @@ static int bench_file(bench_run *R, const spqr_file *f) {
 }
 
 /* The benchmark proper, after the options and the file have been checked. */
-static int run_gpu(bench_run *R, spqr_file *f, int quick, int only_cfg, int nsel,
-                   const int (*sel)[2]) {
+static int run_gpu(bench_run *R, spqr_file *f, const bench_select *S) {
+    const int quick = S->quick, only_cfg = S->only_cfg, nsel = S->nsel;
+    const int(*sel)[2] = S->sel;
     spqr_error err = {0};
     if (spqr_gpu_available(&err)) {
         printf("SKIP: %s\n", err.msg);
@@ -386,6 +532,18 @@ static int run_gpu(bench_run *R, spqr_file *f, int quick, int only_cfg, int nsel
     }
     printf("timing: %s\n", R->graph ? "50 calls captured into one CUDA graph, launched 7 times"
                                     : "50 calls launched from the host, 7 times");
+    if (S->ngroups) { /* groups of one input: separate calls against one stacked call */
+        printf("\n| group (rows x cols) | config | batch | spqr separate µs | spqr stacked µs | "
+               "stacked gain | stacked %% of copy bw | cuBLAS separate µs | cuBLAS stacked µs | "
+               "speedup (stacked vs stacked) | speedup (vs cuBLAS separate) |\n"
+               "|---|---|---|---|---|---|---|---|---|---|---|\n");
+        rc = 0;
+        for (int gi = 0; gi < S->ngroups && !rc; gi++)
+            for (int cfg = 0; cfg < 6 && !rc; cfg++)
+                if (only_cfg < 0 ? cfg == 0 : only_cfg == cfg)
+                    rc = bench_group(R, S->group_n[gi], S->group_rows[gi], S->group_cols[gi], cfg);
+        goto done;
+    }
     if (!R->bytes_only)
         printf("\n| %s | batch | spqr µs | eff. GB/s | %% of copy bw | cuSPARSE-path µs | "
                "cuBLAS fp16 µs | speedup |\n|---|---|---|---|---|---|---|---|---|\n",
@@ -413,16 +571,38 @@ done:
 typedef struct {
     int graph, bytes_only, nbatch, batches[3];
 } bench_run;
-static int run_gpu(bench_run *R, spqr_file *f, int quick, int only_cfg, int nsel,
-                   const int (*sel)[2]) {
-    (void)R, (void)f, (void)quick, (void)only_cfg, (void)nsel, (void)sel;
+static int run_gpu(bench_run *R, spqr_file *f, const bench_select *S) {
+    (void)R, (void)f, (void)S;
     printf("SKIP: this spqr was built without CUDA (no CUDA compiler when it was configured)\n");
     return 77;
 }
 #endif
 
+/* "R1xC,R2xC,...": one group of tensors of one input (same C) into S; 0, or 2 (printed) */
+static int parse_group(const char *s, bench_select *S) {
+    const int g = S->ngroups;
+    int n = 0, used = 0, r, c;
+    const char *p = s;
+    while (S->ngroups < 8 && n < MAX_GROUP && sscanf(p, "%dx%d%n", &r, &c, &used) == 2 && r > 0 &&
+           c > 0 && (n == 0 || c == S->group_cols[g])) {
+        S->group_rows[g][n++] = r, S->group_cols[g] = c, p += used;
+        if (*p != ',') break;
+        p++;
+    }
+    if (n == 0 || *p) {
+        fprintf(stderr,
+                "spqr bench --gpu: --stack '%s': expected R1xC,R2xC,... (rows and cols > 0, one C, "
+                "at most %d tensors a group, 8 groups)\n",
+                s, MAX_GROUP);
+        return 2;
+    }
+    S->group_n[S->ngroups++] = n;
+    return 0;
+}
+
 int cmd_bench_gpu(int argc, char **argv) {
-    int quick = 0, only_cfg = -1, nsel = 0, sel[16][2];
+    bench_select S = {.only_cfg = -1};
+    int quick = 0, only_cfg = -1, nsel = 0, (*sel)[2] = S.sel;
     const char *file = NULL;
     bench_run R = {.nbatch = 3, .batches = {1, 4, 16}};
     for (int i = 1; i < argc; i++) {
@@ -451,6 +631,15 @@ int cmd_bench_gpu(int argc, char **argv) {
                 return 2;
             }
             sel[nsel][0] = r, sel[nsel][1] = c, nsel++;
+        } else if (!strcmp(argv[i], "--stack") && i + 1 < argc) {
+            if (parse_group(argv[++i], &S)) return 2;
+        } else if (!strcmp(argv[i], "--stacked")) {
+            /* Llama-7B (hidden 4096, MHA) and -70B (hidden 8192, 8 KV heads of 128) */
+            static const char *const llama[] = {
+                "4096x4096,4096x4096,4096x4096", "11008x4096,11008x4096",
+                "8192x8192,1024x8192,1024x8192", "28672x8192,28672x8192"};
+            for (int k = 0; k < 4; k++)
+                if (parse_group(llama[k], &S)) return 2;
         } else if (!strcmp(argv[i], "--file") && i + 1 < argc) {
             file = argv[++i];
         } else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
@@ -464,6 +653,11 @@ int cmd_bench_gpu(int argc, char **argv) {
     }
     if (R.graph && R.bytes_only) {
         fprintf(stderr, "spqr bench --gpu: --graph and --bytes exclude each other\n");
+        return 2;
+    }
+    if (S.ngroups && (nsel || quick || file || R.bytes_only)) {
+        fprintf(stderr, "spqr bench --gpu: --stack/--stacked run groups only: no --shape, --quick, "
+                        "--file or --bytes with them\n");
         return 2;
     }
     if (file && (nsel || only_cfg >= 0 || quick)) {
@@ -480,7 +674,8 @@ int cmd_bench_gpu(int argc, char **argv) {
             return 1;
         }
     }
-    const int rc = run_gpu(&R, f, quick, only_cfg, nsel, (const int(*)[2])sel);
+    S.quick = quick, S.only_cfg = only_cfg, S.nsel = nsel;
+    const int rc = run_gpu(&R, f, &S);
     spqr_file_close(f);
     return rc;
 }

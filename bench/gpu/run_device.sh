@@ -2,8 +2,9 @@
 # The GPU job for the device machine (a bare box with nvcc and cmake): builds the minimal
 # configuration with the carried zstd/xxhash packages, runs the GPU tests (and once under
 # compute-sanitizer), then the benchmark. Logs go to $OUT.
-# Usage: bench/gpu/run_device.sh [test|bench|all|profile|tune|probe|check|build]
+# Usage: bench/gpu/run_device.sh [test|bench|all|profile|tune|probe|check|build|stack]
 #   check: the quick subset of the GPU tests (SPQR_GPU_QUICK, 2-minute timeout) and nothing else.
+#   stack: the quick subset with the real model's groups, and bench_gpu --stacked (see below).
 #   profile: ncu on one batch-1 kernel (KERNEL regex, SHAPE, SKIP launches) and the SASS; tune: the
 #   tensor-core kernel's compile-time variants (SPQR_MMA_WARPS_PER_SM, SPQR_MMA_MINBLOCKS).
 #   probe: builds with other CUDA flags beside the library's (PROBES, PROBE_* below).
@@ -25,6 +26,25 @@ fi
 if [ "$what" = check ]; then
   rc=0; SPQR_GPU_QUICK=1 timeout 120 ./build-gpu/tests/gpu/test_gpu > "$OUT/check.log" 2>&1 || rc=$?
   echo "test_gpu (quick subset) exit $rc"; grep -E "FAIL|passed" "$OUT/check.log" | tail -15
+  exit $rc
+fi
+if [ "$what" = stack ]; then
+  # tensors of one input uploaded stacked (spqr_gpu_upload_stacked): the quick GPU tests with the
+  # real model's q/k/v and gate/up groups, the example, then bench_gpu --stacked (batch 1, 4, 16
+  # from the host; batch 1 as a CUDA graph unless STACK_GRAPH= is set empty)
+  real=""; [ -f .carry/real_layer0.spqr ] && real=.carry/real_layer0.spqr
+  rc=0; SPQR_GPU_QUICK=1 SPQR_REAL_SPQR=$real timeout 150 ./build-gpu/tests/gpu/test_gpu > "$OUT/check.log" 2>&1 || rc=$?
+  echo "test_gpu (quick subset, real groups) exit $rc"; grep -E "FAIL|passed|stacked:" "$OUT/check.log" | tail -15
+  if [ -n "$real" ]; then
+    ./build-gpu/gpu_linears "$real" > "$OUT/gpu_linears.log" 2>&1; echo "gpu_linears exit $?"
+    grep -E "stacked|linears on" "$OUT/gpu_linears.log" | head -8
+  fi
+  echo "== bench_gpu --stacked =="
+  ./build-gpu/bench/gpu/bench_gpu --stacked | tee "$OUT/bench_gpu_stacked.md"
+  if [ -n "${STACK_GRAPH-1}" ]; then
+    echo "== bench_gpu --stacked --graph --batch 1 =="
+    ./build-gpu/bench/gpu/bench_gpu --stacked --graph --batch 1 | grep "^| [0-9]" | tee "$OUT/bench_gpu_stacked_graph.md"
+  fi
   exit $rc
 fi
 if [ "$what" = tune ]; then

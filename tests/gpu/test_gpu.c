@@ -36,21 +36,12 @@ static int tiled_config(const spqr_tensor_info *in) {
     return in->beta2 >= 16 || (in->beta2 == 8 && in->wbits <= 4 && in->stat_bits != 16);
 }
 
-/* One tensor: GPU matmul for several batches/activations/paths vs the double reference.
- * expect_tc: 1/0 = the tensor must (not) run on the tensor-core kernel; -1 = either. */
-static void check_tensor(const spqr_file *f, size_t ti, uint64_t seed, const char *label,
-                         int expect_tc) {
-    const spqr_tensor_info *in = spqr_file_tensor_info(f, ti);
-    const uint64_t rows = in->dims[0], cols = in->dims[1];
-    float *W = malloc(rows * cols * sizeof *W);
+/* An uploaded tensor whose exact weights are W (rows x cols, the CPU decoder's): GPU matmul for
+ * several batches/activations/paths vs the double reference. expect_tc: 1/0 = the tensor must
+ * (not) run on the tensor-core kernel; -1 = either. Frees t. */
+static void check_uploaded(spqr_gpu_tensor *t, const float *W, uint64_t rows, uint64_t cols,
+                           uint64_t seed, const char *label, int expect_tc) {
     spqr_error err = {0};
-    spqr_file_dequantize(f, ti, W, &err);
-    spqr_gpu_tensor *t;
-    if (spqr_gpu_upload(f, ti, &t, &err)) {
-        CHECK(0, "%s: upload: %s", label, err.msg);
-        free(W);
-        return;
-    }
     if (expect_tc >= 0)
         CHECK(spqr_gpu_uses_tensor_cores(t) == expect_tc, "%s: tensor-core kernel %s expected",
               label, expect_tc ? "" : "not");
@@ -60,7 +51,7 @@ static void check_tensor(const spqr_file *f, size_t ti, uint64_t seed, const cha
     cudaMalloc(&dw, rows * cols * 2);
     spqr_status st = spqr_gpu_dequantize_f16(t, dw, NULL, &err);
     cudaMemcpy(wg, dw, rows * cols * 2, cudaMemcpyDeviceToHost);
-    spqr_cpu_dequantize_f16(f, ti, wc, &err);
+    for (uint64_t i = 0; i < rows * cols; i++) wc[i] = spqr_f32_to_f16(W[i]); /* as the CPU's */
     CHECK(st == SPQR_OK && memcmp(wg, wc, rows * cols * 2) == 0,
           "%s: dequantize kernel differs from CPU", label);
     cudaFree(dw), free(wg), free(wc);
@@ -112,7 +103,124 @@ static void check_tensor(const spqr_file *f, size_t ti, uint64_t seed, const cha
                 cudaFree(dx), cudaFree(dy), free(x), free(xh), free(yh);
             }
     spqr_gpu_free(t);
+}
+
+/* Tensor ti of f, uploaded, checked by check_uploaded. */
+static void check_tensor(const spqr_file *f, size_t ti, uint64_t seed, const char *label,
+                         int expect_tc) {
+    const spqr_tensor_info *in = spqr_file_tensor_info(f, ti);
+    const uint64_t rows = in->dims[0], cols = in->dims[1];
+    float *W = malloc(rows * cols * sizeof *W);
+    spqr_error err = {0};
+    spqr_file_dequantize(f, ti, W, &err);
+    spqr_gpu_tensor *t;
+    if (spqr_gpu_upload(f, ti, &t, &err))
+        CHECK(0, "%s: upload: %s", label, err.msg);
+    else
+        check_uploaded(t, W, rows, cols, seed, label, expect_tc);
     free(W);
+}
+
+/* Tensors sel[0..n) of f uploaded as one (spqr_gpu_upload_stacked): checked by check_uploaded
+ * against their own exact weights, one under the other. */
+static void check_stacked(const spqr_file *f, const size_t *sel, size_t n, uint64_t seed,
+                          const char *label, int expect_tc) {
+    uint64_t rows = 0, cols = spqr_file_tensor_info(f, sel[0])->dims[1];
+    for (size_t i = 0; i < n; i++) rows += spqr_file_tensor_info(f, sel[i])->dims[0];
+    float *W = malloc(rows * cols * sizeof *W);
+    spqr_error err = {0};
+    uint64_t at = 0;
+    for (size_t i = 0; i < n; i++) {
+        spqr_file_dequantize(f, sel[i], W + at, &err);
+        at += spqr_file_tensor_info(f, sel[i])->dims[0] * cols;
+    }
+    spqr_gpu_tensor *t;
+    if (spqr_gpu_upload_stacked(f, sel, n, &t, &err))
+        CHECK(0, "%s: stacked upload: %s", label, err.msg);
+    else
+        check_uploaded(t, W, rows, cols, seed, label, expect_tc);
+    free(W);
+}
+
+/* Projections of one input (q/k/v, gate/up) uploaded stacked, as one tensor: every kernel family
+ * (tensor cores with outlier rounds, fp16 statistics, β2 = 8, the stored layout's fp32 kernels),
+ * a ragged last tensor, GQA-like shapes; mismatched groups are refused through the GPU entry point
+ * too. With real set, each layer's q/k/v and gate/up of a real compressed model. */
+static void stacked_upload(const char *real) {
+    static const struct {
+        uint32_t w, s, b1, b2, perm;
+        uint64_t cols, rows[3], nnz_pm; /* outliers per mille */
+    } g[] = {{3, 3, 16, 16, 1, 512, {64, 32, 32}, 10},
+             {4, 16, 16, 16, 0, 4097, {48, 37, 0}, 100},
+             {2, 2, 8, 8, 1, 333, {40, 24, 9}, 10},
+             {5, 4, 16, 2, 1, 100, {32, 16, 0}, 10},
+             {3, 3, 16, 16, 1, 4096, {1024, 256, 256}, 10}};
+    char path[256];
+    snprintf(path, sizeof path, "/tmp/spqr_gpu_stack_%d.spqr", (int)getpid());
+    for (size_t i = 0; i < sizeof g / sizeof g[0]; i++) {
+        const size_t n = g[i].rows[2] ? 3 : 2;
+        uint64_t nnz[3];
+        for (size_t k = 0; k < n; k++) nnz[k] = g[i].rows[k] * g[i].cols * g[i].nnz_pm / 1000;
+        spqr_tensor_info in = {.kind = SPQR_KIND_SPQR,
+                               .ndim = 2,
+                               .dims = {g[i].rows[0], g[i].cols},
+                               .wbits = g[i].w,
+                               .stat_bits = g[i].s,
+                               .beta1 = g[i].b1,
+                               .beta2 = g[i].b2,
+                               .flags = g[i].perm ? SPQR_FLAG_PERM : 0};
+        spqr_error err = {0};
+        spqr_file *f = spqr_sample_open_shared_input(path, &in, n, g[i].rows, nnz, 60 + i, 0, &err);
+        if (!f) {
+            CHECK(0, "stacked group %zu: building it: %s", i, err.msg);
+            continue;
+        }
+        char label[200];
+        spqr_sample_describe(&in, label, sizeof label);
+        snprintf(label + strlen(label), sizeof label - strlen(label), " stacked %zu", n);
+        check_stacked(f, (const size_t[]){0, 1, 2}, n, 1100 + i, label, tiled_config(&in));
+        if (i == 0) { /* nothing to stack; an index out of range */
+            spqr_gpu_tensor *t = NULL;
+            CHECK(spqr_gpu_upload_stacked(f, NULL, 0, &t, &err) == SPQR_E_ARG && !t,
+                  "stacking nothing must fail");
+            CHECK(spqr_gpu_upload_stacked(f, (const size_t[]){0, 5}, 2, &t, &err) ==
+                          SPQR_E_NOTFOUND &&
+                      !t,
+                  "stacking a missing tensor must fail");
+        }
+        spqr_file_close(f);
+    }
+    /* the demo file's q_proj (100 columns) and o_proj (48): no shared input */
+    spqr_error err = {0};
+    spqr_file *f = spqr_sample_write_file(path, 5, 0, &err) ? NULL : spqr_file_open(path, 0, &err);
+    CHECK(f != NULL, "demo file: %s", err.msg);
+    if (f) {
+        const size_t qo[] = {(size_t)spqr_file_find(f, "layer0.q_proj"),
+                             (size_t)spqr_file_find(f, "layer0.o_proj")};
+        spqr_gpu_tensor *t = NULL;
+        const spqr_status st = spqr_gpu_upload_stacked(f, qo, 2, &t, &err);
+        CHECK(st == SPQR_E_ARG && !t && strstr(err.msg, "columns differ"),
+              "stacking q_proj and o_proj must fail naming the rule: %d %s", st, err.msg);
+        spqr_file_close(f);
+    }
+    unlink(path);
+    if (!real || !*real) return;
+    f = spqr_file_open(real, 0, &err);
+    CHECK(f != NULL, "%s: %s", real, err.msg);
+    int groups = 0;
+    for (size_t i = 0; f && i < spqr_file_tensor_count(f); i++) {
+        size_t sel[SPQR_MAX_GROUP];
+        const size_t n = spqr_file_input_group(f, i, sel);
+        if (!n) continue;
+        char label[300];
+        snprintf(label, sizeof label, "%s and the rest of its group of %zu, stacked",
+                 spqr_file_tensor_name(f, i), n);
+        check_stacked(f, sel, n, 1200 + i, label, -1);
+        groups++;
+    }
+    CHECK(!f || groups > 0, "%s: no q/k/v or gate/up groups found", real);
+    printf("stacked: %d real groups checked\n", groups);
+    spqr_file_close(f);
 }
 
 static void random_configs(void) {
@@ -890,6 +998,10 @@ static void no_gpu(void) {
     const long q = spqr_file_find(f, "layer0.q_proj");
     st = spqr_gpu_upload(f, q >= 0 ? (size_t)q : 0, &t, &err);
     CHECK(st == SPQR_E_UNSUPPORTED && !t, "upload without a GPU: status %d", (int)st);
+    t = (spqr_gpu_tensor *)&err;
+    const size_t qq[] = {q >= 0 ? (size_t)q : 0}; /* (37 rows: only alone, or last) */
+    st = spqr_gpu_upload_stacked(f, qq, 1, &t, &err);
+    CHECK(st == SPQR_E_UNSUPPORTED && !t, "stacked upload without a GPU: status %d", (int)st);
     CHECK(spqr_gpu_model_count(NULL) == 0, "count of no model");
     CHECK(spqr_gpu_model_device_bytes(NULL) == 0 && spqr_gpu_device_bytes(NULL) == 0,
           "device bytes of no model or tensor");
@@ -905,6 +1017,7 @@ int main(void) {
         printf("gpu (errors without a device): %d passed, %d failed\n", passed, failed);
         return failed ? 1 : 77;
     }
+    const char *real = getenv("SPQR_REAL_SPQR");
     errors();
     random_configs();
     fp16_fallback();
@@ -914,9 +1027,9 @@ int main(void) {
     chained_calls(2048, 0);
     chained_calls(3072, 0);
     chained_calls(3072, 1);
+    stacked_upload(real);
     batch1_after_wider();
     device_memory();
-    const char *real = getenv("SPQR_REAL_SPQR");
     model_upload(NULL);
     if (real && *real) model_upload(real);
     if (real && *real) {
