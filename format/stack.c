@@ -65,6 +65,11 @@ spqr_status spqr_tensor_stack(const spqr_file *f, const size_t *tensors, size_t 
             return spqr_set_error(err, SPQR_E_ARG, 0, UINT64_MAX,
                                   "%s: cannot stack '%s' under '%s': %s", path, name,
                                   spqr_file_tensor_name(f, tensors[0]), why);
+    }
+    /* then (all of one input) the shapes: rows whole blocks, sums within the format's limits */
+    for (size_t i = 0; i < n; i++) {
+        const spqr_tensor_info *in = spqr_file_tensor_info(f, tensors[i]);
+        const char *name = spqr_file_tensor_name(f, tensors[i]);
         if (i + 1 < n && in->dims[0] % in->beta1)
             return spqr_set_error(err, SPQR_E_ARG, 0, UINT64_MAX,
                                   "%s: cannot stack '%s': %llu rows, not a multiple of beta1 = %u "

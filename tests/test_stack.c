@@ -110,6 +110,7 @@ static void stack_refuses_mismatches(void **state) {
     (void)state;
     spqr_error err = {0};
     const char *path = tmp_path("mixed.spqr");
+    uint8_t perm_a[64 * 4];
     spqr_writer *w = spqr_writer_open(path, 0, &err);
     assert_non_null(w);
     /* a: the reference; b: another permutation; c: no permutation; d: other columns; e: w4;
@@ -134,6 +135,11 @@ static void stack_refuses_mismatches(void **state) {
                                .flags = t[i].perm ? SPQR_FLAG_PERM : 0};
         spqr_sample_tensor s;
         assert_int_equal(spqr_sample_tensor_make(&in, t[i].seed, &s, &err), SPQR_OK);
+        if (i == 0) {
+            memcpy(perm_a, s.sec[SPQR_SEC_PERM], sizeof perm_a);
+        } else if (t[i].perm && t[i].cols == 64 && t[i].seed == 1) { /* all but b: a's input */
+            memcpy(s.sec[SPQR_SEC_PERM], perm_a, sizeof perm_a);
+        }
         assert_int_equal(spqr_writer_add_spqr(w, t[i].name, &in, (const void *const *)s.sec, &err),
                          SPQR_OK);
         spqr_sample_tensor_free(&s);
@@ -154,6 +160,10 @@ static void stack_refuses_mismatches(void **state) {
     expect_refused(f, (const size_t[]){0, 8}, 2, SPQR_E_NOTFOUND, "index 8 out of range");
     expect_refused(f, (const size_t[]){0}, 0, SPQR_E_ARG, "no tensors");
     expect_refused(f, (const size_t[]){0}, 0, SPQR_E_ARG, "mixed.spqr");
+    /* a mismatch anywhere is named before a ragged first tensor */
+    expect_refused(f, (const size_t[]){6, 3}, 2, SPQR_E_ARG, "'d' under 'g': columns differ");
+    check_stack(f, (const size_t[]){0, 6}, 2); /* the ragged tensor may come last */
+    check_stack(f, (const size_t[]){0, 0, 6}, 3);
     spqr_file_close(f);
 }
 
