@@ -19,9 +19,9 @@
  * Exit status: 0, 1 on an error (named on stderr), 2 on a usage error, 77 where no GPU is usable
  * ("SKIP: ..." on stdout). */
 #define _POSIX_C_SOURCE 200809L
+#include "bench_gpu.h"
 #include "cli.h"
 #include "sample.h"
-#include "spqr.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,18 +45,9 @@ static const char *const usage_text =
     "  --graph: the calls captured into one CUDA graph; --bytes: no timing, one line\n"
     "  \"BYTES n\" per tensor (spqr_gpu_matmul_bytes at the batch)\n";
 
-#define MAX_GROUP 8
-/* What to run: the options' selection of shapes, configurations and groups */
-typedef struct {
-    int quick, only_cfg, nsel, sel[16][2];
-    int ngroups, group_n[8], group_cols[8], group_rows[8][MAX_GROUP];
-} bench_select;
-
 #if SPQR_HAVE_CUDA
-#include <cublas_v2.h>
-#include <cuda_runtime_api.h>
 
-static int cuda_failed(cudaError_t e, const char *what) {
+int bench_cuda_failed(cudaError_t e, const char *what) {
     if (e == cudaSuccess) return 0;
     fprintf(stderr, "spqr bench --gpu: %s: %s\n", what, cudaGetErrorString(e));
     return 1;
@@ -72,24 +63,7 @@ static int cmpf(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-/* One side of a row: nt spqr tensors or nw dense fp16 matrices, x and y rotated over 8 buffers.
- * group > 0: a call is group multiplies, by members k = 0..group-1 of one copy (t and W hold the
- * copies one after another), of rows grows[k], each output at row yrow[k] of y (batch-major). */
-typedef struct {
-    spqr_gpu_tensor **t;
-    int nt;
-    void **W;
-    int nw;
-    void *x[8], *y[8];
-    int rows, cols, batch;
-    int group, grows[MAX_GROUP], yrow[MAX_GROUP];
-    cublasHandle_t h;
-    cudaStream_t s; /* NULL, or the --graph capture stream */
-} bench_row;
-
-typedef int (*call_fn)(bench_row *c, int i);
-
-static int call_spqr(bench_row *c, int i) {
+int bench_call_spqr(bench_row *c, int i) {
     const int n = c->group ? c->group : 1;
     for (int k = 0; k < n; k++) {
         spqr_error err;
@@ -103,7 +77,7 @@ static int call_spqr(bench_row *c, int i) {
     return 0;
 }
 
-static int call_cublas(bench_row *c, int i) {
+int bench_call_cublas(bench_row *c, int i) {
     const float one = 1.f, zero = 0.f;
     const int n = c->group ? c->group : 1;
     for (int k = 0; k < n; k++) {
@@ -121,42 +95,43 @@ static int call_cublas(bench_row *c, int i) {
 }
 
 /* *us = the median over REPEATS of the mean time of CALLS calls on c->s; 0, or 1 (printed) */
-static int time_calls(call_fn fn, bench_row *c, int graph, float *us) {
+int bench_time_calls(call_fn fn, bench_row *c, int graph, float *us) {
     cudaGraph_t g = NULL;
     cudaGraphExec_t ge = NULL;
     cudaEvent_t a = NULL, b = NULL;
     float t[REPEATS];
     int rc = 1;
     if (graph) {
-        if (cuda_failed(cudaStreamBeginCapture(c->s, cudaStreamCaptureModeThreadLocal),
-                        "stream capture"))
+        if (bench_cuda_failed(cudaStreamBeginCapture(c->s, cudaStreamCaptureModeThreadLocal),
+                              "stream capture"))
             return 1;
         int bad = 0;
         for (int i = 0; i < CALLS && !bad; i++) bad = fn(c, i);
         const cudaError_t e = cudaStreamEndCapture(c->s, &g);
-        if (bad || cuda_failed(e, "stream capture") ||
-            cuda_failed(cudaGraphInstantiate(&ge, g, 0), "graph instantiate") ||
-            cuda_failed(cudaGraphLaunch(ge, c->s), "graph launch"))
+        if (bad || bench_cuda_failed(e, "stream capture") ||
+            bench_cuda_failed(cudaGraphInstantiate(&ge, g, 0), "graph instantiate") ||
+            bench_cuda_failed(cudaGraphLaunch(ge, c->s), "graph launch"))
             goto done;
     } else {
         for (int i = 0; i < 10; i++)
             if (fn(c, i)) goto done;
     }
-    if (cuda_failed(cudaDeviceSynchronize(), "warm-up calls") ||
-        cuda_failed(cudaEventCreate(&a), "event") || cuda_failed(cudaEventCreate(&b), "event"))
+    if (bench_cuda_failed(cudaDeviceSynchronize(), "warm-up calls") ||
+        bench_cuda_failed(cudaEventCreate(&a), "event") ||
+        bench_cuda_failed(cudaEventCreate(&b), "event"))
         goto done;
     for (int r = 0; r < REPEATS; r++) {
         cudaEventRecord(a, c->s);
         if (graph) {
-            if (cuda_failed(cudaGraphLaunch(ge, c->s), "graph launch")) goto done;
+            if (bench_cuda_failed(cudaGraphLaunch(ge, c->s), "graph launch")) goto done;
         } else {
             for (int i = 0; i < CALLS; i++)
                 if (fn(c, i)) goto done;
         }
         cudaEventRecord(b, c->s);
         float ms = 0;
-        if (cuda_failed(cudaEventSynchronize(b), "timed calls") ||
-            cuda_failed(cudaEventElapsedTime(&ms, a, b), "event time"))
+        if (bench_cuda_failed(cudaEventSynchronize(b), "timed calls") ||
+            bench_cuda_failed(cudaEventElapsedTime(&ms, a, b), "event time"))
             goto done;
         t[r] = ms * 1000.0f / (float)CALLS;
     }
@@ -178,17 +153,18 @@ static double copy_bandwidth(void) {
     cudaEvent_t e0 = NULL, e1 = NULL;
     double bw = 0;
     float ms = 0;
-    if (cuda_failed(cudaMalloc(&a, n), "copy bandwidth buffer") ||
-        cuda_failed(cudaMalloc(&b, n), "copy bandwidth buffer") ||
-        cuda_failed(cudaMemset(a, 1, n), "memset") || cuda_failed(cudaEventCreate(&e0), "event") ||
-        cuda_failed(cudaEventCreate(&e1), "event") ||
-        cuda_failed(cudaMemcpy(b, a, n, cudaMemcpyDeviceToDevice), "copy"))
+    if (bench_cuda_failed(cudaMalloc(&a, n), "copy bandwidth buffer") ||
+        bench_cuda_failed(cudaMalloc(&b, n), "copy bandwidth buffer") ||
+        bench_cuda_failed(cudaMemset(a, 1, n), "memset") ||
+        bench_cuda_failed(cudaEventCreate(&e0), "event") ||
+        bench_cuda_failed(cudaEventCreate(&e1), "event") ||
+        bench_cuda_failed(cudaMemcpy(b, a, n, cudaMemcpyDeviceToDevice), "copy"))
         goto done;
     cudaEventRecord(e0, 0);
     for (int i = 0; i < 10; i++) cudaMemcpyAsync(b, a, n, cudaMemcpyDeviceToDevice, 0);
     cudaEventRecord(e1, 0);
-    if (cuda_failed(cudaEventSynchronize(e1), "copy") ||
-        cuda_failed(cudaEventElapsedTime(&ms, e0, e1), "event time"))
+    if (bench_cuda_failed(cudaEventSynchronize(e1), "copy") ||
+        bench_cuda_failed(cudaEventElapsedTime(&ms, e0, e1), "event time"))
         goto done;
     bw = 2.0 * 10 * (double)n / (ms * 1e-3);
 done:
@@ -203,8 +179,8 @@ done:
 static int warm_up(cublasHandle_t h) {
     const int n = 8192;
     void *m = NULL;
-    if (cuda_failed(cudaMalloc(&m, 3ull * n * n * 2), "warm-up buffer")) return 1;
-    int rc = cuda_failed(cudaMemset(m, 0, 3ull * n * n * 2), "memset");
+    if (bench_cuda_failed(cudaMalloc(&m, 3ull * n * n * 2), "warm-up buffer")) return 1;
+    int rc = bench_cuda_failed(cudaMemset(m, 0, 3ull * n * n * 2), "memset");
     const char *a = m, *b = a + (size_t)n * n * 2;
     char *c = (char *)m + 2ull * n * n * 2;
     const float one = 1.f, zero = 0.f;
@@ -213,21 +189,12 @@ static int warm_up(cublasHandle_t h) {
                                         n, b, CUDA_R_16F, n, &zero, c, CUDA_R_16F, n,
                                         CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
                            "warm-up GEMM");
-    if (!rc) rc = cuda_failed(cudaDeviceSynchronize(), "warm-up");
+    if (!rc) rc = bench_cuda_failed(cudaDeviceSynchronize(), "warm-up");
     cudaFree(m);
     return rc;
 }
 
-typedef struct {
-    int graph, bytes_only, nbatch, batches[3];
-    double copy_bw;
-    uint64_t l2_bytes;
-    cublasHandle_t h;
-    cudaStream_t s;
-    double sum_spqr[3], sum_cublas[3]; /* --file: per batch, over the tensors */
-} bench_run;
-
-static void row_free(bench_row *c) {
+void bench_row_free(bench_row *c) {
     for (int i = 0; i < c->nt && c->t; i++) spqr_gpu_free(c->t[i]);
     for (int i = 0; i < c->nw && c->W; i++) cudaFree(c->W[i]);
     for (int i = 0; i < 8; i++) cudaFree(c->x[i]), cudaFree(c->y[i]);
@@ -235,7 +202,7 @@ static void row_free(bench_row *c) {
 }
 
 /* copies of `bytes` that make the rotated working set about ROTATE_BYTES (1..MAX_COPIES) */
-static int copies_for(uint64_t bytes) {
+int bench_copies_for(uint64_t bytes) {
     const uint64_t n = ROTATE_BYTES / (bytes ? bytes : 1) + 1;
     return n > MAX_COPIES ? MAX_COPIES : (int)n;
 }
@@ -274,43 +241,39 @@ static int bench_tensor(bench_run *R, const spqr_file *f, size_t ti, const char 
         spqr_file_section(f, ti, (spqr_section_id)sec, &z);
         tbytes += z;
     }
-    const int nt = copies_for(tbytes);
+    const int nt = bench_copies_for(tbytes);
     for (; c.nt < nt; c.nt++)
         if (spqr_gpu_upload(f, ti, &c.t[c.nt], &err)) goto spqr_error;
     const uint64_t wbytes = (uint64_t)c.rows * (uint64_t)c.cols * 2;
-    const int nw = copies_for(wbytes);
+    const int nw = bench_copies_for(wbytes);
     for (; c.nw < nw; c.nw++) {
-        if (cuda_failed(cudaMalloc(&c.W[c.nw], wbytes), "cuBLAS weights")) goto done;
+        if (bench_cuda_failed(cudaMalloc(&c.W[c.nw], wbytes), "cuBLAS weights")) goto done;
         if (c.nw == 0 && !dense_fill) {
             if (spqr_gpu_dequantize_f16(c.t[0], c.W[0], NULL, &err)) goto spqr_error;
         } else if (c.nw == 0) { /* 0x1111: a small normal fp16, not zero */
-            if (cuda_failed(cudaMemset(c.W[0], 0x11, wbytes), "memset")) goto done;
-        } else if (cuda_failed(cudaMemcpy(c.W[c.nw], c.W[0], wbytes, cudaMemcpyDeviceToDevice),
-                               "copy")) {
+            if (bench_cuda_failed(cudaMemset(c.W[0], 0x11, wbytes), "memset")) goto done;
+        } else if (bench_cuda_failed(
+                       cudaMemcpy(c.W[c.nw], c.W[0], wbytes, cudaMemcpyDeviceToDevice), "copy")) {
             goto done;
         }
     }
-    for (int i = 0; i < 8; i++)
-        if (cuda_failed(cudaMalloc(&c.x[i], 16ull * c.cols * 2), "x") ||
-            cuda_failed(cudaMalloc(&c.y[i], 16ull * c.rows * 2), "y") ||
-            cuda_failed(cudaMemset(c.x[i], 0x22, 16ull * c.cols * 2), "memset"))
-            goto done;
+    if (bench_row_buffers(&c, (uint64_t)c.rows)) goto done;
     /* within twice the L2 even rotated: the row's times include L2 hits */
     const int l2 = (uint64_t)c.nt * tbytes < 2 * R->l2_bytes;
     for (int bi = 0; bi < R->nbatch; bi++) {
         c.batch = R->batches[bi];
         float ts, tsp = -1, tc;
         for (int i = 0; i < c.nt; i++) spqr_gpu_set_outlier_path(c.t[i], SPQR_OUTLIERS_FUSED, &err);
-        if (time_calls(call_spqr, &c, R->graph, &ts)) goto done;
+        if (bench_time_calls(bench_call_spqr, &c, R->graph, &ts)) goto done;
         if (in->nnz) {
             for (int i = 0; i < c.nt; i++)
                 if (spqr_gpu_set_outlier_path(c.t[i], SPQR_OUTLIERS_CUSPARSE, &err))
                     goto spqr_error;
-            if (time_calls(call_spqr, &c, R->graph, &tsp)) goto done;
+            if (bench_time_calls(bench_call_spqr, &c, R->graph, &tsp)) goto done;
             for (int i = 0; i < c.nt; i++)
                 spqr_gpu_set_outlier_path(c.t[i], SPQR_OUTLIERS_FUSED, &err);
         }
-        if (time_calls(call_cublas, &c, R->graph, &tc)) goto done;
+        if (bench_time_calls(bench_call_cublas, &c, R->graph, &tc)) goto done;
         const double bytes = (double)spqr_gpu_matmul_bytes(c.t[0], c.batch);
         char spbuf[32] = "-";
         if (tsp > 0) snprintf(spbuf, sizeof spbuf, "%.1f", tsp);
@@ -325,12 +288,12 @@ static int bench_tensor(bench_run *R, const spqr_file *f, size_t ti, const char 
 spqr_error:
     fprintf(stderr, "spqr bench --gpu: %s\n", err.msg);
 done:
-    row_free(&c);
+    bench_row_free(&c);
     return rc;
 }
 
 /* The synthetic configuration cfg (see the top of this file) for a rows x cols tensor. */
-static spqr_tensor_info synthetic_info(int rows, int cols, int cfg) {
+spqr_tensor_info bench_synthetic_info(int rows, int cols, int cfg) {
     return (spqr_tensor_info){.kind = SPQR_KIND_SPQR,
                               .ndim = 2,
                               .dims = {(uint64_t)rows, (uint64_t)cols},
@@ -344,14 +307,14 @@ static spqr_tensor_info synthetic_info(int rows, int cols, int cfg) {
                                   cfg == 0 || cfg >= 4 ? (uint64_t)rows * (uint64_t)cols / 100 : 0,
                               .flags = SPQR_FLAG_PERM};
 }
-static void synthetic_config_label(const spqr_tensor_info *in, int cfg, char *buf, size_t n) {
+void bench_synthetic_label(const spqr_tensor_info *in, int cfg, char *buf, size_t n) {
     snprintf(buf, n, "w%u s3 b%s %s", in->wbits,
              cfg == 5   ? "8/8"
              : cfg == 4 ? "16/8"
                         : "16",
              in->nnz ? "1% outl" : "0 outl");
 }
-static void synthetic_path(char *path, size_t n, int rows, int cols, int cfg) {
+void bench_synthetic_path(char *path, size_t n, int rows, int cols, int cfg) {
     const char *tmp = getenv("TMPDIR");
     snprintf(path, n, "%s/spqr-bench-gpu-%ld-%dx%d-%d.spqr", tmp && *tmp ? tmp : "/tmp",
              (long)getpid(), rows, cols, cfg);
@@ -359,9 +322,9 @@ static void synthetic_path(char *path, size_t n, int rows, int cols, int cfg) {
 
 /* The synthetic tensor of shape rows x cols, configuration cfg, written to a temporary file. */
 static int bench_synthetic(bench_run *R, int rows, int cols, int cfg) {
-    spqr_tensor_info in = synthetic_info(rows, cols, cfg);
+    spqr_tensor_info in = bench_synthetic_info(rows, cols, cfg);
     char path[512];
-    synthetic_path(path, sizeof path, rows, cols, cfg);
+    bench_synthetic_path(path, sizeof path, rows, cols, cfg);
     spqr_error err = {0};
     spqr_file *f = spqr_sample_open_tensor(path, &in, 7, &err);
     if (!f) {
@@ -370,7 +333,7 @@ static int bench_synthetic(bench_run *R, int rows, int cols, int cfg) {
         return 1;
     }
     char label[96], cl[48];
-    synthetic_config_label(&in, cfg, cl, sizeof cl);
+    bench_synthetic_label(&in, cfg, cl, sizeof cl);
     snprintf(label, sizeof label, "%dx%d | %s", rows, cols, cl);
     const int rc = bench_tensor(R, f, 0, label, 1);
     spqr_file_close(f);
@@ -379,106 +342,13 @@ static int bench_synthetic(bench_run *R, int rows, int cols, int cfg) {
 }
 
 /* x and y buffers of a row: 16 vectors of cols and of rows fp16 values, 8 of each */
-static int row_buffers(bench_row *c, uint64_t rows) {
+int bench_row_buffers(bench_row *c, uint64_t rows) {
     for (int i = 0; i < 8; i++)
-        if (cuda_failed(cudaMalloc(&c->x[i], 16ull * c->cols * 2), "x") ||
-            cuda_failed(cudaMalloc(&c->y[i], 16ull * rows * 2), "y") ||
-            cuda_failed(cudaMemset(c->x[i], 0x22, 16ull * c->cols * 2), "memset"))
+        if (bench_cuda_failed(cudaMalloc(&c->x[i], 16ull * c->cols * 2), "x") ||
+            bench_cuda_failed(cudaMalloc(&c->y[i], 16ull * rows * 2), "y") ||
+            bench_cuda_failed(cudaMemset(c->x[i], 0x22, 16ull * c->cols * 2), "memset"))
             return 1;
     return 0;
-}
-
-/* n members of rows[k] x cols fp16, memset 0x11 (a small normal fp16), copy after copy to make
- * the working set (the spqr side's is spqr_bytes) exceed L2 as the synthetic rows do */
-static int dense_copies(bench_row *c, int n, const int *rows, int copies) {
-    for (c->nw = 0; c->nw < n * copies; c->nw++) {
-        const uint64_t wbytes = (uint64_t)rows[c->nw % n] * (uint64_t)c->cols * 2;
-        if (cuda_failed(cudaMalloc(&c->W[c->nw], wbytes), "cuBLAS weights") ||
-            cuda_failed(cudaMemset(c->W[c->nw], 0x11, wbytes), "memset"))
-            return 1;
-    }
-    return 0;
-}
-
-/* --stack: n synthetic tensors of rows[k] x cols, configuration cfg, that share one input (tensor
- * 0's permutation, as act-order gives a layer's q/k/v or gate/up): per batch, the n calls one
- * after another ("separate") against one call on the group uploaded stacked, and cuBLAS fp16 the
- * same two ways (n GEMVs, or one on the stacked weights). Times are per group. */
-static int bench_group(bench_run *R, int n, const int *rows, int cols, int cfg) {
-    spqr_tensor_info in = synthetic_info(rows[0], cols, cfg);
-    uint64_t r64[MAX_GROUP], nnz[MAX_GROUP], sum_rows = 0;
-    for (int k = 0; k < n; k++)
-        r64[k] = (uint64_t)rows[k], nnz[k] = in.nnz ? r64[k] * (uint64_t)cols / 100 : 0,
-        sum_rows += r64[k];
-    char path[512];
-    synthetic_path(path, sizeof path, (int)sum_rows, cols, cfg);
-    spqr_error err = {0};
-    spqr_file *f = spqr_sample_open_shared_input(path, &in, (size_t)n, r64, nnz, 7, 0, &err);
-    unlink(path); /* (mapped: stays readable until closed) */
-    if (!f) {
-        fprintf(stderr, "spqr bench --gpu: %s\n", err.msg);
-        return 1;
-    }
-    bench_row sep = {.cols = cols, .h = R->h, .s = R->s, .group = n},
-              one = {.cols = cols, .rows = (int)sum_rows, .h = R->h, .s = R->s};
-    size_t sel[MAX_GROUP];
-    uint64_t bytes = 0; /* the group's section bytes */
-    for (int k = 0; k < n; k++) {
-        sel[k] = (size_t)k, sep.grows[k] = rows[k],
-        sep.yrow[k] = k ? sep.yrow[k - 1] + rows[k - 1] : 0;
-        for (int s = 0; s < SPQR_SEC_COUNT; s++) {
-            uint64_t z = 0;
-            spqr_file_section(f, (size_t)k, (spqr_section_id)s, &z);
-            bytes += z;
-        }
-    }
-    const int copies = copies_for(bytes), wcopies = copies_for(sum_rows * (uint64_t)cols * 2);
-    int rc = 1;
-    sep.t = calloc((size_t)(n * copies), sizeof *sep.t),
-    one.t = calloc((size_t)copies, sizeof *one.t);
-    sep.W = calloc((size_t)(n * wcopies), sizeof *sep.W),
-    one.W = calloc((size_t)wcopies, sizeof *one.W);
-    if (!sep.t || !one.t || !sep.W || !one.W) {
-        fprintf(stderr, "spqr bench --gpu: out of memory\n");
-        goto done;
-    }
-    for (; sep.nt < n * copies; sep.nt++)
-        if (spqr_gpu_upload(f, (size_t)(sep.nt % n), &sep.t[sep.nt], &err)) goto spqr_error;
-    for (; one.nt < copies; one.nt++)
-        if (spqr_gpu_upload_stacked(f, sel, (size_t)n, &one.t[one.nt], &err)) goto spqr_error;
-    const int one_rows[1] = {(int)sum_rows};
-    if (dense_copies(&sep, n, rows, wcopies) || dense_copies(&one, 1, one_rows, wcopies) ||
-        row_buffers(&sep, sum_rows) || row_buffers(&one, sum_rows))
-        goto done;
-    char label[200], cl[48];
-    int at = 0;
-    for (int k = 0; k < n && at < 150; k++)
-        at += snprintf(label + at, sizeof label - (size_t)at, "%s%dx%d", k ? " + " : "", rows[k],
-                       cols);
-    synthetic_config_label(&in, cfg, cl, sizeof cl);
-    for (int bi = 0; bi < R->nbatch; bi++) {
-        sep.batch = one.batch = R->batches[bi];
-        float ts, to, tcs, tco;
-        if (time_calls(call_spqr, &sep, R->graph, &ts) ||
-            time_calls(call_spqr, &one, R->graph, &to) ||
-            time_calls(call_cublas, &sep, R->graph, &tcs) ||
-            time_calls(call_cublas, &one, R->graph, &tco))
-            goto done;
-        const double b = (double)spqr_gpu_matmul_bytes(one.t[0], one.batch);
-        printf("| %s | %s | %d | %.1f | %.1f | %.2fx | %.0f%% | %.1f | %.1f | %.2fx | %.2fx |\n",
-               label, cl, one.batch, ts, to, ts / to, 100.0 * b / (to * 1e-6) / R->copy_bw, tcs,
-               tco, tco / to, tcs / to);
-        fflush(stdout);
-    }
-    rc = 0;
-    goto done;
-spqr_error:
-    fprintf(stderr, "spqr bench --gpu: %s\n", err.msg);
-done:
-    row_free(&sep);
-    row_free(&one);
-    spqr_file_close(f);
-    return rc;
 }
 
 /* Every SpQR tensor of the file, then the sums per batch. */
@@ -516,7 +386,7 @@ static int run_gpu(bench_run *R, spqr_file *f, const bench_select *S) {
     }
     int rc = 1;
     struct cudaDeviceProp prop;
-    if (cuda_failed(cudaGetDeviceProperties(&prop, 0), "device properties") ||
+    if (bench_cuda_failed(cudaGetDeviceProperties(&prop, 0), "device properties") ||
         cublas_failed(cublasCreate(&R->h), "cublasCreate"))
         return 1;
     R->l2_bytes = (uint64_t)prop.l2CacheSize;
@@ -526,7 +396,7 @@ static int run_gpu(bench_run *R, spqr_file *f, const bench_select *S) {
            prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20, R->copy_bw / 1e9);
     if (!R->bytes_only && warm_up(R->h)) goto done;
     if (R->graph) {
-        if (cuda_failed(cudaStreamCreateWithFlags(&R->s, cudaStreamNonBlocking), "stream") ||
+        if (bench_cuda_failed(cudaStreamCreateWithFlags(&R->s, cudaStreamNonBlocking), "stream") ||
             cublas_failed(cublasSetStream(R->h, R->s), "cublasSetStream"))
             goto done;
     }

@@ -1,0 +1,106 @@
+/* cmd_bench_gpu_stack.c — `spqr bench --gpu --stack/--stacked`: tensors that share one input (a
+ * layer's q/k/v or gate/up) called one after another against one call on them uploaded stacked
+ * (spqr_gpu_upload_stacked), and cuBLAS fp16 the same two ways; the method is cmd_bench_gpu.c's. */
+#define _POSIX_C_SOURCE 200809L
+#include "bench_gpu.h"
+#include "sample.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#if SPQR_HAVE_CUDA
+/* `copies` copies of n dense fp16 members of rows[k] x cols, one copy after another, memset 0x11
+ * (a small normal fp16, as the synthetic rows' cuBLAS side) */
+static int dense_copies(bench_row *c, int n, const int *rows, int copies) {
+    for (c->nw = 0; c->nw < n * copies; c->nw++) {
+        const uint64_t wbytes = (uint64_t)rows[c->nw % n] * (uint64_t)c->cols * 2;
+        if (bench_cuda_failed(cudaMalloc(&c->W[c->nw], wbytes), "cuBLAS weights") ||
+            bench_cuda_failed(cudaMemset(c->W[c->nw], 0x11, wbytes), "memset"))
+            return 1;
+    }
+    return 0;
+}
+
+/* --stack: n synthetic tensors of rows[k] x cols, configuration cfg, that share one input (tensor
+ * 0's permutation, as act-order gives a layer's q/k/v or gate/up): per batch, the n calls one
+ * after another ("separate") against one call on the group uploaded stacked, and cuBLAS fp16 the
+ * same two ways (n GEMVs, or one on the stacked weights). Times are per group. */
+int bench_group(bench_run *R, int n, const int *rows, int cols, int cfg) {
+    spqr_tensor_info in = bench_synthetic_info(rows[0], cols, cfg);
+    uint64_t r64[MAX_GROUP], nnz[MAX_GROUP], sum_rows = 0;
+    for (int k = 0; k < n; k++)
+        r64[k] = (uint64_t)rows[k], nnz[k] = in.nnz ? r64[k] * (uint64_t)cols / 100 : 0,
+        sum_rows += r64[k];
+    char path[512];
+    bench_synthetic_path(path, sizeof path, (int)sum_rows, cols, cfg);
+    spqr_error err = {0};
+    spqr_file *f = spqr_sample_open_shared_input(path, &in, (size_t)n, r64, nnz, 7, 0, &err);
+    unlink(path); /* (mapped: stays readable until closed) */
+    if (!f) {
+        fprintf(stderr, "spqr bench --gpu: %s\n", err.msg);
+        return 1;
+    }
+    bench_row sep = {.cols = cols, .h = R->h, .s = R->s, .group = n},
+              one = {.cols = cols, .rows = (int)sum_rows, .h = R->h, .s = R->s};
+    size_t sel[MAX_GROUP];
+    uint64_t bytes = 0; /* the group's section bytes */
+    for (int k = 0; k < n; k++) {
+        sel[k] = (size_t)k, sep.grows[k] = rows[k],
+        sep.yrow[k] = k ? sep.yrow[k - 1] + rows[k - 1] : 0;
+        for (int s = 0; s < SPQR_SEC_COUNT; s++) {
+            uint64_t z = 0;
+            spqr_file_section(f, (size_t)k, (spqr_section_id)s, &z);
+            bytes += z;
+        }
+    }
+    const int copies = bench_copies_for(bytes),
+              wcopies = bench_copies_for(sum_rows * (uint64_t)cols * 2);
+    int rc = 1;
+    sep.t = calloc((size_t)(n * copies), sizeof *sep.t),
+    one.t = calloc((size_t)copies, sizeof *one.t);
+    sep.W = calloc((size_t)(n * wcopies), sizeof *sep.W),
+    one.W = calloc((size_t)wcopies, sizeof *one.W);
+    if (!sep.t || !one.t || !sep.W || !one.W) {
+        fprintf(stderr, "spqr bench --gpu: out of memory\n");
+        goto done;
+    }
+    for (; sep.nt < n * copies; sep.nt++)
+        if (spqr_gpu_upload(f, (size_t)(sep.nt % n), &sep.t[sep.nt], &err)) goto spqr_error;
+    for (; one.nt < copies; one.nt++)
+        if (spqr_gpu_upload_stacked(f, sel, (size_t)n, &one.t[one.nt], &err)) goto spqr_error;
+    const int one_rows[1] = {(int)sum_rows};
+    if (dense_copies(&sep, n, rows, wcopies) || dense_copies(&one, 1, one_rows, wcopies) ||
+        bench_row_buffers(&sep, sum_rows) || bench_row_buffers(&one, sum_rows))
+        goto done;
+    char label[200], cl[48];
+    int at = 0;
+    for (int k = 0; k < n && at < 150; k++)
+        at += snprintf(label + at, sizeof label - (size_t)at, "%s%dx%d", k ? " + " : "", rows[k],
+                       cols);
+    bench_synthetic_label(&in, cfg, cl, sizeof cl);
+    for (int bi = 0; bi < R->nbatch; bi++) {
+        sep.batch = one.batch = R->batches[bi];
+        float ts, to, tcs, tco;
+        if (bench_time_calls(bench_call_spqr, &sep, R->graph, &ts) ||
+            bench_time_calls(bench_call_spqr, &one, R->graph, &to) ||
+            bench_time_calls(bench_call_cublas, &sep, R->graph, &tcs) ||
+            bench_time_calls(bench_call_cublas, &one, R->graph, &tco))
+            goto done;
+        const double b = (double)spqr_gpu_matmul_bytes(one.t[0], one.batch);
+        printf("| %s | %s | %d | %.1f | %.1f | %.2fx | %.0f%% | %.1f | %.1f | %.2fx | %.2fx |\n",
+               label, cl, one.batch, ts, to, ts / to, 100.0 * b / (to * 1e-6) / R->copy_bw, tcs,
+               tco, tco / to, tcs / to);
+        fflush(stdout);
+    }
+    rc = 0;
+    goto done;
+spqr_error:
+    fprintf(stderr, "spqr bench --gpu: %s\n", err.msg);
+done:
+    bench_row_free(&sep);
+    bench_row_free(&one);
+    spqr_file_close(f);
+    return rc;
+}
+#endif
