@@ -39,6 +39,7 @@ typedef struct {
     cublasHandle_t h;
     cudaStream_t s;
     double sum_spqr[3], sum_cublas[3]; /* --file: per batch, over the tensors */
+    float (*tensor_us)[3];             /* --file: each tensor's spqr time per batch */
 } bench_run;
 
 /* 0, or 1 after printing what failed */
@@ -58,7 +59,15 @@ int bench_row_buffers(bench_row *c, uint64_t rows);
 spqr_tensor_info bench_synthetic_info(int rows, int cols, int cfg);
 void bench_synthetic_label(const spqr_tensor_info *in, int cfg, char *buf, size_t n);
 void bench_synthetic_path(char *path, size_t n, int rows, int cols, int cfg);
-/* --stack: one group (cmd_bench_gpu_stack.c); prints one row per batch */
-int bench_group(bench_run *R, int n, const int *rows, int cols, int cfg);
+/* Tensors sel[0..n) of f, which share one input: per batch, the n calls one after another
+ * ("separate") against one call on them uploaded stacked (spqr_gpu_upload_stacked), and cuBLAS
+ * fp16 the same two ways (n GEMVs, or one on the stacked weights; the tensors' own weights, or with
+ * dense_fill a constant pattern). Times are per group; one row per batch after `label` (the row's
+ * first cells); us[bi] (if not NULL) gets the separate and stacked spqr times. */
+int bench_group(bench_run *R, const spqr_file *f, const size_t *sel, int n, const char *label,
+                int dense_fill, float us[][2]);
+/* --stack: a group of n synthetic tensors rows[k] x cols of configuration cfg (tensor 0's
+ * permutation for all, as act-order gives a layer's q/k/v or gate/up), through bench_group */
+int bench_group_synthetic(bench_run *R, int n, const int *rows, int cols, int cfg);
 #endif
 #endif

@@ -282,6 +282,7 @@ static int bench_tensor(bench_run *R, const spqr_file *f, size_t ti, const char 
                spbuf, tc, tc / ts);
         fflush(stdout);
         R->sum_spqr[bi] += ts, R->sum_cublas[bi] += tc;
+        if (R->tensor_us) R->tensor_us[ti][bi] = ts;
     }
     rc = 0;
     goto done;
@@ -351,9 +352,16 @@ int bench_row_buffers(bench_row *c, uint64_t rows) {
     return 0;
 }
 
-/* Every SpQR tensor of the file, then the sums per batch. */
+/* Every SpQR tensor of the file, then the sums per batch; then the file's groups of one input
+ * stacked, and the sums with them stacked. */
 static int bench_file(bench_run *R, const spqr_file *f) {
     size_t n = 0;
+    int rc = 1;
+    R->tensor_us = calloc(spqr_file_tensor_count(f) + 1, sizeof *R->tensor_us);
+    if (!R->tensor_us) {
+        fprintf(stderr, "spqr bench --gpu: out of memory\n");
+        return 1;
+    }
     for (size_t i = 0; i < spqr_file_tensor_count(f); i++) {
         const spqr_tensor_info *in = spqr_file_tensor_info(f, i);
         if (in->kind != SPQR_KIND_SPQR) continue;
@@ -362,17 +370,61 @@ static int bench_file(bench_run *R, const spqr_file *f) {
                  spqr_file_tensor_name(f, i), (unsigned long long)in->dims[0],
                  (unsigned long long)in->dims[1], in->wbits, in->stat_bits, in->beta1, in->beta2,
                  100.0 * (double)in->nnz / (double)(in->dims[0] * in->dims[1]));
-        if (bench_tensor(R, f, i, label, 0)) return 1;
+        if (bench_tensor(R, f, i, label, 0)) goto out;
         n++;
     }
-    if (R->bytes_only) return 0;
+    rc = 0;
+    if (R->bytes_only) goto out;
     printf("\nAll %zu SpQR tensors, each timed alone, summed (the linears of one decode step):\n\n"
            "| batch | spqr µs | cuBLAS fp16 µs | speedup |\n|---|---|---|---|\n",
            n);
     for (int bi = 0; bi < R->nbatch; bi++)
         printf("| %d | %.1f | %.1f | %.2fx |\n", R->batches[bi], R->sum_spqr[bi], R->sum_cublas[bi],
                R->sum_spqr[bi] > 0 ? R->sum_cublas[bi] / R->sum_spqr[bi] : 0);
-    return 0;
+    /* the tensors of one input (spqr_file_input_group: q/k/v, gate/up) stacked, one call each */
+    double sep[3] = {0}, one[3] = {0};
+    int groups = 0;
+    for (size_t i = 0; i < spqr_file_tensor_count(f); i++) {
+        size_t g[SPQR_MAX_GROUP];
+        const size_t ng = spqr_file_input_group(f, i, g);
+        if (!ng) continue;
+        if (!groups)
+            printf(
+                "\nThe tensors of one input (q/k/v, gate/up), called separately and stacked "
+                "(spqr_gpu_upload_stacked):\n\n"
+                "| group | batch | spqr separate µs | spqr stacked µs | stacked gain | stacked %% "
+                "of copy bw | cuBLAS separate µs | cuBLAS stacked µs | speedup (stacked vs "
+                "stacked) | speedup (vs cuBLAS separate) |\n"
+                "|---|---|---|---|---|---|---|---|---|---|\n");
+        char label[320];
+        snprintf(label, sizeof label, "%.160s and %zu more", spqr_file_tensor_name(f, i), ng - 1);
+        float us[3][2];
+        if (bench_group(R, f, g, (int)ng, label, 0, us)) {
+            rc = 1;
+            goto out;
+        }
+        for (int bi = 0; bi < R->nbatch; bi++) {
+            for (size_t k = 0; k < ng; k++) sep[bi] += R->tensor_us[g[k]][bi];
+            one[bi] += us[bi][1];
+        }
+        groups++;
+    }
+    if (groups) {
+        printf(
+            "\nThe decode step with its %d groups stacked: the sum above, less the groups' "
+            "tensors (each timed alone), plus the groups' stacked calls:\n\n"
+            "| batch | spqr µs, separate | spqr µs, groups stacked | gain |\n|---|---|---|---|\n",
+            groups);
+        for (int bi = 0; bi < R->nbatch; bi++) {
+            const double st = R->sum_spqr[bi] - sep[bi] + one[bi];
+            printf("| %d | %.1f | %.1f | %.2fx |\n", R->batches[bi], R->sum_spqr[bi], st,
+                   st > 0 ? R->sum_spqr[bi] / st : 0);
+        }
+    }
+out:
+    free(R->tensor_us);
+    R->tensor_us = NULL;
+    return rc;
 }
 
 /* The benchmark proper, after the options and the file have been checked. */
@@ -411,7 +463,8 @@ static int run_gpu(bench_run *R, spqr_file *f, const bench_select *S) {
         for (int gi = 0; gi < S->ngroups && !rc; gi++)
             for (int cfg = 0; cfg < 6 && !rc; cfg++)
                 if (only_cfg < 0 ? cfg == 0 : only_cfg == cfg)
-                    rc = bench_group(R, S->group_n[gi], S->group_rows[gi], S->group_cols[gi], cfg);
+                    rc = bench_group_synthetic(R, S->group_n[gi], S->group_rows[gi],
+                                               S->group_cols[gi], cfg);
         goto done;
     }
     if (!R->bytes_only)

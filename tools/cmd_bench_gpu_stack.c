@@ -10,53 +10,45 @@
 #include <unistd.h>
 
 #if SPQR_HAVE_CUDA
-/* `copies` copies of n dense fp16 members of rows[k] x cols, one copy after another, memset 0x11
- * (a small normal fp16, as the synthetic rows' cuBLAS side) */
-static int dense_copies(bench_row *c, int n, const int *rows, int copies) {
+/* The dense side: `copies` copies of the group (sep: its members one after another; one: the
+ * members stacked), each member rows[k] x cols fp16: the tensors' own weights dequantized
+ * (spqr_gpu_dequantize_f16 of copy 0) or, with dense_fill, memset 0x11 (a small normal fp16, as
+ * the synthetic rows' cuBLAS side) */
+static int dense_copies(bench_row *c, int n, const int *rows, int copies, int dense_fill) {
+    spqr_error err;
     for (c->nw = 0; c->nw < n * copies; c->nw++) {
         const uint64_t wbytes = (uint64_t)rows[c->nw % n] * (uint64_t)c->cols * 2;
-        if (bench_cuda_failed(cudaMalloc(&c->W[c->nw], wbytes), "cuBLAS weights") ||
-            bench_cuda_failed(cudaMemset(c->W[c->nw], 0x11, wbytes), "memset"))
+        if (bench_cuda_failed(cudaMalloc(&c->W[c->nw], wbytes), "cuBLAS weights")) return 1;
+        if (dense_fill) {
+            if (bench_cuda_failed(cudaMemset(c->W[c->nw], 0x11, wbytes), "memset")) return 1;
+        } else if (spqr_gpu_dequantize_f16(c->t[c->nw % n], c->W[c->nw], NULL, &err)) {
+            fprintf(stderr, "spqr bench --gpu: %s\n", err.msg);
             return 1;
+        }
     }
     return 0;
 }
 
-/* --stack: n synthetic tensors of rows[k] x cols, configuration cfg, that share one input (tensor
- * 0's permutation, as act-order gives a layer's q/k/v or gate/up): per batch, the n calls one
- * after another ("separate") against one call on the group uploaded stacked, and cuBLAS fp16 the
- * same two ways (n GEMVs, or one on the stacked weights). Times are per group. */
-int bench_group(bench_run *R, int n, const int *rows, int cols, int cfg) {
-    spqr_tensor_info in = bench_synthetic_info(rows[0], cols, cfg);
-    uint64_t r64[MAX_GROUP], nnz[MAX_GROUP], sum_rows = 0;
-    for (int k = 0; k < n; k++)
-        r64[k] = (uint64_t)rows[k], nnz[k] = in.nnz ? r64[k] * (uint64_t)cols / 100 : 0,
-        sum_rows += r64[k];
-    char path[512];
-    bench_synthetic_path(path, sizeof path, (int)sum_rows, cols, cfg);
-    spqr_error err = {0};
-    spqr_file *f = spqr_sample_open_shared_input(path, &in, (size_t)n, r64, nnz, 7, 0, &err);
-    unlink(path); /* (mapped: stays readable until closed) */
-    if (!f) {
-        fprintf(stderr, "spqr bench --gpu: %s\n", err.msg);
-        return 1;
-    }
+int bench_group(bench_run *R, const spqr_file *f, const size_t *sel, int n, const char *label,
+                int dense_fill, float us[][2]) {
+    const int cols = (int)spqr_file_tensor_info(f, sel[0])->dims[1];
     bench_row sep = {.cols = cols, .h = R->h, .s = R->s, .group = n},
-              one = {.cols = cols, .rows = (int)sum_rows, .h = R->h, .s = R->s};
-    size_t sel[MAX_GROUP];
+              one = {.cols = cols, .h = R->h, .s = R->s};
     uint64_t bytes = 0; /* the group's section bytes */
     for (int k = 0; k < n; k++) {
-        sel[k] = (size_t)k, sep.grows[k] = rows[k],
-        sep.yrow[k] = k ? sep.yrow[k - 1] + rows[k - 1] : 0;
+        sep.grows[k] = (int)spqr_file_tensor_info(f, sel[k])->dims[0];
+        sep.yrow[k] = k ? sep.yrow[k - 1] + sep.grows[k - 1] : 0;
+        one.rows += sep.grows[k];
         for (int s = 0; s < SPQR_SEC_COUNT; s++) {
             uint64_t z = 0;
-            spqr_file_section(f, (size_t)k, (spqr_section_id)s, &z);
+            spqr_file_section(f, sel[k], (spqr_section_id)s, &z);
             bytes += z;
         }
     }
     const int copies = bench_copies_for(bytes),
-              wcopies = bench_copies_for(sum_rows * (uint64_t)cols * 2);
+              wcopies = bench_copies_for((uint64_t)one.rows * (uint64_t)cols * 2);
     int rc = 1;
+    spqr_error err = {0};
     sep.t = calloc((size_t)(n * copies), sizeof *sep.t),
     one.t = calloc((size_t)copies, sizeof *one.t);
     sep.W = calloc((size_t)(n * wcopies), sizeof *sep.W),
@@ -66,19 +58,13 @@ int bench_group(bench_run *R, int n, const int *rows, int cols, int cfg) {
         goto done;
     }
     for (; sep.nt < n * copies; sep.nt++)
-        if (spqr_gpu_upload(f, (size_t)(sep.nt % n), &sep.t[sep.nt], &err)) goto spqr_error;
+        if (spqr_gpu_upload(f, sel[sep.nt % n], &sep.t[sep.nt], &err)) goto spqr_error;
     for (; one.nt < copies; one.nt++)
         if (spqr_gpu_upload_stacked(f, sel, (size_t)n, &one.t[one.nt], &err)) goto spqr_error;
-    const int one_rows[1] = {(int)sum_rows};
-    if (dense_copies(&sep, n, rows, wcopies) || dense_copies(&one, 1, one_rows, wcopies) ||
-        bench_row_buffers(&sep, sum_rows) || bench_row_buffers(&one, sum_rows))
+    if (dense_copies(&sep, n, sep.grows, wcopies, dense_fill) ||
+        dense_copies(&one, 1, &one.rows, wcopies, dense_fill) ||
+        bench_row_buffers(&sep, (uint64_t)one.rows) || bench_row_buffers(&one, (uint64_t)one.rows))
         goto done;
-    char label[200], cl[48];
-    int at = 0;
-    for (int k = 0; k < n && at < 150; k++)
-        at += snprintf(label + at, sizeof label - (size_t)at, "%s%dx%d", k ? " + " : "", rows[k],
-                       cols);
-    bench_synthetic_label(&in, cfg, cl, sizeof cl);
     for (int bi = 0; bi < R->nbatch; bi++) {
         sep.batch = one.batch = R->batches[bi];
         float ts, to, tcs, tco;
@@ -88,10 +74,11 @@ int bench_group(bench_run *R, int n, const int *rows, int cols, int cfg) {
             bench_time_calls(bench_call_cublas, &one, R->graph, &tco))
             goto done;
         const double b = (double)spqr_gpu_matmul_bytes(one.t[0], one.batch);
-        printf("| %s | %s | %d | %.1f | %.1f | %.2fx | %.0f%% | %.1f | %.1f | %.2fx | %.2fx |\n",
-               label, cl, one.batch, ts, to, ts / to, 100.0 * b / (to * 1e-6) / R->copy_bw, tcs,
-               tco, tco / to, tcs / to);
+        printf("| %s | %d | %.1f | %.1f | %.2fx | %.0f%% | %.1f | %.1f | %.2fx | %.2fx |\n", label,
+               one.batch, ts, to, ts / to, 100.0 * b / (to * 1e-6) / R->copy_bw, tcs, tco, tco / to,
+               tcs / to);
         fflush(stdout);
+        if (us) us[bi][0] = ts, us[bi][1] = to;
     }
     rc = 0;
     goto done;
@@ -100,6 +87,33 @@ spqr_error:
 done:
     bench_row_free(&sep);
     bench_row_free(&one);
+    return rc;
+}
+
+int bench_group_synthetic(bench_run *R, int n, const int *rows, int cols, int cfg) {
+    spqr_tensor_info in = bench_synthetic_info(rows[0], cols, cfg);
+    uint64_t r64[MAX_GROUP], nnz[MAX_GROUP], sum_rows = 0;
+    size_t sel[MAX_GROUP];
+    for (int k = 0; k < n; k++)
+        r64[k] = (uint64_t)rows[k], nnz[k] = in.nnz ? r64[k] * (uint64_t)cols / 100 : 0,
+        sum_rows += r64[k], sel[k] = (size_t)k;
+    char path[512];
+    bench_synthetic_path(path, sizeof path, (int)sum_rows, cols, cfg);
+    spqr_error err = {0};
+    spqr_file *f = spqr_sample_open_shared_input(path, &in, (size_t)n, r64, nnz, 7, 0, &err);
+    unlink(path); /* (mapped: stays readable until closed) */
+    if (!f) {
+        fprintf(stderr, "spqr bench --gpu: %s\n", err.msg);
+        return 1;
+    }
+    char label[240], cl[48];
+    int at = 0;
+    for (int k = 0; k < n && at < 150; k++)
+        at += snprintf(label + at, sizeof label - (size_t)at, "%s%dx%d", k ? " + " : "", rows[k],
+                       cols);
+    bench_synthetic_label(&in, cfg, cl, sizeof cl);
+    snprintf(label + at, sizeof label - (size_t)at, " | %s", cl);
+    const int rc = bench_group(R, f, sel, n, label, 1, NULL);
     spqr_file_close(f);
     return rc;
 }
