@@ -272,7 +272,8 @@ static cudaError_t make_rounds(spqr_gpu_tensor *t) {
 
 // An SpQR tensor described by in, its raw sections sec[s] of size[s] bytes in host memory (a
 // file's, or a stack of a file's, spqr_tensor_stack), to the device: spqr_gpu_upload's work.
-static spqr_status upload_sections(const spqr_tensor_info *in, const void *const sec[SPQR_SEC_COUNT],
+static spqr_status upload_sections(const spqr_tensor_info *in,
+                                   const void *const sec[SPQR_SEC_COUNT],
                                    const uint64_t size[SPQR_SEC_COUNT], spqr_gpu_tensor **out,
                                    spqr_error *err) {
     spqr_status st = spqr_gpu_available(err);
