@@ -126,17 +126,39 @@ uint64_t spqr_gpu_matmul_bytes(const spqr_gpu_tensor *t, int batch);
  * so their calls must be ordered (spqr_gpu_matmul): one stream, as a forward pass runs. */
 typedef struct spqr_gpu_model spqr_gpu_model;
 spqr_status spqr_gpu_model_upload(const spqr_file *f, spqr_gpu_model **out, spqr_error *err);
+/* Options of spqr_gpu_model_upload_opts. STACK_INPUTS: each group of linears of one input
+ * (spqr_file_input_group: a layer's q/k/v, its gate/up) that stacks (spqr_tensor_stack_check) is
+ * one tensor of the model, uploaded as spqr_gpu_upload_stacked does, where its first member stands
+ * in file order: one call then computes the whole group (bench/NOTES.md v7o: 1.1-1.7x faster at
+ * batch 1). A group that does not stack (its permutations differ, say) stays one tensor per
+ * linear. Find a linear's tensor and its output rows with spqr_gpu_model_locate. */
+#define SPQR_GPU_MODEL_STACK_INPUTS 1u
+/* spqr_gpu_model_upload with options (0: the same as it); SPQR_E_ARG for an unknown option. */
+spqr_status spqr_gpu_model_upload_opts(const spqr_file *f, unsigned opts, spqr_gpu_model **out,
+                                       spqr_error *err);
 void spqr_gpu_model_free(spqr_gpu_model *m);
-/* Number of tensors; the i-th (file order) and its name, NULL past the end. */
+/* Number of the model's tensors (a stacked group counts once). */
 size_t spqr_gpu_model_count(const spqr_gpu_model *m);
 /* Device memory of the model: its tensors' (spqr_gpu_device_bytes, which for a model's tensor
  * leaves out the shared scratch) and the shared scratch. */
 uint64_t spqr_gpu_model_device_bytes(const spqr_gpu_model *m);
+/* The i-th tensor (upload order) and its name (a stacked tensor's: its first member's), NULL past
+ * the end. */
 spqr_gpu_tensor *spqr_gpu_model_tensor(const spqr_gpu_model *m, size_t i);
 const char *spqr_gpu_model_name(const spqr_gpu_model *m, size_t i);
-/* The tensor called name; SPQR_E_NOTFOUND (naming it) when the model has none. */
+/* The linears in tensor i: 1, or a stacked group's members (0 past the end); member k's name
+ * (NULL past the end), in stacking order: its output rows follow those of the members before it. */
+size_t spqr_gpu_model_members(const spqr_gpu_model *m, size_t i);
+const char *spqr_gpu_model_member_name(const spqr_gpu_model *m, size_t i, size_t k);
+/* The tensor called name; SPQR_E_NOTFOUND (naming it) when the model has none, SPQR_E_ARG when it
+ * is stacked with others (its tensor's output is more than its rows: use spqr_gpu_model_locate). */
 spqr_status spqr_gpu_model_find(const spqr_gpu_model *m, const char *name, spqr_gpu_tensor **out,
                                 spqr_error *err);
+/* Where the linear called name runs: *t, the model tensor that computes it, whose output rows
+ * [*row0, *row0 + *rows) of each batch vector's are this linear's (0 and all of them when it is
+ * not stacked). SPQR_E_NOTFOUND (naming it) when the model has none. */
+spqr_status spqr_gpu_model_locate(const spqr_gpu_model *m, const char *name, spqr_gpu_tensor **t,
+                                  uint64_t *row0, uint64_t *rows, spqr_error *err);
 
 #ifdef __cplusplus
 }

@@ -89,33 +89,40 @@ int main(int argc, char **argv) {
                rel, spqr_gpu_uses_tensor_cores(t) ? "tensor cores" : "fp32 kernels");
         free(x), free(y);
     }
-    /* each group of linears of one input, stacked: y = [W_0 x; W_1 x; ...] in one call */
-    for (size_t i = 0; i < spqr_file_tensor_count(f); i++) {
-        size_t g[SPQR_MAX_GROUP];
-        const size_t n = spqr_file_input_group(f, i, g);
-        if (!n) continue;
+    spqr_gpu_model_free(m); /* an app keeps one of the two forms on the device */
+    /* the model with each group of linears of one input stacked: y = [W_0 x; W_1 x; ...] in one
+     * call, each linear's rows found by name */
+    spqr_gpu_model *ms;
+    if (spqr_gpu_model_upload_opts(f, SPQR_GPU_MODEL_STACK_INPUTS, &ms, &err))
+        return fprintf(stderr, "%s\n", err.msg), 1;
+    printf("\nthe same, the linears of one input stacked: %zu tensors on the GPU, %.2f MiB\n",
+           spqr_gpu_model_count(ms), spqr_gpu_model_device_bytes(ms) / 1048576.0);
+    for (size_t i = 0; i < spqr_gpu_model_count(ms); i++) {
+        const size_t n = spqr_gpu_model_members(ms, i);
+        if (n < 2) continue;
         spqr_gpu_tensor *t;
-        if (spqr_gpu_upload_stacked(f, g, n, &t, &err)) {
-            printf("%-48s not stacked: %s\n", spqr_file_tensor_name(f, i), err.msg);
-            continue;
-        }
-        const uint64_t cols = spqr_file_tensor_info(f, i)->dims[1];
-        uint64_t rows = 0;
-        for (size_t k = 0; k < n; k++) rows += spqr_file_tensor_info(f, g[k])->dims[0];
-        float *x = malloc(cols * 4), *y = malloc(rows * 4), us;
+        uint64_t row0, rows, all = 0;
+        for (size_t k = 0; k < n; k++) /* the stacked output: every member's rows */
+            spqr_gpu_model_locate(ms, spqr_gpu_model_member_name(ms, i, k), &t, &row0, &rows, &err),
+                all += rows;
+        const size_t first = (size_t)spqr_file_find(f, spqr_gpu_model_name(ms, i));
+        const uint64_t cols = spqr_file_tensor_info(f, first)->dims[1];
+        float *x = malloc(cols * 4), *y = malloc(all * 4), us;
         free(fixed_x(cols, x));
-        for (size_t k = 0, at = 0; k < n; at += spqr_file_tensor_info(f, g[k])->dims[0], k++)
-            spqr_cpu_matmul(f, g[k], x, 1, y + at, 0, &err);
+        for (size_t k = 0; k < n; k++) { /* each linear's CPU product, at its rows */
+            const char *name = spqr_gpu_model_member_name(ms, i, k);
+            spqr_gpu_model_locate(ms, name, &t, &row0, &rows, &err);
+            spqr_cpu_matmul(f, (size_t)spqr_file_find(f, name), x, 1, y + row0, 0, &err);
+        }
         spqr_status st;
-        const double rel = run_once(t, rows, cols, y, &us, &st);
+        const double rel = run_once(t, all, cols, y, &us, &st);
         bad |= st != SPQR_OK || !(rel < 1e-3);
         printf("%-48s %6llux%-6llu %8.1f us  rel.err vs CPU %.2e  (%zu linears stacked)\n",
-               spqr_file_tensor_name(f, i), (unsigned long long)rows, (unsigned long long)cols, us,
+               spqr_gpu_model_name(ms, i), (unsigned long long)all, (unsigned long long)cols, us,
                rel, n);
-        spqr_gpu_free(t);
         free(x), free(y);
     }
-    spqr_gpu_model_free(m);
+    spqr_gpu_model_free(ms);
     spqr_file_close(f);
     return bad;
 }

@@ -227,6 +227,10 @@ typedef struct {
 spqr_status spqr_tensor_stack(const spqr_file *f, const size_t *tensors, size_t n,
                               spqr_tensor_data *out, spqr_error *err);
 void spqr_tensor_data_free(spqr_tensor_data *d);
+/* The checks of spqr_tensor_stack alone (nothing is allocated): SPQR_OK when those tensors stack,
+ * else the error spqr_tensor_stack would return. */
+spqr_status spqr_tensor_stack_check(const spqr_file *f, const size_t *tensors, size_t n,
+                                    spqr_error *err);
 
 /* Bits spent on a tensor's stored sections, split as the spec's size accounting (§8). */
 typedef struct {

@@ -42,9 +42,11 @@ static const char *mismatch(const spqr_file *f, size_t t0, size_t ti) {
     return NULL;
 }
 
-spqr_status spqr_tensor_stack(const spqr_file *f, const size_t *tensors, size_t n,
-                              spqr_tensor_data *out, spqr_error *err) {
-    memset(out, 0, sizeof *out);
+/* The checks of spqr_tensor_stack; on success *stacked holds the stacked tensor's description and
+ * sizes its section sizes. */
+static spqr_status stack_check(const spqr_file *f, const size_t *tensors, size_t n,
+                               spqr_tensor_info *stacked, uint64_t sizes[SPQR_SEC_COUNT],
+                               spqr_error *err) {
     const char *path = spqr_file_path(f);
     if (n == 0 || !tensors)
         return spqr_set_error(err, SPQR_E_ARG, 0, UINT64_MAX, "%s: no tensors to stack", path);
@@ -78,12 +80,30 @@ spqr_status spqr_tensor_stack(const spqr_file *f, const size_t *tensors, size_t 
                                   path, name, (unsigned long long)in->dims[0], in->beta1);
         rows += in->dims[0], nnz += in->nnz;
     }
-    spqr_tensor_data d = {.info = *spqr_file_tensor_info(f, tensors[0])};
-    d.info.dims[0] = rows, d.info.nnz = nnz;
+    *stacked = *spqr_file_tensor_info(f, tensors[0]);
+    stacked->dims[0] = rows, stacked->nnz = nnz;
     spqr_error e2 = {0}; /* the stacked sizes must themselves be a valid tensor (R11: rows, nnz) */
-    if (spqr_section_sizes(&d.info, d.size, &e2))
+    if (spqr_section_sizes(stacked, sizes, &e2))
         return spqr_set_error(err, SPQR_E_ARG, 0, UINT64_MAX, "%s: the stacked tensor: %s", path,
                               e2.msg);
+    return SPQR_OK;
+}
+
+spqr_status spqr_tensor_stack_check(const spqr_file *f, const size_t *tensors, size_t n,
+                                    spqr_error *err) {
+    spqr_tensor_info info;
+    uint64_t sizes[SPQR_SEC_COUNT];
+    return stack_check(f, tensors, n, &info, sizes, err);
+}
+
+spqr_status spqr_tensor_stack(const spqr_file *f, const size_t *tensors, size_t n,
+                              spqr_tensor_data *out, spqr_error *err) {
+    memset(out, 0, sizeof *out);
+    const char *path = spqr_file_path(f);
+    spqr_tensor_data d = {0};
+    spqr_status st = stack_check(f, tensors, n, &d.info, d.size, err);
+    if (st) return st;
+    const uint64_t rows = d.info.dims[0], nnz = d.info.nnz;
     for (int s = 0; s < SPQR_SEC_COUNT; s++)
         if (!(d.sec[s] = malloc(d.size[s] ? d.size[s] : 1))) {
             spqr_tensor_data_free(&d);

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include "gpu_internal.h"
 #include "sample.h"
 #include "spqr.h"
 
@@ -223,11 +224,105 @@ static void input_groups_by_name(void **state) {
     spqr_file_close(f);
 }
 
+/* Writes SpQR tensors of 64 columns named names[i], with rows[i] rows and the permutation of a
+ * 16 x 64 sample of seed[i] (equal seeds: one input), then a plain tensor called plain when it is
+ * not NULL. */
+static spqr_file *names_file(const char *file, const char *const *names, const uint64_t *rows,
+                             const uint64_t *seed, size_t n, const char *plain) {
+    spqr_error err = {0};
+    const char *path = tmp_path(file);
+    spqr_writer *w = spqr_writer_open(path, 0, &err);
+    assert_non_null(w);
+    for (size_t i = 0; i < n; i++) {
+        spqr_tensor_info in = {.kind = SPQR_KIND_SPQR,
+                               .ndim = 2,
+                               .dims = {rows[i], 64},
+                               .wbits = 3,
+                               .stat_bits = 3,
+                               .beta1 = 16,
+                               .beta2 = 16,
+                               .nnz = 5,
+                               .flags = SPQR_FLAG_PERM};
+        spqr_sample_tensor s, ref;
+        assert_int_equal(spqr_sample_tensor_make(&in, seed[i], &s, &err), SPQR_OK);
+        in.dims[0] = 16; /* the sample's permutation depends on its shape too */
+        assert_int_equal(spqr_sample_tensor_make(&in, seed[i], &ref, &err), SPQR_OK);
+        memcpy(s.sec[SPQR_SEC_PERM], ref.sec[SPQR_SEC_PERM], 64 * 4);
+        in.dims[0] = rows[i];
+        assert_int_equal(spqr_writer_add_spqr(w, names[i], &in, (const void *const *)s.sec, &err),
+                         SPQR_OK);
+        spqr_sample_tensor_free(&s), spqr_sample_tensor_free(&ref);
+    }
+    float one = 1.f;
+    if (plain)
+        assert_int_equal(
+            spqr_writer_add_plain(w, plain, SPQR_DTYPE_F32, 1, (uint64_t[]){1}, &one, &err),
+            SPQR_OK);
+    assert_int_equal(spqr_writer_finish(w, &err), SPQR_OK);
+    spqr_file *f = spqr_file_open(path, 0, &err);
+    assert_non_null(f);
+    return f;
+}
+
+/* Checks a plan against the expected entries: want[e] lists entry e's members, ended by SIZE_MAX.
+ */
+static void expect_plan(const spqr_file *f, int stack, const size_t (*want)[4], size_t n_want) {
+    spqr_error err = {0};
+    spqr_model_entry *plan = NULL;
+    size_t n = 99;
+    assert_int_equal(spqr_model_plan(f, stack, &plan, &n, &err), SPQR_OK);
+    assert_int_equal(n, n_want);
+    for (size_t e = 0; e < n; e++) {
+        size_t k = 0;
+        for (; want[e][k] != SIZE_MAX; k++) assert_int_equal(plan[e].member[k], want[e][k]);
+        assert_int_equal(plan[e].n, k);
+    }
+    free(plan);
+}
+
+/* The model upload's plan (spqr_gpu_model_upload_opts): one entry per SpQR tensor in file order,
+ * or with stacking one per group of one input that stacks, where its first member stands in file
+ * order, members in q/k/v (gate/up) order; groups that do not stack stay one entry per member. */
+static void model_plan_stacks_groups(void **state) {
+    (void)state;
+    enum { X = SIZE_MAX };
+    /* names sorted as a safetensors index sorts them: k, o, q, v; gate, up; layer 1's v differs
+     * in permutation (seed 5), so its q/k/v does not stack; a plain tensor is no entry */
+    static const char *const names[] = {
+        "model.layers.0.mlp.down_proj.weight",    "model.layers.0.mlp.gate_proj.weight",
+        "model.layers.0.mlp.up_proj.weight",      "model.layers.0.self_attn.k_proj.weight",
+        "model.layers.0.self_attn.o_proj.weight", "model.layers.0.self_attn.q_proj.weight",
+        "model.layers.0.self_attn.v_proj.weight", "model.layers.1.self_attn.k_proj.weight",
+        "model.layers.1.self_attn.q_proj.weight", "model.layers.1.self_attn.v_proj.weight"};
+    const uint64_t rows[] = {32, 48, 48, 16, 32, 32, 16, 16, 32, 16};
+    const uint64_t seed[] = {3, 77, 77, 9, 4, 9, 9, 9, 9, 5};
+    spqr_file *f = names_file("plan.spqr", names, rows, seed, 10, "model.norm.weight");
+    const size_t separate[][4] = {{0, X}, {1, X}, {2, X}, {3, X}, {4, X},
+                                  {5, X}, {6, X}, {7, X}, {8, X}, {9, X}};
+    expect_plan(f, 0, separate, 10);
+    const size_t stacked[][4] = {{0, X}, {1, 2, X}, {5, 3, 6, X}, {4, X}, {7, X}, {8, X}, {9, X}};
+    expect_plan(f, 1, stacked, 7);
+    spqr_file_close(f);
+    /* a file of no SpQR tensors: no entries */
+    f = names_file("plan_plain.spqr", names, rows, seed, 0, "model.norm.weight");
+    expect_plan(f, 1, stacked, 0);
+    spqr_file_close(f);
+    /* an unknown upload option is refused before the device is asked for */
+    spqr_error err = {0};
+    spqr_gpu_model *m = (spqr_gpu_model *)&err;
+    f = names_file("plan_one.spqr", names, rows, seed, 1, NULL);
+    assert_int_equal(spqr_gpu_model_upload_opts(f, 2, &m, &err), SPQR_E_ARG);
+    assert_null(m);
+    assert_non_null(strstr(err.msg, "unknown model upload options 0x2"));
+    spqr_file_close(f);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(stack_decodes_to_the_tensors_stacked),
         cmocka_unit_test(stack_refuses_mismatches),
         cmocka_unit_test(input_groups_by_name),
+        cmocka_unit_test(model_plan_stacks_groups),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

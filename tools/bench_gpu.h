@@ -69,5 +69,10 @@ int bench_group(bench_run *R, const spqr_file *f, const size_t *sel, int n, cons
 /* --stack: a group of n synthetic tensors rows[k] x cols of configuration cfg (tensor 0's
  * permutation for all, as act-order gives a layer's q/k/v or gate/up), through bench_group */
 int bench_group_synthetic(bench_run *R, int n, const int *rows, int cols, int cfg);
+/* --file: the decode step as an app runs it, every tensor of an spqr_gpu_model once back to back
+ * on one stream, the model uploaded as stored and with SPQR_GPU_MODEL_STACK_INPUTS (copies of each
+ * rotated beyond L2); one table row per batch */
+#define MAX_COPIES_MODEL 16
+int bench_model_step(bench_run *R, const spqr_file *f);
 #endif
 #endif

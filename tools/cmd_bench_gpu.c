@@ -421,6 +421,7 @@ static int bench_file(bench_run *R, const spqr_file *f) {
                    st > 0 ? R->sum_spqr[bi] / st : 0);
         }
     }
+    if (bench_model_step(R, f)) rc = 1;
 out:
     free(R->tensor_us);
     R->tensor_us = NULL;

@@ -1,6 +1,7 @@
 /* cmd_bench_gpu_stack.c — `spqr bench --gpu --stack/--stacked`: tensors that share one input (a
  * layer's q/k/v or gate/up) called one after another against one call on them uploaded stacked
- * (spqr_gpu_upload_stacked), and cuBLAS fp16 the same two ways; the method is cmd_bench_gpu.c's. */
+ * (spqr_gpu_upload_stacked), and cuBLAS fp16 the same two ways; with --file, also the decode step
+ * through spqr_gpu_model uploaded both ways. The method is cmd_bench_gpu.c's. */
 #define _POSIX_C_SOURCE 200809L
 #include "bench_gpu.h"
 #include "sample.h"
@@ -88,6 +89,89 @@ done:
     bench_row_free(&sep);
     bench_row_free(&one);
     return rc;
+}
+
+/* A decode step through spqr_gpu_model: call i runs every tensor of model copy i % copies once,
+ * in model order on one stream, each into its own rows of y. */
+typedef struct {
+    bench_row row; /* x, y, batch, stream; first, so that the call gets its address */
+    spqr_gpu_model *m[MAX_COPIES_MODEL];
+    int copies;
+    uint64_t *yrow; /* model tensor k's output starts at row yrow[k] of each y vector block */
+} model_step;
+
+static int call_model_step(bench_row *c, int i) {
+    model_step *ms = (model_step *)c;
+    const spqr_gpu_model *m = ms->m[i % ms->copies];
+    for (size_t k = 0; k < spqr_gpu_model_count(m); k++) {
+        spqr_error err;
+        void *y = (char *)c->y[i % 8] + 2ull * (uint64_t)c->batch * ms->yrow[k];
+        if (spqr_gpu_matmul(spqr_gpu_model_tensor(m, k), c->x[i % 8], y, c->batch, SPQR_ACT_F16,
+                            c->s, &err)) {
+            fprintf(stderr, "spqr bench --gpu: %s\n", err.msg);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* f's model uploaded with options opts, in copies that make the working set exceed L2: us[bi] the
+ * step's time at batch bi of R; *tensors the model's tensor count. */
+static int time_model_step(bench_run *R, const spqr_file *f, unsigned opts, float *us,
+                           size_t *tensors) {
+    model_step ms = {.row = {.h = R->h, .s = R->s}};
+    spqr_error err = {0};
+    int rc = 1;
+    uint64_t rows = 0, maxcols = 0;
+    if (spqr_gpu_model_upload_opts(f, opts, &ms.m[0], &err)) goto spqr_error;
+    ms.copies = bench_copies_for(spqr_gpu_model_device_bytes(ms.m[0]));
+    if (ms.copies > MAX_COPIES_MODEL) ms.copies = MAX_COPIES_MODEL;
+    for (int c = 1; c < ms.copies; c++)
+        if (spqr_gpu_model_upload_opts(f, opts, &ms.m[c], &err)) goto spqr_error;
+    *tensors = spqr_gpu_model_count(ms.m[0]);
+    if (!(ms.yrow = calloc(*tensors + 1, sizeof *ms.yrow))) goto done;
+    for (size_t k = 0; k < *tensors; k++) {
+        ms.yrow[k] = rows;
+        for (size_t j = 0; j < spqr_gpu_model_members(ms.m[0], k); j++) {
+            const long ti = spqr_file_find(f, spqr_gpu_model_member_name(ms.m[0], k, j));
+            rows += spqr_file_tensor_info(f, (size_t)ti)->dims[0];
+            if (spqr_file_tensor_info(f, (size_t)ti)->dims[1] > maxcols)
+                maxcols = spqr_file_tensor_info(f, (size_t)ti)->dims[1];
+        }
+    }
+    ms.row.cols = (int)maxcols;
+    if (bench_row_buffers(&ms.row, rows)) goto done;
+    for (int bi = 0; bi < R->nbatch; bi++) {
+        ms.row.batch = R->batches[bi];
+        if (bench_time_calls(call_model_step, &ms.row, R->graph, &us[bi])) goto done;
+    }
+    rc = 0;
+    goto done;
+spqr_error:
+    fprintf(stderr, "spqr bench --gpu: %s\n", err.msg);
+done:
+    for (int c = 0; c < MAX_COPIES_MODEL; c++) spqr_gpu_model_free(ms.m[c]);
+    free(ms.yrow);
+    bench_row_free(&ms.row);
+    return rc;
+}
+
+int bench_model_step(bench_run *R, const spqr_file *f) {
+    float sep[3], one[3];
+    size_t nsep = 0, none = 0;
+    if (time_model_step(R, f, 0, sep, &nsep) ||
+        time_model_step(R, f, SPQR_GPU_MODEL_STACK_INPUTS, one, &none))
+        return 1;
+    printf(
+        "\nThe decode step as an app runs it: every tensor of an spqr_gpu_model once, back to "
+        "back on one stream (the model as stored: %zu tensors; with SPQR_GPU_MODEL_STACK_INPUTS: "
+        "%zu):\n\n| batch | spqr µs, model as stored | spqr µs, inputs stacked | gain "
+        "|\n|---|---|---|---|\n",
+        nsep, none);
+    for (int bi = 0; bi < R->nbatch; bi++)
+        printf("| %d | %.1f | %.1f | %.2fx |\n", R->batches[bi], sep[bi], one[bi],
+               one[bi] > 0 ? sep[bi] / one[bi] : 0);
+    return 0;
 }
 
 int bench_group_synthetic(bench_run *R, int n, const int *rows, int cols, int cfg) {

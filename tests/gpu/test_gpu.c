@@ -897,6 +897,135 @@ static void model_upload(const char *real) {
     unlink(path);
 }
 
+/* The model uploaded with its groups of one input stacked (SPQR_GPU_MODEL_STACK_INPUTS), from a
+ * real compressed model's file: one tensor per group, members in q/k/v (gate/up) order; every
+ * linear located (tensor, rows) gives, run back to back with the other tensors on one stream, its
+ * rows of the stacked output equal to the separately uploaded model's output within fp16 rounding
+ * (the stacked grid may split sums otherwise); find refuses a stacked member, naming locate. */
+static void model_upload_stacked(const char *real) {
+    spqr_error err = {0};
+    spqr_file *f = spqr_file_open(real, 0, &err);
+    CHECK(f != NULL, "%s: %s", real, err.msg);
+    if (!f) return;
+    spqr_gpu_model *ms = NULL, *m1 = NULL;
+    CHECK(spqr_gpu_model_upload_opts(f, SPQR_GPU_MODEL_STACK_INPUTS, &ms, &err) == SPQR_OK && ms,
+          "stacked model upload: %s", err.msg);
+    CHECK(spqr_gpu_model_upload(f, &m1, &err) == SPQR_OK && m1, "model upload: %s", err.msg);
+    if (!ms || !m1) {
+        spqr_gpu_model_free(ms), spqr_gpu_model_free(m1), spqr_file_close(f);
+        return;
+    }
+    const size_t nt = spqr_gpu_model_count(ms);
+    /* the real model's groups all stack (one Hessian per input at compression) */
+    size_t linears = 0, groups = 0, expect_groups = 0, expect_linears = 0, expect_nt = 0;
+    for (size_t i = 0; i < spqr_file_tensor_count(f); i++) {
+        size_t g[SPQR_MAX_GROUP];
+        const size_t ng = spqr_file_input_group(f, i, g);
+        expect_groups += ng > 1, expect_nt -= ng > 1 ? ng - 1 : 0;
+        expect_linears += spqr_file_tensor_info(f, i)->kind == SPQR_KIND_SPQR;
+    }
+    expect_nt += expect_linears;
+    uint64_t maxcols = 0, *out_rows = calloc(nt, sizeof *out_rows);
+    for (size_t i = 0; i < nt; i++) {
+        const size_t nm = spqr_gpu_model_members(ms, i);
+        linears += nm, groups += nm > 1;
+        CHECK(nm >= 1 && spqr_gpu_model_member_name(ms, i, 0) &&
+                  !strcmp(spqr_gpu_model_member_name(ms, i, 0), spqr_gpu_model_name(ms, i)) &&
+                  !spqr_gpu_model_member_name(ms, i, nm),
+              "stacked model tensor %zu: %zu members, names", i, nm);
+        for (size_t k = 0; k < nm; k++) { /* members in stacking order, rows one after another */
+            const char *name = spqr_gpu_model_member_name(ms, i, k);
+            spqr_gpu_tensor *t = NULL;
+            uint64_t row0 = 1, rows = 0;
+            const long fi = spqr_file_find(f, name);
+            CHECK(fi >= 0 && spqr_gpu_model_locate(ms, name, &t, &row0, &rows, &err) == SPQR_OK &&
+                      t == spqr_gpu_model_tensor(ms, i) && row0 == out_rows[i] &&
+                      rows == spqr_file_tensor_info(f, (size_t)fi)->dims[0],
+                  "locate '%s': tensor %p of %p, rows %llu + %llu: %s", name, (void *)t,
+                  (void *)spqr_gpu_model_tensor(ms, i), (unsigned long long)row0,
+                  (unsigned long long)rows, err.msg);
+            out_rows[i] += rows;
+            if (fi >= 0 && spqr_file_tensor_info(f, (size_t)fi)->dims[1] > maxcols)
+                maxcols = spqr_file_tensor_info(f, (size_t)fi)->dims[1];
+            spqr_gpu_tensor *found = (spqr_gpu_tensor *)&err;
+            const spqr_status st = spqr_gpu_model_find(ms, name, &found, &err);
+            CHECK(nm > 1 ? st == SPQR_E_ARG && !found && strstr(err.msg, "spqr_gpu_model_locate")
+                         : st == SPQR_OK && found == t,
+                  "find '%s' in the stacked model (%zu members): status %d, %s", name, nm, (int)st,
+                  err.msg);
+        }
+    }
+    CHECK(linears == expect_linears && groups == expect_groups && groups > 0 && nt == expect_nt &&
+              spqr_gpu_model_count(m1) == linears,
+          "stacked model: %zu tensors (%zu expected), %zu linears (file: %zu), %zu groups (file: "
+          "%zu)",
+          nt, expect_nt, linears, expect_linears, groups, expect_groups);
+    /* every tensor of each model back to back (batch 1 and 16 alternating), then compared */
+    uint16_t *xh = malloc(16 * maxcols * 2 + 2);
+    for (uint64_t c = 0; c < 16 * maxcols; c++)
+        xh[c] = spqr_f32_to_f16((float)((c * 2654435761u) % 1000) / 1000.0f - 0.5f);
+    void *dx = NULL, **dys = calloc(nt, sizeof *dys), **dy1 = calloc(linears, sizeof *dy1);
+    cudaMalloc(&dx, 16 * maxcols * 2 + 2);
+    cudaMemcpy(dx, xh, 16 * maxcols * 2, cudaMemcpyHostToDevice);
+    for (size_t i = 0; i < nt; i++) {
+        const int nb = i % 2 ? 16 : 1;
+        cudaMalloc(&dys[i], (uint64_t)nb * out_rows[i] * 2);
+        CHECK(spqr_gpu_matmul(spqr_gpu_model_tensor(ms, i), dx, dys[i], nb, SPQR_ACT_F16, NULL,
+                              &err) == SPQR_OK,
+              "stacked model tensor %zu: %s", i, err.msg);
+    }
+    for (size_t i = 0, l = 0; i < nt; i++)
+        for (size_t k = 0; k < spqr_gpu_model_members(ms, i); k++, l++) {
+            spqr_gpu_tensor *t = NULL;
+            uint64_t row0, rows;
+            spqr_gpu_model_locate(m1, spqr_gpu_model_member_name(ms, i, k), &t, &row0, &rows, &err);
+            const int nb = i % 2 ? 16 : 1;
+            cudaMalloc(&dy1[l], (uint64_t)nb * rows * 2);
+            CHECK(t && spqr_gpu_matmul(t, dx, dy1[l], nb, SPQR_ACT_F16, NULL, &err) == SPQR_OK,
+                  "model tensor '%s': %s", spqr_gpu_model_member_name(ms, i, k), err.msg);
+        }
+    cudaDeviceSynchronize();
+    for (size_t i = 0, l = 0; i < nt; i++) {
+        const int nb = i % 2 ? 16 : 1;
+        uint16_t *ys = malloc((uint64_t)nb * out_rows[i] * 2);
+        cudaMemcpy(ys, dys[i], (uint64_t)nb * out_rows[i] * 2, cudaMemcpyDeviceToHost);
+        for (size_t k = 0; k < spqr_gpu_model_members(ms, i); k++, l++) {
+            const char *name = spqr_gpu_model_member_name(ms, i, k);
+            spqr_gpu_tensor *t;
+            uint64_t row0 = 0, rows = 0;
+            spqr_gpu_model_locate(ms, name, &t, &row0, &rows, &err);
+            uint16_t *y1 = malloc((uint64_t)nb * rows * 2);
+            cudaMemcpy(y1, dy1[l], (uint64_t)nb * rows * 2, cudaMemcpyDeviceToHost);
+            double dmax = 0, ymax = 0;
+            for (int b = 0; b < nb; b++)
+                for (uint64_t r = 0; r < rows; r++) {
+                    const double a = spqr_f16_to_f32(ys[b * out_rows[i] + row0 + r]),
+                                 c = spqr_f16_to_f32(y1[b * rows + r]);
+                    dmax = fmax(dmax, fabs(a - c)), ymax = fmax(ymax, fabs(c));
+                }
+            CHECK(ymax > 0 && dmax <= ymax / 1024,
+                  "stacked model '%s' batch %d: max |stacked - separate| %.3g (max |y| %.3g)", name,
+                  nb, dmax, ymax);
+            free(y1), cudaFree(dy1[l]);
+        }
+        free(ys), cudaFree(dys[i]);
+    }
+    printf("stacked model: %zu tensors for %zu linears (%zu groups); %.2f MiB on the device, "
+           "%.2f MiB unstacked\n",
+           nt, linears, groups, spqr_gpu_model_device_bytes(ms) / 1048576.0,
+           spqr_gpu_model_device_bytes(m1) / 1048576.0);
+    spqr_gpu_tensor *t = (spqr_gpu_tensor *)&err;
+    uint64_t row0, rows;
+    const spqr_status st = spqr_gpu_model_locate(ms, "no.such.tensor", &t, &row0, &rows, &err);
+    CHECK(st == SPQR_E_NOTFOUND && !t && strstr(err.msg, "no.such.tensor"),
+          "locate of a missing name: status %d, '%s'", (int)st, err.msg);
+    CHECK(spqr_gpu_model_members(ms, nt) == 0 && !spqr_gpu_model_member_name(ms, nt, 0),
+          "members past the end");
+    cudaFree(dx), free(xh), free(dys), free(dy1), free(out_rows);
+    spqr_gpu_model_free(ms), spqr_gpu_model_free(m1);
+    spqr_file_close(f);
+}
+
 /* Device memory: spqr_gpu_device_bytes against the driver's own count (cudaMemGetInfo) for a
  * large tensor (28672x8192 w3 1 %, ~150 MB on the device; 4096x4096 in the quick subset), within
  * the driver's rounding (each allocation rounded up to 2 MiB pages, at most 20 of them; small
@@ -994,6 +1123,9 @@ static void no_gpu(void) {
     spqr_gpu_model *m = (spqr_gpu_model *)&err;
     spqr_status st = spqr_gpu_model_upload(f, &m, &err);
     CHECK(st == SPQR_E_UNSUPPORTED && !m, "model upload without a GPU: status %d", (int)st);
+    m = (spqr_gpu_model *)&err;
+    st = spqr_gpu_model_upload_opts(f, SPQR_GPU_MODEL_STACK_INPUTS, &m, &err);
+    CHECK(st == SPQR_E_UNSUPPORTED && !m, "stacked model upload without a GPU: %d", (int)st);
     spqr_gpu_tensor *t = (spqr_gpu_tensor *)&err;
     const long q = spqr_file_find(f, "layer0.q_proj");
     st = spqr_gpu_upload(f, q >= 0 ? (size_t)q : 0, &t, &err);
@@ -1032,6 +1164,7 @@ int main(void) {
     device_memory();
     model_upload(NULL);
     if (real && *real) model_upload(real);
+    if (real && *real) model_upload_stacked(real);
     if (real && *real) {
         spqr_file *f = spqr_file_open(real, SPQR_OPEN_VERIFY, &err);
         CHECK(f != NULL, "%s: %s", real, err.msg);
