@@ -92,18 +92,22 @@ done:
 }
 
 /* A decode step through spqr_gpu_model: call i runs every tensor of model copy i % copies once,
- * in model order on one stream, each into its own rows of y. */
+ * in model order on one stream, each into its own rows of y; the cuBLAS side runs the same
+ * tensors' fp16 weights (row.W: wcopies copies of the model's count matrices). */
 typedef struct {
-    bench_row row; /* x, y, batch, stream; first, so that the call gets its address */
+    bench_row row; /* x, y, batch, stream, W; first, so that a call gets its address */
     spqr_gpu_model *m[MAX_COPIES_MODEL];
-    int copies;
-    uint64_t *yrow; /* model tensor k's output starts at row yrow[k] of each y vector block */
+    int copies, wcopies;
+    size_t count;   /* tensors of the model */
+    uint64_t *cols; /* tensor k's columns */
+    uint64_t *yrow; /* tensor k's output starts at row yrow[k] of each y vector block; its rows
+                     * are yrow[k + 1] - yrow[k] */
 } model_step;
 
 static int call_model_step(bench_row *c, int i) {
     model_step *ms = (model_step *)c;
     const spqr_gpu_model *m = ms->m[i % ms->copies];
-    for (size_t k = 0; k < spqr_gpu_model_count(m); k++) {
+    for (size_t k = 0; k < ms->count; k++) {
         spqr_error err;
         void *y = (char *)c->y[i % 8] + 2ull * (uint64_t)c->batch * ms->yrow[k];
         if (spqr_gpu_matmul(spqr_gpu_model_tensor(m, k), c->x[i % 8], y, c->batch, SPQR_ACT_F16,
@@ -115,35 +119,67 @@ static int call_model_step(bench_row *c, int i) {
     return 0;
 }
 
-/* f's model uploaded with options opts, in copies that make the working set exceed L2: us[bi] the
- * step's time at batch bi of R; *tensors the model's tensor count. */
-static int time_model_step(bench_run *R, const spqr_file *f, unsigned opts, float *us,
+static int call_model_step_cublas(bench_row *c, int i) {
+    model_step *ms = (model_step *)c;
+    for (size_t k = 0; k < ms->count; k++) {
+        const size_t w = (size_t)(i % ms->wcopies) * ms->count + k;
+        const int rows = (int)(ms->yrow[k + 1] - ms->yrow[k]);
+        /* bench_call_cublas's multiply, one member at tensor k's rows of y */
+        bench_row one = *c;
+        one.group = 1, one.grows[0] = rows, one.yrow[0] = (int)ms->yrow[k], one.W = &c->W[w],
+        one.nw = 1, one.cols = (int)ms->cols[k];
+        if (bench_call_cublas(&one, i)) return 1;
+    }
+    return 0;
+}
+
+/* f's model uploaded with options opts, in copies that make the working set exceed L2 (and the
+ * same for its fp16 weights): us[bi][0] the step's time at batch bi of R, us[bi][1] cuBLAS's;
+ * *tensors the model's tensor count. */
+static int time_model_step(bench_run *R, const spqr_file *f, unsigned opts, float (*us)[2],
                            size_t *tensors) {
     model_step ms = {.row = {.h = R->h, .s = R->s}};
     spqr_error err = {0};
     int rc = 1;
-    uint64_t rows = 0, maxcols = 0;
+    uint64_t maxcols = 0, dense = 0;
     if (spqr_gpu_model_upload_opts(f, opts, &ms.m[0], &err)) goto spqr_error;
     ms.copies = bench_copies_for(spqr_gpu_model_device_bytes(ms.m[0]));
     if (ms.copies > MAX_COPIES_MODEL) ms.copies = MAX_COPIES_MODEL;
     for (int c = 1; c < ms.copies; c++)
         if (spqr_gpu_model_upload_opts(f, opts, &ms.m[c], &err)) goto spqr_error;
-    *tensors = spqr_gpu_model_count(ms.m[0]);
-    if (!(ms.yrow = calloc(*tensors + 1, sizeof *ms.yrow))) goto done;
-    for (size_t k = 0; k < *tensors; k++) {
-        ms.yrow[k] = rows;
+    ms.count = *tensors = spqr_gpu_model_count(ms.m[0]);
+    ms.yrow = calloc(ms.count + 1, sizeof *ms.yrow);
+    ms.cols = calloc(ms.count + 1, sizeof *ms.cols);
+    if (!ms.yrow || !ms.cols) goto done;
+    for (size_t k = 0; k < ms.count; k++) {
+        ms.yrow[k + 1] = ms.yrow[k];
         for (size_t j = 0; j < spqr_gpu_model_members(ms.m[0], k); j++) {
-            const long ti = spqr_file_find(f, spqr_gpu_model_member_name(ms.m[0], k, j));
-            rows += spqr_file_tensor_info(f, (size_t)ti)->dims[0];
-            if (spqr_file_tensor_info(f, (size_t)ti)->dims[1] > maxcols)
-                maxcols = spqr_file_tensor_info(f, (size_t)ti)->dims[1];
+            const spqr_tensor_info *in = spqr_file_tensor_info(
+                f, (size_t)spqr_file_find(f, spqr_gpu_model_member_name(ms.m[0], k, j)));
+            ms.yrow[k + 1] += in->dims[0], ms.cols[k] = in->dims[1];
         }
+        dense += (ms.yrow[k + 1] - ms.yrow[k]) * ms.cols[k] * 2;
+        if (ms.cols[k] > maxcols) maxcols = ms.cols[k];
+    }
+    ms.wcopies = bench_copies_for(dense);
+    if (!(ms.row.W = calloc((size_t)ms.wcopies * ms.count, sizeof *ms.row.W))) goto done;
+    for (; ms.row.nw < ms.wcopies * (int)ms.count; ms.row.nw++) {
+        const size_t k = (size_t)ms.row.nw % ms.count;
+        if (bench_cuda_failed(
+                cudaMalloc(&ms.row.W[ms.row.nw], (ms.yrow[k + 1] - ms.yrow[k]) * ms.cols[k] * 2),
+                "cuBLAS weights"))
+            goto done;
+        if (spqr_gpu_dequantize_f16(spqr_gpu_model_tensor(ms.m[0], k), ms.row.W[ms.row.nw], NULL,
+                                    &err))
+            goto spqr_error;
     }
     ms.row.cols = (int)maxcols;
-    if (bench_row_buffers(&ms.row, rows)) goto done;
+    if (bench_row_buffers(&ms.row, ms.yrow[ms.count])) goto done;
     for (int bi = 0; bi < R->nbatch; bi++) {
         ms.row.batch = R->batches[bi];
-        if (bench_time_calls(call_model_step, &ms.row, R->graph, &us[bi])) goto done;
+        if (bench_time_calls(call_model_step, &ms.row, R->graph, &us[bi][0]) ||
+            bench_time_calls(call_model_step_cublas, &ms.row, R->graph, &us[bi][1]))
+            goto done;
     }
     rc = 0;
     goto done;
@@ -151,26 +187,28 @@ spqr_error:
     fprintf(stderr, "spqr bench --gpu: %s\n", err.msg);
 done:
     for (int c = 0; c < MAX_COPIES_MODEL; c++) spqr_gpu_model_free(ms.m[c]);
-    free(ms.yrow);
+    free(ms.yrow), free(ms.cols);
     bench_row_free(&ms.row);
     return rc;
 }
 
 int bench_model_step(bench_run *R, const spqr_file *f) {
-    float sep[3], one[3];
+    float sep[3][2], one[3][2];
     size_t nsep = 0, none = 0;
     if (time_model_step(R, f, 0, sep, &nsep) ||
         time_model_step(R, f, SPQR_GPU_MODEL_STACK_INPUTS, one, &none))
         return 1;
-    printf(
-        "\nThe decode step as an app runs it: every tensor of an spqr_gpu_model once, back to "
-        "back on one stream (the model as stored: %zu tensors; with SPQR_GPU_MODEL_STACK_INPUTS: "
-        "%zu):\n\n| batch | spqr µs, model as stored | spqr µs, inputs stacked | gain "
-        "|\n|---|---|---|---|\n",
-        nsep, none);
+    printf("\nThe decode step as an app runs it: every tensor of an spqr_gpu_model once, back to "
+           "back on one stream, whole copies of the model rotated beyond L2 (as stored: %zu "
+           "tensors; with SPQR_GPU_MODEL_STACK_INPUTS: %zu), and cuBLAS fp16 on the same tensors' "
+           "weights:\n\n| batch | spqr µs, as stored | spqr µs, inputs stacked | gain | cuBLAS µs, "
+           "as stored | cuBLAS µs, stacked | speedup (stacked vs stacked) |\n"
+           "|---|---|---|---|---|---|---|\n",
+           nsep, none);
     for (int bi = 0; bi < R->nbatch; bi++)
-        printf("| %d | %.1f | %.1f | %.2fx |\n", R->batches[bi], sep[bi], one[bi],
-               one[bi] > 0 ? sep[bi] / one[bi] : 0);
+        printf("| %d | %.1f | %.1f | %.2fx | %.1f | %.1f | %.2fx |\n", R->batches[bi], sep[bi][0],
+               one[bi][0], one[bi][0] > 0 ? sep[bi][0] / one[bi][0] : 0, sep[bi][1], one[bi][1],
+               one[bi][0] > 0 ? one[bi][1] / one[bi][0] : 0);
     return 0;
 }
 
