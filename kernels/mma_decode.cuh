@@ -102,15 +102,28 @@ __global__ void prep_xh_kernel(Params p, const Act *__restrict__ x, int nb, Act 
     // let the matmul kernel launch now (programmatic dependent launch): it streams its first
     // weights while this runs and waits (pdl_wait) before it reads xh
     pdl_trigger();
+    const uint64_t total = (uint64_t)nb * stride;
+    const uint64_t i0 = blockIdx.x * (uint64_t)blockDim.x + threadIdx.x;
+#if SPQR_PROBE_GRAPH_TRIGGER >= 2
+    // (measurement build) the thread's first perm entry read before the wait: perm is the
+    // tensor's, never written by a kernel
+    uint32_t c_first = 0;
+    if (i0 < total && (uint32_t)(i0 % stride) < p.cols)
+        c_first = p.has_perm ? __ldg(p.perm + (uint32_t)(i0 % stride)) : (uint32_t)(i0 % stride);
+#endif
     // launched itself as a programmatic dependent (SPQR_PDL_PREP): x may come from the kernel
     // before, and the matmul before may still read xh, so wait for it (a no-op otherwise)
     pdl_wait();
-    const uint64_t total = (uint64_t)nb * stride;
-    for (uint64_t i = blockIdx.x * (uint64_t)blockDim.x + threadIdx.x; i < total;
-         i += (uint64_t)gridDim.x * blockDim.x) {
+    for (uint64_t i = i0; i < total; i += (uint64_t)gridDim.x * blockDim.x) {
         const uint32_t b = (uint32_t)(i / stride), c = (uint32_t)(i % stride);
         Act v = from_f<Act>(0.f);
+#if SPQR_PROBE_GRAPH_TRIGGER >= 2
+        if (c < p.cols)
+            v = x[(uint64_t)b * p.cols +
+                  (i == i0 ? c_first : p.has_perm ? __ldg(p.perm + c) : c)];
+#else
         if (c < p.cols) v = x[(uint64_t)b * p.cols + (p.has_perm ? __ldg(p.perm + c) : c)];
+#endif
         xh[i] = v;
     }
     // batch > 8 with outliers: xt[c][b] = the same values transposed (zero for b >= nb), so the
