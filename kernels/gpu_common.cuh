@@ -49,7 +49,7 @@ struct Params {
     uint32_t smask, zmask;
     float zstep;
     int wide, has_perm, fuse_outliers;
-    int outl_tail; // per launch: the tensor-core kernel adds the CSR outliers after its tiles
+    int outl_tail;     // per launch: the tensor-core kernel adds the CSR outliers after its tiles
     int trigger_early; // per launch: the kernel lets its dependents launch at its start
 };
 

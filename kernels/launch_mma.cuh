@@ -45,9 +45,6 @@ namespace {
 #ifndef SPQR_MMA_OUTL_TAIL
 #define SPQR_MMA_OUTL_TAIL 1
 #endif
-#ifndef SPQR_PROBE_GRAPH_TRIGGER // measurement builds only (bench/NOTES.md v7p)
-#define SPQR_PROBE_GRAPH_TRIGGER 0
-#endif
 #ifndef SPQR_MMA_TAIL_MIN_WARPS // fewest warps per strip (kw·ksplit) that take the tail
 #define SPQR_MMA_TAIL_MIN_WARPS 8
 #endif
@@ -206,9 +203,10 @@ static cudaError_t launch_mma_t(spqr_gpu_tensor *t, const Act *x, Act *y, float 
                  (uint64_t)p.rows * stride <= SPQR_MMA_XSMEM_MAXWEIGHTS &&
                  (uint64_t)blocks * kMmaWarps <= resident;
     bool capturing = false;
-    if ((xsmem || SPQR_PROBE_GRAPH_TRIGGER) && s) { // (the legacy stream cannot be capturing)
+    if ((xsmem || SPQR_MMA_GRAPH_TRIGGER) && s) { // (the legacy stream cannot be capturing)
         cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
-        capturing = cudaStreamIsCapturing(s, &cs) == cudaSuccess && cs != cudaStreamCaptureStatusNone;
+        capturing =
+            cudaStreamIsCapturing(s, &cs) == cudaSuccess && cs != cudaStreamCaptureStatusNone;
         xsmem = xsmem && !capturing;
     }
     if (!xsmem) {
@@ -232,9 +230,8 @@ static cudaError_t launch_mma_t(spqr_gpu_tensor *t, const Act *x, Act *y, float 
         if (oe != cudaSuccess) return oe;
         pk.fuse_outliers = 0, o32 = t->ybuf;
     }
-    // SPQR_PROBE_GRAPH_TRIGGER (measurement build): captured into a graph, a one-wave grid lets
-    // the next call's kernels launch at its start (they wait for it before reading its output)
-    if (SPQR_PROBE_GRAPH_TRIGGER && capturing && (uint64_t)blocks * kMmaWarps <= resident)
+    // captured into a graph, a one-wave grid lets the next kernels launch at its start
+    if (SPQR_MMA_GRAPH_TRIGGER && capturing && (uint64_t)blocks * kMmaWarps <= resident)
         pk.trigger_early = 1;
     const uint32_t sets = (uint32_t)kMmaWarps >> kwl;
     auto run = kern;

@@ -104,26 +104,19 @@ __global__ void prep_xh_kernel(Params p, const Act *__restrict__ x, int nb, Act 
     pdl_trigger();
     const uint64_t total = (uint64_t)nb * stride;
     const uint64_t i0 = blockIdx.x * (uint64_t)blockDim.x + threadIdx.x;
-#if SPQR_PROBE_GRAPH_TRIGGER >= 2
-    // (measurement build) the thread's first perm entry read before the wait: perm is the
-    // tensor's, never written by a kernel
-    uint32_t c_first = 0;
-    if (i0 < total && (uint32_t)(i0 % stride) < p.cols)
-        c_first = p.has_perm ? __ldg(p.perm + (uint32_t)(i0 % stride)) : (uint32_t)(i0 % stride);
-#endif
+    // the thread's first permutation entry read before the wait (perm is the tensor's, which no
+    // kernel writes): where the matmul before lets this kernel launch early (a CUDA graph,
+    // SPQR_MMA_GRAPH_TRIGGER) that DRAM trip overlaps it (bench/NOTES.md v7p)
+    const uint32_t c0 = (uint32_t)(i0 % stride);
+    const uint32_t src0 = i0 < total && c0 < p.cols ? (p.has_perm ? __ldg(p.perm + c0) : c0) : 0;
     // launched itself as a programmatic dependent (SPQR_PDL_PREP): x may come from the kernel
     // before, and the matmul before may still read xh, so wait for it (a no-op otherwise)
     pdl_wait();
     for (uint64_t i = i0; i < total; i += (uint64_t)gridDim.x * blockDim.x) {
         const uint32_t b = (uint32_t)(i / stride), c = (uint32_t)(i % stride);
         Act v = from_f<Act>(0.f);
-#if SPQR_PROBE_GRAPH_TRIGGER >= 2
         if (c < p.cols)
-            v = x[(uint64_t)b * p.cols +
-                  (i == i0 ? c_first : p.has_perm ? __ldg(p.perm + c) : c)];
-#else
-        if (c < p.cols) v = x[(uint64_t)b * p.cols + (p.has_perm ? __ldg(p.perm + c) : c)];
-#endif
+            v = x[(uint64_t)b * p.cols + (i == i0 ? src0 : p.has_perm ? __ldg(p.perm + c) : c)];
         xh[i] = v;
     }
     // batch > 8 with outliers: xt[c][b] = the same values transposed (zero for b >= nb), so the

@@ -166,7 +166,7 @@ __global__ void __launch_bounds__(kMmaThreads, mma_min_blocks<NH, OS, SK>())
     // memory padded back; their tile loops have the same instructions in the same order, with
     // other registers. Cause not found (bench/NOTES.md v7k): measure that shape after any change
     // to the epilogue.)
-#if SPQR_PROBE_GRAPH_TRIGGER
+#if SPQR_MMA_GRAPH_TRIGGER
     if (p.trigger_early) pdl_trigger(); // (launch_mma_t: captured one-wave grids)
 #endif
     __shared__ float red[kMmaWarps][16][8 * NH + 1];
