@@ -75,7 +75,7 @@ template <int OS, int SK> constexpr bool esh_opaque() {
 // fragments, mma_16816), with one tile's loads in flight while the other is decoded. First the
 // lane's pointers (LaneCtx), then, before xh is ready, the first two tiles' code words pulled
 // towards L2 and before_wait() (a prefetch of the caller's); then pdl_wait (a no-op when already
-// waited).
+// waited) and, where the launch asks (p.trigger_early), the trigger of the kernels after this one.
 template <int WB, int NH, int SK, typename Act, int OS, bool XS, typename BeforeWait>
 __device__ __forceinline__ void
 mma_strip_tiles(const Params &p, const Act *__restrict__ xh, const Act *__restrict__ xt,
@@ -123,6 +123,11 @@ mma_strip_tiles(const Params &p, const Act *__restrict__ xh, const Act *__restri
                                                             (i % WB) * 32));
     before_wait();
     pdl_wait();
+#if SPQR_MMA_GRAPH_TRIGGER
+    // (launch_mma_t: captured one-wave grids) the next call may launch now: after the wait, so
+    // that at most one call ahead sits on the SMs waiting
+    if (p.trigger_early) pdl_trigger();
+#endif
     MmaRaw<WB, NH, SK, OS> ra, rb;
     // both magics derived from the argument, so they stay registers (see code_pair)
     const uint2 mg = make_uint2(magic, magic - (kMagic2 - kMagic2_64));
@@ -166,9 +171,6 @@ __global__ void __launch_bounds__(kMmaThreads, mma_min_blocks<NH, OS, SK>())
     // memory padded back; their tile loops have the same instructions in the same order, with
     // other registers. Cause not found (bench/NOTES.md v7k): measure that shape after any change
     // to the epilogue.)
-#if SPQR_MMA_GRAPH_TRIGGER
-    if (p.trigger_early) pdl_trigger(); // (launch_mma_t: captured one-wave grids)
-#endif
     __shared__ float red[kMmaWarps][16][8 * NH + 1];
     __shared__ uint32_t last_block;
     const uint32_t lane = threadIdx.x & 31, warp = threadIdx.x >> 5;

@@ -88,14 +88,13 @@ __host__ __device__ constexpr bool direct_width(int wb) {
 #define SPQR_MMA_XSMEM 1
 #endif
 // SPQR_MMA_GRAPH_TRIGGER 1: a batch-1..16 call captured into a CUDA graph whose grid is one wave
-// lets the kernels after it launch at its start (griddepcontrol.launch_dependents), so the next
-// call's prep reads its permutation and the next matmul pulls its first tiles towards L2 while
-// this one runs; both wait for it before they read what it writes. H100, graphs, w3 1 % batch 1:
-// 8192² 16.5 → 15.5 µs, 4096² 7.4 → 6.8, 2048² 5.1 → 4.4; the shared 27M model's decode step
-// (every tensor once, copies rotated beyond L2) 215.2 → 180.6, inputs stacked 127.1 → 106.7;
-// 28672x8192 (1.7 waves) and 8192x28672 unchanged. Launched from the host the trigger made calls
-// erratic (8192² once 54 µs, bench/NOTES.md v7a), so it is kept to graphs (bench/NOTES.md v7p).
-// SPQR_MMA_GRAPH_TRIGGER 0: never (a measurement build).
+// lets the kernels after it launch once its warps have waited for their x (griddepcontrol.
+// launch_dependents after griddepcontrol.wait), not at its end: the next call's prep then reads
+// its permutation and the next matmul pulls its first tiles towards L2 while this one runs; both
+// wait for it before they read what it writes. At the kernel's start instead, the calls after it
+// launch one after another and sit on the SMs (H100 graphs, 4096x11008 13.0 → 19.0 µs). From the
+// host an early trigger made calls erratic (8192² once 54 µs, bench/NOTES.md v7a), so it is kept
+// to graphs (bench/NOTES.md v7p). 0: never (a measurement build).
 #ifndef SPQR_MMA_GRAPH_TRIGGER
 #define SPQR_MMA_GRAPH_TRIGGER 1
 #endif
