@@ -230,8 +230,13 @@ static cudaError_t launch_mma_t(spqr_gpu_tensor *t, const Act *x, Act *y, float 
         if (oe != cudaSuccess) return oe;
         pk.fuse_outliers = 0, o32 = t->ybuf;
     }
-    // captured into a graph, a one-wave grid lets the next kernels launch at its start
-    if (SPQR_MMA_GRAPH_TRIGGER && capturing && (uint64_t)blocks * kMmaWarps <= resident)
+    // captured into a graph, a one-wave grid lets the next kernels launch early where they find
+    // no room beside it (it fills 90 % of the resident warps) or it is small (at most 2^22
+    // weights): where the next call's blocks could sit beside a long call, they slowed it (H100
+    // graphs, w3 1 %: 4096x11008 13.1 → 15.2 µs, 11008x4096 13.2 → 14.9; bench/NOTES.md v7p)
+    const uint64_t warps_used = (uint64_t)blocks * kMmaWarps;
+    if (SPQR_MMA_GRAPH_TRIGGER && capturing && warps_used <= resident &&
+        (10 * warps_used >= 9 * resident || (uint64_t)p.rows * stride <= SPQR_MMA_XSMEM_MAXWEIGHTS))
         pk.trigger_early = 1;
     const uint32_t sets = (uint32_t)kMmaWarps >> kwl;
     auto run = kern;
