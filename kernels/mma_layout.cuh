@@ -87,14 +87,18 @@ __host__ __device__ constexpr bool direct_width(int wb) {
 #ifndef SPQR_MMA_XSMEM
 #define SPQR_MMA_XSMEM 1
 #endif
-// SPQR_MMA_GRAPH_TRIGGER 1: a batch-1..16 call captured into a CUDA graph whose grid is one wave
-// lets the kernels after it launch once its warps have waited for their x (griddepcontrol.
-// launch_dependents after griddepcontrol.wait), not at its end: the next call's prep then reads
-// its permutation and the next matmul pulls its first tiles towards L2 while this one runs; both
-// wait for it before they read what it writes. At the kernel's start instead, the calls after it
-// launch one after another and sit on the SMs (H100 graphs, 4096x11008 13.0 → 19.0 µs). From the
-// host an early trigger made calls erratic (8192² once 54 µs, bench/NOTES.md v7a), so it is kept
-// to graphs (bench/NOTES.md v7p). 0: never (a measurement build).
+// SPQR_MMA_GRAPH_TRIGGER 1: a batch-1..16 call captured into a CUDA graph whose grid is one wave,
+// and either fills 90 % of the resident warps or has at most 2^22 weights, lets the kernels after
+// it launch once its warps have waited for their x (griddepcontrol.launch_dependents after
+// griddepcontrol.wait), not at its end: the next call's prep then reads its permutation and the
+// next matmul pulls its first tiles towards L2 while this one runs; both wait for it before they
+// read what it writes. H100 graphs, w3 1 % batch 1: 8192² 16.6 → 15.7 µs, 2048² 5.1 → 4.5, the
+// shared 27M model's decode step 213.8 → 177.6. Triggered at the kernel's start, the calls after
+// it launched one after another and sat on the SMs (4096x11008 13.0 → 19.0 µs); after the wait,
+// on grids that leave room beside them, the next call's blocks still slowed long calls
+// (4096x11008 13.1 → 15.2, 11008x4096 13.2 → 14.9), hence the two conditions (launch_mma.cuh).
+// From the host an early trigger made calls erratic (8192² once 54 µs, bench/NOTES.md v7a), so
+// it is kept to graphs (bench/NOTES.md v7p). 0: never (a measurement build).
 #ifndef SPQR_MMA_GRAPH_TRIGGER
 #define SPQR_MMA_GRAPH_TRIGGER 1
 #endif
