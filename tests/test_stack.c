@@ -168,62 +168,6 @@ static void stack_refuses_mismatches(void **state) {
     spqr_file_close(f);
 }
 
-/* spqr_file_input_group finds a layer's q/k/v and gate/up by their Hugging Face names, and only
- * whole groups of SpQR tensors; the groups it finds stack. */
-static void input_groups_by_name(void **state) {
-    (void)state;
-    spqr_error err = {0};
-    const char *path = tmp_path("names.spqr");
-    spqr_writer *w = spqr_writer_open(path, 0, &err);
-    assert_non_null(w);
-    static const char *const names[] = {
-        "model.layers.0.self_attn.q_proj.weight", "model.layers.0.self_attn.k_proj.weight",
-        "model.layers.0.self_attn.v_proj.weight", "model.layers.0.self_attn.o_proj.weight",
-        "model.layers.0.mlp.gate_proj.weight",    "model.layers.0.mlp.up_proj.weight",
-        "model.layers.1.self_attn.q_proj.weight", "model.layers.1.self_attn.k_proj.weight",
-        "model.layers.1.mlp.gate_proj.weight"};
-    enum { kNames = sizeof names / sizeof names[0] };
-    for (size_t i = 0; i < kNames; i++) {
-        /* one input per group: the sample's permutation depends on the seed and the shape */
-        const int mlp = strstr(names[i], "mlp") != NULL;
-        spqr_tensor_info in = {.kind = SPQR_KIND_SPQR,
-                               .ndim = 2,
-                               .dims = {mlp ? 48 : 32, 64},
-                               .wbits = 3,
-                               .stat_bits = 3,
-                               .beta1 = 16,
-                               .beta2 = 16,
-                               .nnz = 5,
-                               .flags = SPQR_FLAG_PERM};
-        spqr_sample_tensor s;
-        assert_int_equal(spqr_sample_tensor_make(&in, 77, &s, &err), SPQR_OK);
-        assert_int_equal(spqr_writer_add_spqr(w, names[i], &in, (const void *const *)s.sec, &err),
-                         SPQR_OK);
-        spqr_sample_tensor_free(&s);
-    }
-    float one = 1.f; /* layer 1's v_proj is plain: its q/k/v is no group */
-    assert_int_equal(spqr_writer_add_plain(w, "model.layers.1.self_attn.v_proj.weight",
-                                           SPQR_DTYPE_F32, 1, (uint64_t[]){1}, &one, &err),
-                     SPQR_OK);
-    assert_int_equal(spqr_writer_finish(w, &err), SPQR_OK);
-    spqr_file *f = spqr_file_open(path, 0, &err);
-    assert_non_null(f);
-    size_t g[SPQR_MAX_GROUP];
-    assert_int_equal(spqr_file_input_group(f, 0, g), 3);
-    assert_int_equal(g[0], 0), assert_int_equal(g[1], 1), assert_int_equal(g[2], 2);
-    check_stack(f, g, 3);
-    assert_int_equal(spqr_file_input_group(f, 4, g), 2);
-    assert_int_equal(g[0], 4), assert_int_equal(g[1], 5);
-    check_stack(f, g, 2);
-    /* not a group's first member; layer 1's q/k/v lacks an SpQR v; gate without up; past the end */
-    for (size_t i = 1; i < 4; i++) assert_int_equal(spqr_file_input_group(f, i, g), 0);
-    assert_int_equal(spqr_file_input_group(f, 5, g), 0);
-    assert_int_equal(spqr_file_input_group(f, 6, g), 0);
-    assert_int_equal(spqr_file_input_group(f, 8, g), 0);
-    assert_int_equal(spqr_file_input_group(f, 99, g), 0);
-    spqr_file_close(f);
-}
-
 /* Writes SpQR tensors of 64 columns named names[i], with rows[i] rows and the permutation of a
  * 16 x 64 sample of seed[i] (equal seeds: one input), then a plain tensor called plain when it is
  * not NULL. */
@@ -262,6 +206,37 @@ static spqr_file *names_file(const char *file, const char *const *names, const u
     spqr_file *f = spqr_file_open(path, 0, &err);
     assert_non_null(f);
     return f;
+}
+
+/* spqr_file_input_group finds a layer's q/k/v and gate/up by their Hugging Face names, and only
+ * whole groups of SpQR tensors; the groups it finds stack. */
+static void input_groups_by_name(void **state) {
+    (void)state;
+    static const char *const names[] = {
+        "model.layers.0.self_attn.q_proj.weight", "model.layers.0.self_attn.k_proj.weight",
+        "model.layers.0.self_attn.v_proj.weight", "model.layers.0.self_attn.o_proj.weight",
+        "model.layers.0.mlp.gate_proj.weight",    "model.layers.0.mlp.up_proj.weight",
+        "model.layers.1.self_attn.q_proj.weight", "model.layers.1.self_attn.k_proj.weight",
+        "model.layers.1.mlp.gate_proj.weight"};
+    const uint64_t rows[] = {32, 32, 32, 32, 48, 48, 32, 32, 48},
+                   seed[] = {77, 77, 77, 77, 77, 77, 77, 77, 77};
+    /* layer 1's v_proj is plain: its q/k/v is no group */
+    spqr_file *f =
+        names_file("names.spqr", names, rows, seed, 9, "model.layers.1.self_attn.v_proj.weight");
+    size_t g[SPQR_MAX_GROUP];
+    assert_int_equal(spqr_file_input_group(f, 0, g), 3);
+    assert_int_equal(g[0], 0), assert_int_equal(g[1], 1), assert_int_equal(g[2], 2);
+    check_stack(f, g, 3);
+    assert_int_equal(spqr_file_input_group(f, 4, g), 2);
+    assert_int_equal(g[0], 4), assert_int_equal(g[1], 5);
+    check_stack(f, g, 2);
+    /* not a group's first member; layer 1's q/k/v lacks an SpQR v; gate without up; past the end */
+    for (size_t i = 1; i < 4; i++) assert_int_equal(spqr_file_input_group(f, i, g), 0);
+    assert_int_equal(spqr_file_input_group(f, 5, g), 0);
+    assert_int_equal(spqr_file_input_group(f, 6, g), 0);
+    assert_int_equal(spqr_file_input_group(f, 8, g), 0);
+    assert_int_equal(spqr_file_input_group(f, 99, g), 0);
+    spqr_file_close(f);
 }
 
 /* Checks a plan against the expected entries: want[e] lists entry e's members, ended by SIZE_MAX.
