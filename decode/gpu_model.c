@@ -14,7 +14,6 @@
 typedef struct {
     const char *name;    /* the model's copy */
     size_t index;        /* the model tensor that holds it */
-    size_t member;       /* its place among that tensor's linears */
     uint64_t row0, rows; /* its output rows within that tensor's */
 } name_entry;
 
@@ -63,7 +62,7 @@ static spqr_status upload_entry(spqr_gpu_model *m, const spqr_file *f, const spq
         }
         memcpy(copy, name, len);
         const uint64_t rows = spqr_file_tensor_info(f, e->member[k])->dims[0];
-        m->by_linear[m->linears++] = (name_entry){copy, m->count, k, row0, rows};
+        m->by_linear[m->linears++] = (name_entry){copy, m->count, row0, rows};
         row0 += rows;
     }
     m->first[++m->count] = m->linears;
