@@ -50,7 +50,7 @@ struct Params {
     float zstep;
     int wide, has_perm, fuse_outliers;
     int outl_tail;     // per launch: the tensor-core kernel adds the CSR outliers after its tiles
-    int trigger_early; // per launch: the kernel lets its dependents launch at its start
+    int trigger_early; // per launch: the kernel lets its dependents launch after its wait
 };
 
 __device__ __forceinline__ float h2f(uint16_t h) {
